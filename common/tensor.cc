@@ -1,0 +1,72 @@
+#include "common/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace ppml {
+
+size_t ElementSize(DataType type) {
+  switch (type) {
+    case DataType::kF32: return 4;
+    case DataType::kU8: return 1;
+    case DataType::kS8: return 1;
+    case DataType::kS32: return 4;
+    case DataType::kS64: return 8;
+  }
+  return 0;
+}
+
+const char* DataTypeName(DataType type) {
+  switch (type) {
+    case DataType::kF32: return "f32";
+    case DataType::kU8: return "u8";
+    case DataType::kS8: return "s8";
+    case DataType::kS32: return "s32";
+    case DataType::kS64: return "s64";
+  }
+  return "?";
+}
+
+int64_t ElementCount(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string ShapeToString(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ",";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+void Tensor::AlignedFree::operator()(void* p) const { std::free(p); }
+
+Tensor::Tensor(DataType type, Shape shape)
+    : dtype_(type), shape_(std::move(shape)), element_count_(ElementCount(shape_)) {
+  const size_t bytes = byte_size();
+  // aligned_alloc needs a size that is a multiple of the alignment.
+  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  storage_.reset(std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded));
+  if (!storage_) throw std::bad_alloc();
+  std::memset(storage_.get(), 0, rounded == 0 ? kAlignment : rounded);
+}
+
+Tensor Tensor::Clone() const {
+  Tensor copy(dtype_, shape_);
+  if (byte_size()) std::memcpy(copy.raw_data(), raw_data(), byte_size());
+  return copy;
+}
+
+Result<Tensor> Tensor::Reshaped(Shape shape) const {
+  if (ElementCount(shape) != element_count_) {
+    return Status::InvalidArgument("cannot reshape " + ShapeToString(shape_) + " to " + ShapeToString(shape));
+  }
+  Tensor copy = Clone();
+  copy.shape_ = std::move(shape);
+  return copy;
+}
+
+}  // namespace ppml

@@ -1,0 +1,78 @@
+// The engine's graph IR: what the ONNX importer produces and the load-time
+// passes (BatchNorm folding, post-op fusion) rewrite before planning.
+// Internal to engine/. Not thread-safe; built once at load, read-only after.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+
+namespace ppml::engine {
+
+struct Attribute {
+  std::variant<int64_t, float, std::string, std::vector<int64_t>, std::vector<float>, std::shared_ptr<Tensor>> value;
+};
+
+// Element-wise activation a fused op applies to its result (oneDNN post-op).
+struct FusedEltwise {
+  std::string op;  // ONNX op type: Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSwish...
+  float alpha = 0.f;
+  float beta = 0.f;
+};
+
+struct Node {
+  std::string name;     // ONNX node name, or "<op>_<index>" when the file has none
+  std::string op_type;
+  std::vector<std::string> inputs;   // "" marks an omitted optional input
+  std::vector<std::string> outputs;
+  std::map<std::string, Attribute> attributes;
+  int opset = 13;
+
+  // Set by fusion passes: post-ops applied after the op, in order. A "sum"
+  // (residual add) is recorded as the extra input `fused_sum_input`.
+  std::vector<FusedEltwise> post_eltwise_before_sum;
+  std::string fused_sum_input;
+  std::vector<FusedEltwise> post_eltwise;
+
+  bool HasAttr(const std::string& key) const { return attributes.count(key) > 0; }
+  Result<int64_t> Int(const std::string& key) const;
+  int64_t Int(const std::string& key, int64_t fallback) const;
+  float Float(const std::string& key, float fallback) const;
+  std::string String(const std::string& key, const std::string& fallback) const;
+  std::vector<int64_t> Ints(const std::string& key, const std::vector<int64_t>& fallback = {}) const;
+  std::vector<float> Floats(const std::string& key) const;
+  const Tensor* TensorAttr(const std::string& key) const;
+  // "node 'conv1' (Conv)" for error messages.
+  std::string Describe() const;
+  // The i-th input name, "" when absent.
+  const std::string& Input(size_t i) const;
+};
+
+struct GraphValue {
+  std::string name;
+  DataType dtype = DataType::kF32;
+  Shape shape;  // -1 for a symbolic dimension
+};
+
+struct Graph {
+  std::string name;
+  int opset = 13;
+  std::vector<GraphValue> inputs;   // runtime inputs only (initializers excluded)
+  std::vector<GraphValue> outputs;
+  std::map<std::string, std::shared_ptr<Tensor>> constants;  // initializers and Constant nodes
+  std::vector<Node> nodes;  // topologically sorted
+
+  bool IsConstant(const std::string& value) const { return constants.count(value) > 0; }
+  const Tensor* Constant(const std::string& value) const;
+  // Number of nodes reading each value (graph outputs count as one reader).
+  std::map<std::string, int> ConsumerCounts() const;
+};
+
+}  // namespace ppml::engine

@@ -1,0 +1,150 @@
+// Model: ONNX import, load-time passes, and a plan per input-shape set.
+#include <omp.h>
+
+#include <fstream>
+#include <map>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "engine/engine.h"
+#include "engine/onnx_import.h"
+#include "engine/ops.h"
+#include "engine/passes.h"
+#include "engine/plan.h"
+
+namespace ppml::engine {
+namespace {
+
+class OnnxModel final : public Model {
+ public:
+  OnnxModel(Graph graph, PassStats passes, int nodes_in_file)
+      : graph_(std::move(graph)), engine_(dnnl::engine::kind::cpu, 0) {
+    stats_.nodes_in_file = nodes_in_file;
+    stats_.folded_batchnorms = passes.folded_batchnorms;
+    stats_.fused_post_ops = passes.fused_post_ops;
+    for (const auto& [name, t] : graph_.constants) stats_.weight_bytes += t->byte_size();
+    for (const auto& in : graph_.inputs) inputs_.push_back({in.name, in.dtype, in.shape});
+    for (const auto& out : graph_.outputs) outputs_.push_back({out.name, out.dtype, out.shape});
+  }
+
+  // Builds the plan for the model's own shapes (symbolic dimensions as 1) so
+  // that unsupported ops and attributes surface at load, not at the first request.
+  Status Validate() {
+    std::vector<Shape> shapes;
+    bool symbolic = false;
+    for (const auto& in : graph_.inputs) {
+      Shape s = in.shape;
+      for (int64_t& d : s) {
+        if (d < 0) {
+          d = 1;
+          symbolic = true;
+        }
+      }
+      shapes.push_back(std::move(s));
+    }
+    Result<Plan*> plan = PlanFor(shapes);
+    // With symbolic dimensions a guess of 1 may be invalid for the model; only
+    // an unsupported op or attribute is then a load error.
+    if (!plan.ok() && (!symbolic || plan.status().code() == StatusCode::kUnsupported)) return plan.status();
+    return Status::Ok();
+  }
+
+  const std::vector<TensorInfo>& inputs() const override { return inputs_; }
+  const std::vector<TensorInfo>& outputs() const override { return outputs_; }
+  ModelStats stats() const override { return stats_; }
+
+  Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs) override {
+    if (inputs.size() != inputs_.size()) {
+      return Status::InvalidArgument("the model takes " + std::to_string(inputs_.size()) + " inputs, got " +
+                                     std::to_string(inputs.size()));
+    }
+    std::vector<Shape> shapes;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i].dtype() != inputs_[i].dtype) {
+        return Status::InvalidArgument("input '" + inputs_[i].name + "' must be " + DataTypeName(inputs_[i].dtype) +
+                                       ", got " + DataTypeName(inputs[i].dtype()));
+      }
+      shapes.push_back(inputs[i].shape());
+    }
+    PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor(shapes));
+    return plan->Run(inputs);
+  }
+
+ private:
+  Result<Plan*> PlanFor(const std::vector<Shape>& shapes) {
+    auto it = plans_.find(shapes);
+    if (it != plans_.end()) return it->second.get();
+    PlanBuilder builder(graph_, engine_, &weights_);
+    PPML_ASSIGN_OR_RETURN(std::unique_ptr<Plan> plan, builder.Build(shapes));
+    stats_.kernels = static_cast<int>(plan->step_count());
+    stats_.arena_bytes = plan->arena_bytes();
+    stats_.macs = plan->macs();
+    // Bound the cache: a client sending ever new shapes must not grow memory without limit.
+    if (plans_.size() >= kMaxPlans) plans_.erase(plans_.begin());
+    Plan* raw = plan.get();
+    plans_[shapes] = std::move(plan);
+    return raw;
+  }
+
+  static constexpr size_t kMaxPlans = 16;
+  Graph graph_;
+  dnnl::engine engine_;
+  WeightCache weights_;
+  std::map<std::vector<Shape>, std::unique_ptr<Plan>> plans_;
+  std::vector<TensorInfo> inputs_, outputs_;
+  ModelStats stats_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes, const std::string& name,
+                                                const EngineOptions& options) {
+  if (options.threads > 0) SetThreads(options.threads);
+  PPML_ASSIGN_OR_RETURN(Graph graph, ImportOnnx(bytes, name));
+  const int nodes_in_file = static_cast<int>(graph.nodes.size());
+  for (const Node& n : graph.nodes) {
+    if (!FindOpBuilder(n.op_type)) {
+      return Status::Unsupported(name + ": " + n.Describe() + ": op " + n.op_type + " is not supported by the engine");
+    }
+  }
+  PassStats passes;
+  if (options.fuse) {
+    PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, &passes));
+    PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
+  }
+  auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file);
+  try {
+    PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
+  } catch (const std::exception& e) {
+    return Status::Internal(name + ": " + e.what());
+  }
+  return std::unique_ptr<Model>(std::move(model));
+}
+
+Result<std::unique_ptr<Model>> Model::LoadFile(const std::string& path, const EngineOptions& options) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return Status::NotFound(path + ": cannot open the model file");
+  std::vector<char> data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) return Status::IoError(path + ": read failed");
+  return LoadBytes(std::as_bytes(std::span<const char>(data)), path, options);
+}
+
+std::string EffectiveCpuIsa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+void SetThreads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+}  // namespace ppml::engine

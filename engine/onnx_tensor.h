@@ -1,0 +1,41 @@
+// Conversions between ONNX TensorProto and ppml::Tensor: model initializers,
+// Constant values, and the input_K.pb / output_K.pb files of ONNX's backend
+// test data. Internal to engine/ and the tools (it exposes protobuf types).
+//
+// Element types: FLOAT -> f32, UINT8 -> u8, INT8 -> s8, INT32 -> s32,
+// INT64 -> s64, and BOOL -> u8 (0 or 1). Values come from raw_data or from
+// the typed field ONNX assigns to the type (float_data, int32_data for the
+// small integer types and bool, int64_data). Any other element type,
+// external data or segments is Unsupported naming the tensor and its type; a
+// data size that does not match the dims is DataLoss.
+//
+// Thread safety: free functions without shared state.
+#pragma once
+
+#include <onnx/onnx_pb.h>
+
+#include <string>
+
+#include "common/status.h"
+#include "common/tensor.h"
+
+namespace ppml::engine {
+
+// `context` names the tensor in messages, e.g. "model.onnx: initializer 'fc.weight'".
+Result<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string& context);
+
+// Reads a file holding one serialized TensorProto. When `name` is given it
+// receives the proto's name field (often empty in test data).
+Result<Tensor> ReadTensorProtoFile(const std::string& path, std::string* name = nullptr);
+
+// The inverse of TensorFromProto: dims, data_type and little-endian raw_data.
+// u8 tensors become UINT8 (the BOOL distinction is not kept in a Tensor).
+onnx::TensorProto TensorToProto(const Tensor& tensor, const std::string& name);
+
+// The ppml type for an ONNX element type (TensorProto::DataType value).
+Result<DataType> DataTypeFromOnnx(int onnx_type, const std::string& context);
+int OnnxTypeFromDataType(DataType type);
+// "FLOAT", "FLOAT16", ...; "type <n>" for values the enum does not name.
+std::string OnnxTypeName(int onnx_type);
+
+}  // namespace ppml::engine

@@ -1,0 +1,114 @@
+#include "engine/op_util.h"
+
+#include <cmath>
+
+namespace ppml::engine {
+
+using dnnl::algorithm;
+
+Result<std::vector<EltwiseStep>> EltwiseStepsFor(const FusedEltwise& a) {
+  const std::string& op = a.op;
+  if (op == "Relu") return std::vector<EltwiseStep>{{algorithm::eltwise_relu, 0.f, 0.f}};
+  if (op == "LeakyRelu") return std::vector<EltwiseStep>{{algorithm::eltwise_relu, a.alpha, 0.f}};
+  if (op == "Sigmoid") return std::vector<EltwiseStep>{{algorithm::eltwise_logistic, 0.f, 0.f}};
+  if (op == "Tanh") return std::vector<EltwiseStep>{{algorithm::eltwise_tanh, 0.f, 0.f}};
+  if (op == "HardSwish") return std::vector<EltwiseStep>{{algorithm::eltwise_hardswish, 0.f, 0.f}};
+  if (op == "HardSigmoid") {
+    return std::vector<EltwiseStep>{{algorithm::eltwise_linear, a.alpha, a.beta}, {algorithm::eltwise_clip, 0.f, 1.f}};
+  }
+  if (op == "Clip") return std::vector<EltwiseStep>{{algorithm::eltwise_clip, a.alpha, a.beta}};
+  if (op == "Elu") return std::vector<EltwiseStep>{{algorithm::eltwise_elu, a.alpha, 0.f}};
+  if (op == "Selu") {
+    return std::vector<EltwiseStep>{{algorithm::eltwise_elu, a.alpha, 0.f}, {algorithm::eltwise_linear, a.beta, 0.f}};
+  }
+  if (op == "Exp") return std::vector<EltwiseStep>{{algorithm::eltwise_exp, 0.f, 0.f}};
+  if (op == "Log") return std::vector<EltwiseStep>{{algorithm::eltwise_log, 0.f, 0.f}};
+  if (op == "Abs") return std::vector<EltwiseStep>{{algorithm::eltwise_abs, 0.f, 0.f}};
+  if (op == "Sqrt") return std::vector<EltwiseStep>{{algorithm::eltwise_sqrt, 0.f, 0.f}};
+  if (op == "Neg") return std::vector<EltwiseStep>{{algorithm::eltwise_linear, -1.f, 0.f}};
+  if (op == "Reciprocal") return std::vector<EltwiseStep>{{algorithm::eltwise_pow, 1.f, -1.f}};
+  if (op == "Softplus") return std::vector<EltwiseStep>{{algorithm::eltwise_soft_relu, 0.f, 0.f}};
+  if (op == "Mish") return std::vector<EltwiseStep>{{algorithm::eltwise_mish, 0.f, 0.f}};
+  if (op == "Identity") return std::vector<EltwiseStep>{{algorithm::eltwise_linear, 1.f, 0.f}};
+  return Status::Unsupported("activation " + op + " has no oneDNN eltwise equivalent");
+}
+
+Result<dnnl::post_ops> PostOpsFor(const Node& node, ResidualPostOp residual, const dnnl::memory::desc& binary_desc,
+                                  int* binary_index) {
+  dnnl::post_ops ops;
+  for (const auto& e : node.post_eltwise_before_sum) {
+    PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(e));
+    for (const auto& s : steps) ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
+  }
+  if (residual == ResidualPostOp::kSum) ops.append_sum(1.f);
+  if (residual == ResidualPostOp::kBinaryAdd) {
+    *binary_index = ops.len();
+    ops.append_binary(algorithm::binary_add, binary_desc);
+  }
+  for (const auto& e : node.post_eltwise) {
+    PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(e));
+    for (const auto& s : steps) ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
+  }
+  return ops;
+}
+
+Result<WindowAxis> ComputeWindow(int64_t in, int64_t kernel, int64_t stride, int64_t dilation, int64_t pad_begin,
+                                 int64_t pad_end, const std::string& auto_pad, bool ceil_mode) {
+  if (kernel < 1 || stride < 1 || dilation < 1) {
+    return Status::InvalidArgument("kernel, strides and dilations must be positive");
+  }
+  const int64_t extent = (kernel - 1) * dilation + 1;
+  WindowAxis w;
+  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    w.out = (in + stride - 1) / stride;
+    const int64_t total = std::max<int64_t>(0, (w.out - 1) * stride + extent - in);
+    const int64_t small = total / 2;
+    w.pad_begin = auto_pad == "SAME_UPPER" ? small : total - small;
+    w.pad_end = total - w.pad_begin;
+    return w;
+  }
+  if (auto_pad == "VALID") {
+    pad_begin = pad_end = 0;
+  } else if (auto_pad != "NOTSET" && !auto_pad.empty()) {
+    return Status::Unsupported("auto_pad '" + auto_pad + "'");
+  }
+  const int64_t span = in + pad_begin + pad_end - extent;
+  if (span < 0) return Status::InvalidArgument("the window is larger than the padded input");
+  w.out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  // ceil_mode: the last window must start inside the input or the begin padding.
+  if (ceil_mode && (w.out - 1) * stride >= in + pad_begin) --w.out;
+  w.pad_begin = pad_begin;
+  // oneDNN derives the output size from the padding (rounding down), so in
+  // ceil mode extend the end padding to cover the last window.
+  w.pad_end = ceil_mode ? std::max(pad_end, (w.out - 1) * stride + extent - in - pad_begin) : pad_end;
+  return w;
+}
+
+Result<Window> ResolveWindow(const PlanBuilder& b, const Shape& spatial, const std::vector<int64_t>& kernel,
+                             bool ceil_mode) {
+  const Node& n = b.node();
+  const size_t r = spatial.size();
+  if (kernel.size() != r) return b.Error("kernel rank does not match the input's spatial rank");
+  const auto strides = n.Ints("strides", std::vector<int64_t>(r, 1));
+  const auto dilations = n.Ints("dilations", std::vector<int64_t>(r, 1));
+  const auto pads = n.Ints("pads", std::vector<int64_t>(2 * r, 0));
+  if (strides.size() != r || dilations.size() != r || pads.size() != 2 * r) {
+    return b.Error("strides, dilations or pads have the wrong length for a " + std::to_string(r) + "-D window");
+  }
+  const std::string auto_pad = n.String("auto_pad", "NOTSET");
+  Window w;
+  for (size_t i = 0; i < r; ++i) {
+    auto axis = ComputeWindow(spatial[i], kernel[i], strides[i], dilations[i], pads[i], pads[i + r], auto_pad,
+                              ceil_mode);
+    if (!axis.ok()) return Status(axis.status().code(), n.Describe() + ": " + axis.status().message());
+    w.kernel.push_back(kernel[i]);
+    w.strides.push_back(strides[i]);
+    w.dilations_minus_one.push_back(dilations[i] - 1);
+    w.pad_begin.push_back(axis->pad_begin);
+    w.pad_end.push_back(axis->pad_end);
+    w.out.push_back(axis->out);
+  }
+  return w;
+}
+
+}  // namespace ppml::engine

@@ -1,0 +1,34 @@
+#include "engine/ops.h"
+
+#include <algorithm>
+#include <map>
+
+namespace ppml::engine {
+namespace {
+
+const std::map<std::string, OpBuilder>& Registry() {
+  static const auto* registry = [] {
+    auto* r = new std::map<std::string, OpBuilder>();
+    for (auto group : {ConvOps, ElementwiseOps, LinearOps, PoolingOps, ShapeOps}) {
+      for (const OpEntry& e : group()) (*r)[e.op_type] = e.builder;
+    }
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace
+
+const OpBuilder* FindOpBuilder(const std::string& op_type) {
+  const auto& r = Registry();
+  auto it = r.find(op_type);
+  return it == r.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> SupportedOps() {
+  std::vector<std::string> ops;
+  for (const auto& [name, builder] : Registry()) ops.push_back(name);
+  return ops;
+}
+
+}  // namespace ppml::engine

@@ -1,0 +1,31 @@
+// The op registry: one builder per ONNX op type, turning a node into plan
+// steps (see plan.h). Builders live in ops_*.cc grouped by kind. Internal.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/graph.h"
+
+namespace ppml::engine {
+
+class PlanBuilder;
+using OpBuilder = Status (*)(const Node& node, PlanBuilder& builder);
+
+// nullptr when the op type is not supported.
+const OpBuilder* FindOpBuilder(const std::string& op_type);
+std::vector<std::string> SupportedOps();
+
+// Each ops_*.cc registers its builders through one of these.
+struct OpEntry {
+  const char* op_type;
+  OpBuilder builder;
+};
+std::vector<OpEntry> ConvOps();       // Conv, ConvTranspose
+std::vector<OpEntry> ElementwiseOps();  // activations, binary arithmetic, BatchNormalization
+std::vector<OpEntry> LinearOps();     // Gemm, MatMul
+std::vector<OpEntry> PoolingOps();    // pools, Softmax, Concat
+std::vector<OpEntry> ShapeOps();      // Reshape & co, Transpose, Gather, Pad, Slice, Cast, ...
+
+}  // namespace ppml::engine

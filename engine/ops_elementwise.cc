@@ -1,0 +1,243 @@
+// Element-wise ops: activations (oneDNN eltwise), arithmetic with ONNX
+// broadcasting (oneDNN binary, reference kernels for what it cannot do),
+// standalone BatchNormalization, and the no-ops Identity and Dropout.
+#include <cmath>
+
+#include "engine/op_util.h"
+#include "engine/ops.h"
+#include "engine/reference_ops.h"
+
+namespace ppml::engine {
+namespace {
+
+using dnnl::memory;
+
+// The activation a node computes, with its ONNX attributes and defaults.
+Result<FusedEltwise> ActivationOf(const Node& n, PlanBuilder& b) {
+  FusedEltwise a{n.op_type, 0.f, 0.f};
+  if (n.op_type == "LeakyRelu") a.alpha = n.Float("alpha", 0.01f);
+  if (n.op_type == "Elu") a.alpha = n.Float("alpha", 1.f);
+  if (n.op_type == "Selu") {
+    a.alpha = n.Float("alpha", 1.67326319217681884765625f);
+    a.beta = n.Float("gamma", 1.05070102214813232421875f);
+  }
+  if (n.op_type == "HardSigmoid") {
+    a.alpha = n.Float("alpha", 0.2f);
+    a.beta = n.Float("beta", 0.5f);
+  }
+  if (n.op_type == "Clip") {
+    a.alpha = -INFINITY;
+    a.beta = INFINITY;
+    if (n.opset < 11) {
+      a.alpha = n.Float("min", a.alpha);
+      a.beta = n.Float("max", a.beta);
+    } else {
+      for (size_t i = 1; i < 3; ++i) {
+        const ValueId id = b.Input(i);
+        if (id == kNoValue) continue;
+        const Tensor* t = b.Constant(id);
+        if (!t) return b.Unsupported("Clip bounds must be constants");
+        if (t->dtype() != DataType::kF32 || t->element_count() != 1) return b.Error("Clip bounds must be float scalars");
+        (i == 1 ? a.alpha : a.beta) = t->data<float>()[0];
+      }
+    }
+  }
+  return a;
+}
+
+Status BuildUnary(const Node& n, PlanBuilder& b) {
+  const ValueId x = b.Input(0);
+  if (x == kNoValue) return b.Error("missing input");
+  if (b.Value(x).dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  PPML_ASSIGN_OR_RETURN(FusedEltwise activation, ActivationOf(n, b));
+  PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(activation));
+  const memory::desc desc = b.Value(x).desc;
+  if (desc.get_size() == 0) {  // an empty tensor
+    b.DefinePlainOutput(0, DataType::kF32, b.Value(x).shape);
+    return Status::Ok();
+  }
+  const ValueId out = b.DefineOutput(0, DataType::kF32, b.Value(x).shape, desc, x);
+  ValueId src = x;
+  for (const EltwiseStep& s : steps) {
+    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, s.algorithm, desc, s.alpha, s.beta);
+    dnnl::eltwise_forward::primitive_desc pd(d, b.Attr(), b.engine());
+    b.AddPrimitive(dnnl::eltwise_forward(pd), pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}});
+    src = out;
+  }
+  return Status::Ok();
+}
+
+Result<ref::BinaryOp> ReferenceBinaryOp(const std::string& op) {
+  if (op == "Add" || op == "Sum") return ref::BinaryOp::kAdd;
+  if (op == "Sub") return ref::BinaryOp::kSub;
+  if (op == "Mul") return ref::BinaryOp::kMul;
+  if (op == "Div") return ref::BinaryOp::kDiv;
+  if (op == "Max") return ref::BinaryOp::kMax;
+  if (op == "Min") return ref::BinaryOp::kMin;
+  if (op == "Pow") return ref::BinaryOp::kPow;
+  if (op == "Mean") return ref::BinaryOp::kAdd;
+  return Status::Unsupported("binary op " + op);
+}
+
+bool DnnlBinary(const std::string& op, dnnl::algorithm* alg, bool* commutative) {
+  static const std::map<std::string, std::pair<dnnl::algorithm, bool>> kOps = {
+      {"Add", {dnnl::algorithm::binary_add, true}}, {"Sum", {dnnl::algorithm::binary_add, true}},
+      {"Sub", {dnnl::algorithm::binary_sub, false}}, {"Mul", {dnnl::algorithm::binary_mul, true}},
+      {"Div", {dnnl::algorithm::binary_div, false}}, {"Max", {dnnl::algorithm::binary_max, true}},
+      {"Min", {dnnl::algorithm::binary_min, true}}};
+  auto it = kOps.find(op);
+  if (it == kOps.end()) return false;
+  *alg = it->second.first;
+  *commutative = it->second.second;
+  return true;
+}
+
+// Two float operands on oneDNN binary: dst takes src0's shape and layout, so
+// src0 must be the full-shaped operand; src1 may broadcast.
+bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Shape& out_shape) {
+  dnnl::algorithm alg;
+  bool commutative;
+  if (!DnnlBinary(n.op_type, &alg, &commutative)) return false;
+  if (b.Value(a).dtype != DataType::kF32 || b.Value(c).dtype != DataType::kF32) return false;
+  if (ElementCount(out_shape) == 0) return false;
+  if (b.Value(a).shape != out_shape) {
+    if (!commutative || b.Value(c).shape != out_shape) return false;
+    std::swap(a, c);
+  }
+  const memory::desc dst = b.Value(a).constant ? PlainDesc(DataType::kF32, out_shape) : b.Value(a).desc;
+  ValueId src1 = c;
+  if (b.Value(c).shape == out_shape) {
+    src1 = b.InLayout(c, dst);
+  } else {
+    Shape padded = b.Value(c).shape;
+    padded.insert(padded.begin(), out_shape.size() - padded.size(), 1);
+    src1 = b.AliasValue(b.Plain(c), padded);
+  }
+  const ValueId src0 = b.InLayout(a, dst);
+  dnnl::binary::desc d(alg, b.Value(src0).desc, b.Value(src1).desc, dst);
+  dnnl::binary::primitive_desc pd(d, b.Attr(), b.engine());
+  const ValueId out = b.DefineOutput(0, DataType::kF32, out_shape, dst, src0);
+  std::unordered_map<int, memory> fixed;
+  std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_DST, out}};
+  if (b.IsConstant(src1)) {
+    fixed[DNNL_ARG_SRC_1] = b.ConstantMemory(src1, b.Value(src1).desc);
+  } else {
+    args.push_back({DNNL_ARG_SRC_1, src1});
+  }
+  b.AddPrimitive(dnnl::binary(pd), pd, std::move(args), std::move(fixed));
+  return true;
+}
+
+// Binary and variadic (Sum, Mean, Max, Min) arithmetic.
+Status BuildArithmetic(const Node& n, PlanBuilder& b) {
+  std::vector<ValueId> operands;
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    if (b.Input(i) != kNoValue) operands.push_back(b.Input(i));
+  }
+  if (operands.empty()) return b.Error("needs at least one input");
+  const bool variadic = n.op_type == "Sum" || n.op_type == "Mean" || n.op_type == "Max" || n.op_type == "Min";
+  if (!variadic && operands.size() != 2) return b.Error("needs two inputs");
+  const DataType dtype = b.Value(operands[0]).dtype;
+  Shape out_shape = b.Value(operands[0]).shape;
+  for (ValueId id : operands) {
+    if (b.Value(id).dtype != dtype) {
+      // Pow alone may mix types (a float base with an integer exponent).
+      return n.op_type == "Pow" ? b.Unsupported("mixed input data types") : b.Error("inputs have different data types");
+    }
+    auto shape = ref::BroadcastShape(out_shape, b.Value(id).shape);
+    if (!shape.ok()) return b.Error(shape.status().message());
+    out_shape = *shape;
+  }
+  if (dtype == DataType::kU8 || dtype == DataType::kS8) return b.Unsupported("8-bit integer arithmetic");
+  if (operands.size() == 2 && n.op_type != "Mean" && TryDnnlBinary(n, b, operands[0], operands[1], out_shape)) {
+    return Status::Ok();
+  }
+  PPML_ASSIGN_OR_RETURN(ref::BinaryOp op, ReferenceBinaryOp(n.op_type));
+  for (ValueId& id : operands) id = b.Plain(id);
+  const ValueId out = b.DefinePlainOutput(0, dtype, out_shape);
+  const bool mean = n.op_type == "Mean";
+  b.AddCustom([operands, out, op, mean, dtype](const RunContext& c) -> Status {
+    const ref::MutView dst = MutViewOf(c, out);
+    PPML_RETURN_IF_ERROR(ref::Expand(ConstViewOf(c, operands[0]), dst));
+    const ref::ConstView acc{dst.dtype, dst.shape, dst.data};
+    for (size_t i = 1; i < operands.size(); ++i) {
+      PPML_RETURN_IF_ERROR(ref::Binary(op, acc, ConstViewOf(c, operands[i]), dst));
+    }
+    if (mean && dtype == DataType::kF32) {
+      const float inv = 1.f / static_cast<float>(operands.size());
+      float* p = static_cast<float*>(dst.data);
+      for (int64_t i = 0, e = ElementCount(dst.shape); i < e; ++i) p[i] *= inv;
+    }
+    return Status::Ok();
+  });
+  return Status::Ok();
+}
+
+Status BuildBatchNorm(const Node& n, PlanBuilder& b) {
+  if (n.Int("training_mode", 0) != 0 || n.outputs.size() > 1) return b.Unsupported("training mode");
+  const ValueId x = b.Input(0);
+  if (x == kNoValue || n.inputs.size() < 5) return b.Error("needs X, scale, B, mean and var");
+  const PlanValue& xv = b.Value(x);
+  if (xv.dtype != DataType::kF32 || xv.shape.size() < 2) return b.Unsupported("only float tensors of rank >= 2");
+  const int64_t channels = xv.shape[1];
+  for (size_t i = 1; i < 5; ++i) {
+    if (b.Value(b.Input(i)).shape != Shape{channels}) return b.Error("parameter " + std::to_string(i) + " must be [C]");
+  }
+  const memory::desc channel_desc({channels}, memory::data_type::f32, memory::format_tag::a);
+  const auto flags = dnnl::normalization_flags::use_global_stats | dnnl::normalization_flags::use_scale |
+                     dnnl::normalization_flags::use_shift;
+  dnnl::batch_normalization_forward::desc d(dnnl::prop_kind::forward_inference, xv.desc, n.Float("epsilon", 1e-5f),
+                                            flags);
+  dnnl::batch_normalization_forward::primitive_desc pd(d, b.Attr(), b.engine());
+  const ValueId out = b.DefineOutput(0, DataType::kF32, xv.shape, xv.desc, x);
+  std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}};
+  std::unordered_map<int, memory> fixed;
+  const int kArgs[] = {DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN, DNNL_ARG_VARIANCE};
+  for (size_t i = 1; i < 5; ++i) {
+    const ValueId p = b.Input(i);
+    if (b.IsConstant(p)) {
+      fixed[kArgs[i - 1]] = b.ConstantMemory(p, channel_desc);
+    } else {
+      args.push_back({kArgs[i - 1], b.InLayout(p, channel_desc)});
+    }
+  }
+  b.AddPrimitive(dnnl::batch_normalization_forward(pd), pd, std::move(args), std::move(fixed));
+  return Status::Ok();
+}
+
+Status BuildIdentity(const Node& n, PlanBuilder& b) {
+  const ValueId x = b.Input(0);
+  if (x == kNoValue) return b.Error("missing input");
+  if (n.op_type == "Dropout" && b.Input(2) != kNoValue) {
+    const Tensor* training = b.Constant(b.Input(2));
+    if (!training || training->element_count() != 1 || training->bytes()[0] != std::byte{0}) {
+      return b.Unsupported("Dropout in training mode");
+    }
+  }
+  b.DefineAliasOutput(0, x, b.Value(x).shape);
+  if (n.outputs.size() > 1 && !n.outputs[1].empty()) {  // Dropout's mask: all kept
+    Tensor mask(DataType::kU8, b.Value(x).shape);
+    std::fill(mask.bytes().begin(), mask.bytes().end(), std::byte{1});
+    b.DefineConstantOutput(1, std::move(mask));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<OpEntry> ElementwiseOps() {
+  std::vector<OpEntry> ops;
+  for (const char* op : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
+                         "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish"}) {
+    ops.push_back({op, BuildUnary});
+  }
+  for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min"}) {
+    ops.push_back({op, BuildArithmetic});
+  }
+  ops.push_back({"BatchNormalization", BuildBatchNorm});
+  ops.push_back({"Identity", BuildIdentity});
+  ops.push_back({"Dropout", BuildIdentity});
+  return ops;
+}
+
+}  // namespace ppml::engine

@@ -1,0 +1,142 @@
+// Pooling, Softmax/LogSoftmax and Concat on oneDNN.
+#include <numeric>
+
+#include "engine/op_util.h"
+#include "engine/ops.h"
+#include "engine/reference_ops.h"
+
+namespace ppml::engine {
+namespace {
+
+using dnnl::memory;
+
+Status BuildPool(const Node& n, PlanBuilder& b) {
+  const ValueId x = b.Input(0);
+  if (x == kNoValue) return b.Error("missing input");
+  const PlanValue& xv = b.Value(x);
+  if (xv.dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  if (xv.shape.size() < 3 || xv.shape.size() > 5) return b.Unsupported("only 1-D, 2-D and 3-D pooling");
+  if (n.outputs.size() > 1 && !n.outputs[1].empty()) return b.Unsupported("the Indices output of MaxPool");
+  if (n.Int("storage_order", 0) != 0) return b.Unsupported("storage_order 1");
+  const Shape spatial(xv.shape.begin() + 2, xv.shape.end());
+  const bool global = n.op_type.rfind("Global", 0) == 0;
+  const bool max = n.op_type == "MaxPool" || n.op_type == "GlobalMaxPool";
+  Window win;
+  if (global) {
+    for (int64_t d : spatial) {
+      win.kernel.push_back(d);
+      win.strides.push_back(1);
+      win.dilations_minus_one.push_back(0);
+      win.pad_begin.push_back(0);
+      win.pad_end.push_back(0);
+      win.out.push_back(1);
+    }
+  } else {
+    if (!n.HasAttr("kernel_shape")) return b.Error("missing attribute kernel_shape");
+    if (!max && n.HasAttr("dilations")) {
+      for (int64_t d : n.Ints("dilations")) {
+        if (d != 1) return b.Unsupported("dilated AveragePool");
+      }
+    }
+    PPML_ASSIGN_OR_RETURN(win, ResolveWindow(b, spatial, n.Ints("kernel_shape"), n.Int("ceil_mode", 0) != 0));
+  }
+  const auto algorithm = max ? dnnl::algorithm::pooling_max
+                         : n.Int("count_include_pad", 0) ? dnnl::algorithm::pooling_avg_include_padding
+                                                         : dnnl::algorithm::pooling_avg_exclude_padding;
+  Shape out_shape = {xv.shape[0], xv.shape[1]};
+  out_shape.insert(out_shape.end(), win.out.begin(), win.out.end());
+  dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, algorithm, xv.desc,
+                                   AnyDesc(DataType::kF32, out_shape), win.strides, win.kernel,
+                                   win.dilations_minus_one, win.pad_begin, win.pad_end);
+  dnnl::pooling_v2_forward::primitive_desc pd(d, b.Attr(), b.engine());
+  const ValueId src = b.InLayout(x, pd.src_desc());
+  const ValueId out = b.DefineOutput(0, DataType::kF32, out_shape, pd.dst_desc());
+  b.AddPrimitive(dnnl::pooling_v2_forward(pd), pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}});
+  return Status::Ok();
+}
+
+Status BuildSoftmax(const Node& n, PlanBuilder& b) {
+  const ValueId x = b.Input(0);
+  if (x == kNoValue) return b.Error("missing input");
+  const PlanValue& xv = b.Value(x);
+  if (xv.dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  const int64_t rank = static_cast<int64_t>(xv.shape.size());
+  if (rank == 0) return b.Error("Softmax needs rank >= 1");
+  const bool legacy = n.opset < 13;  // softmax over the input flattened to 2-D at `axis`
+  PPML_ASSIGN_OR_RETURN(int64_t axis, ref::NormalizeAxis(n.Int("axis", legacy ? 1 : -1), rank));
+  Shape view_shape = xv.shape;
+  int softmax_axis = static_cast<int>(axis);
+  if (legacy) {
+    const int64_t outer = std::accumulate(xv.shape.begin(), xv.shape.begin() + axis, int64_t{1}, std::multiplies<>());
+    view_shape = {outer, ElementCount(xv.shape) / std::max<int64_t>(outer, 1)};
+    softmax_axis = 1;
+  }
+  if (ElementCount(xv.shape) == 0) {
+    b.DefinePlainOutput(0, DataType::kF32, xv.shape);
+    return Status::Ok();
+  }
+  const ValueId src = legacy ? b.AliasValue(b.Plain(x), view_shape) : x;
+  const memory::desc desc = b.Value(src).desc;
+  const auto algorithm = n.op_type == "LogSoftmax" ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate;
+  dnnl::softmax_v2_forward::desc d(dnnl::prop_kind::forward_inference, algorithm, desc, desc, softmax_axis);
+  dnnl::softmax_v2_forward::primitive_desc pd(d, b.Attr(), b.engine());
+  ValueId out;
+  ValueId dst;
+  if (legacy) {
+    out = b.DefinePlainOutput(0, DataType::kF32, xv.shape);
+    dst = b.AliasValue(out, view_shape);
+  } else {
+    out = dst = b.DefineOutput(0, DataType::kF32, xv.shape, desc, src);
+  }
+  b.AddPrimitive(dnnl::softmax_v2_forward(pd), pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+  return Status::Ok();
+}
+
+Status BuildConcat(const Node& n, PlanBuilder& b) {
+  std::vector<ValueId> inputs;
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    const ValueId id = b.Input(i);
+    if (id == kNoValue) continue;
+    inputs.push_back(id);
+    shapes.push_back(b.Value(id).shape);
+  }
+  if (inputs.empty()) return b.Error("needs at least one input");
+  const DataType dtype = b.Value(inputs[0]).dtype;
+  for (ValueId id : inputs) {
+    if (b.Value(id).dtype != dtype) return b.Error("inputs have different data types");
+  }
+  PPML_ASSIGN_OR_RETURN(int64_t axis, ref::NormalizeAxis(n.Int("axis", 1), static_cast<int64_t>(shapes[0].size())));
+  auto out_shape = ref::ConcatOutputShape(shapes, axis);
+  if (!out_shape.ok()) return b.Error(out_shape.status().message());
+  bool any_empty = false;
+  for (const Shape& s : shapes) any_empty = any_empty || ElementCount(s) == 0;
+  if (HasDnnlType(dtype) && !any_empty && dtype == DataType::kF32) {
+    std::vector<memory::desc> descs;
+    for (ValueId id : inputs) descs.push_back(b.Value(id).desc);
+    dnnl::concat::primitive_desc pd(AnyDesc(dtype, *out_shape), static_cast<int>(axis), descs, b.engine(), b.Attr());
+    std::vector<std::pair<int, ValueId>> args;
+    for (size_t i = 0; i < inputs.size(); ++i) args.push_back({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), inputs[i]});
+    args.push_back({DNNL_ARG_DST, b.DefineOutput(0, dtype, *out_shape, pd.dst_desc())});
+    b.AddPrimitive(dnnl::concat(pd), pd, std::move(args));
+    return Status::Ok();
+  }
+  for (ValueId& id : inputs) id = b.Plain(id);
+  const ValueId out = b.DefinePlainOutput(0, dtype, *out_shape);
+  b.AddCustom([inputs, out, axis](const RunContext& c) -> Status {
+    std::vector<ref::ConstView> views;
+    for (ValueId id : inputs) views.push_back(ConstViewOf(c, id));
+    return ref::Concat(views, axis, MutViewOf(c, out));
+  });
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<OpEntry> PoolingOps() {
+  return {{"MaxPool", BuildPool},       {"AveragePool", BuildPool}, {"GlobalAveragePool", BuildPool},
+          {"GlobalMaxPool", BuildPool}, {"Softmax", BuildSoftmax},  {"LogSoftmax", BuildSoftmax},
+          {"Concat", BuildConcat}};
+}
+
+}  // namespace ppml::engine

@@ -1,0 +1,540 @@
+#include "engine/plan.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "engine/ops.h"
+
+namespace ppml::engine {
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+
+constexpr size_t kAlign = 64;
+size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+std::shared_ptr<void> AlignedBytes(size_t bytes) {
+  void* p = std::aligned_alloc(kAlign, AlignUp(std::max<size_t>(bytes, 1)));
+  if (!p) throw std::bad_alloc();
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
+
+tag PlainTag(size_t rank) {
+  static const tag kTags[] = {tag::a, tag::a, tag::ab, tag::abc, tag::abcd, tag::abcde, tag::abcdef};
+  return rank < std::size(kTags) ? kTags[rank] : tag::undef;
+}
+
+}  // namespace
+
+dnnl::memory::data_type DnnlType(DataType type) {
+  switch (type) {
+    case DataType::kF32: return memory::data_type::f32;
+    case DataType::kU8: return memory::data_type::u8;
+    case DataType::kS8: return memory::data_type::s8;
+    case DataType::kS32: return memory::data_type::s32;
+    case DataType::kS64: return memory::data_type::undef;
+  }
+  return memory::data_type::undef;
+}
+
+bool HasDnnlType(DataType type) { return DnnlType(type) != memory::data_type::undef; }
+
+memory::dims ToDims(const Shape& shape) {
+  if (shape.empty()) return {1};
+  return memory::dims(shape.begin(), shape.end());
+}
+
+memory::desc PlainDesc(DataType type, const Shape& shape) {
+  if (!HasDnnlType(type) || ElementCount(shape) == 0) return memory::desc();
+  const memory::dims dims = ToDims(shape);
+  if (dims.size() <= 6) return memory::desc(dims, DnnlType(type), PlainTag(dims.size()));
+  memory::dims strides(dims.size(), 1);
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
+  return memory::desc(dims, DnnlType(type), strides);
+}
+
+memory::desc AnyDesc(DataType type, const Shape& shape) {
+  return memory::desc(ToDims(shape), DnnlType(type), tag::any);
+}
+
+size_t PlanValue::bytes() const {
+  if (desc.get_size() > 0) return desc.get_size();
+  return static_cast<size_t>(ElementCount(shape)) * ElementSize(dtype);
+}
+
+// ---------------------------------------------------------------- WeightCache
+
+memory WeightCache::Get(const dnnl::engine& engine, const void* source, const memory::desc& source_desc,
+                        const memory::desc& wanted) {
+  for (const Entry& e : entries_) {
+    if (e.source == source && e.source_desc == source_desc && e.wanted == wanted) return e.memory;
+  }
+  memory src(source_desc, engine, const_cast<void*>(source));
+  memory dst(wanted, engine);
+  dnnl::stream stream(engine);
+  dnnl::reorder(src, dst).execute(stream, src, dst);
+  stream.wait();
+  bytes_ += wanted.get_size();
+  entries_.push_back({source, source_desc, wanted, dst});
+  return dst;
+}
+
+// ----------------------------------------------------------------------- Plan
+
+Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    void* p = const_cast<void*>(inputs[i].raw_data());
+    data_[inputs_[i]] = p;
+    if (memories_[inputs_[i]]) memories_[inputs_[i]].set_data_handle(p);
+  }
+  for (ValueId alias : input_aliases_) {
+    data_[alias] = data_[values_[alias].alias_of];
+    if (memories_[alias]) memories_[alias].set_data_handle(data_[alias]);
+  }
+  RunContext context(&data_, &values_);
+  for (Step& step : steps_) {
+    if (step.primitive) {
+      step.primitive->execute(stream_, step.bound_args);
+    } else {
+      PPML_RETURN_IF_ERROR(step.custom(context).WithContext(step.label));
+    }
+  }
+  stream_.wait();
+  std::vector<Tensor> outputs;
+  outputs.reserve(outputs_.size());
+  for (ValueId id : outputs_) {
+    const PlanValue& v = values_[id];
+    Tensor t(v.dtype, v.shape);
+    if (t.byte_size()) std::memcpy(t.raw_data(), data_[id], t.byte_size());
+    outputs.push_back(std::move(t));
+  }
+  return outputs;
+}
+
+// ---------------------------------------------------------------- PlanBuilder
+
+PlanBuilder::PlanBuilder(const Graph& graph, const dnnl::engine& engine, WeightCache* weights)
+    : graph_(graph), engine_(engine), weights_(weights) {}
+
+ValueId PlanBuilder::AddValue(PlanValue value) {
+  plan_->values_.push_back(std::move(value));
+  return static_cast<ValueId>(plan_->values_.size() - 1);
+}
+
+ValueId PlanBuilder::NewBufferValue(PlanValue value, int last_use) {
+  buffers_.push_back({AlignUp(value.bytes()), node_index_, std::max(last_use, node_index_), 0});
+  value.buffer = static_cast<int>(buffers_.size() - 1);
+  return AddValue(std::move(value));
+}
+
+int PlanBuilder::LastUse(const std::string& name) const {
+  auto it = last_use_.find(name);
+  return it == last_use_.end() ? node_index_ : it->second;
+}
+
+Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input_shapes) {
+  plan_ = std::make_unique<Plan>();
+  plan_->engine_ = engine_;
+  plan_->stream_ = dnnl::stream(engine_);
+  by_name_.clear();
+  plain_of_.clear();
+  buffers_.clear();
+  scratchpad_bytes_ = 0;
+
+  const int end = static_cast<int>(graph_.nodes.size());
+  last_use_.clear();
+  for (int i = 0; i < end; ++i) {
+    for (const std::string& in : graph_.nodes[i].inputs) last_use_[in] = i;
+    if (!graph_.nodes[i].fused_sum_input.empty()) last_use_[graph_.nodes[i].fused_sum_input] = i;
+  }
+  for (const GraphValue& out : graph_.outputs) last_use_[out.name] = end;
+
+  for (const auto& [name, tensor] : graph_.constants) {
+    PlanValue v;
+    v.name = name;
+    v.dtype = tensor->dtype();
+    v.shape = tensor->shape();
+    v.desc = PlainDesc(v.dtype, v.shape);
+    v.constant = tensor;
+    by_name_[name] = AddValue(std::move(v));
+  }
+  if (input_shapes.size() != graph_.inputs.size()) {
+    return Status::InvalidArgument("model expects " + std::to_string(graph_.inputs.size()) + " inputs, got " +
+                                   std::to_string(input_shapes.size()));
+  }
+  for (size_t i = 0; i < graph_.inputs.size(); ++i) {
+    const GraphValue& in = graph_.inputs[i];
+    const Shape& shape = input_shapes[i];
+    bool matches = shape.size() == in.shape.size();
+    for (size_t d = 0; matches && d < shape.size(); ++d) matches = in.shape[d] < 0 || in.shape[d] == shape[d];
+    if (!matches) {
+      return Status::InvalidArgument("input '" + in.name + "' has shape " + ShapeToString(shape) +
+                                     ", the model expects " + ShapeToString(in.shape) + " (-1: any)");
+    }
+    PlanValue v;
+    v.name = in.name;
+    v.dtype = in.dtype;
+    v.shape = shape;
+    v.desc = PlainDesc(v.dtype, v.shape);
+    v.graph_input = true;
+    const ValueId id = AddValue(std::move(v));
+    by_name_[in.name] = id;
+    plan_->inputs_.push_back(id);
+  }
+
+  for (int i = 0; i < end; ++i) {
+    node_index_ = i;
+    PPML_RETURN_IF_ERROR(BuildNode(graph_.nodes[i], i));
+  }
+  node_index_ = end;
+  node_ = nullptr;
+  for (const GraphValue& out : graph_.outputs) {
+    auto it = by_name_.find(out.name);
+    if (it == by_name_.end()) return Status::InvalidArgument("graph output '" + out.name + "' is never produced");
+    plan_->outputs_.push_back(Plain(it->second));
+  }
+  PPML_RETURN_IF_ERROR(Finalize());
+  return std::move(plan_);
+}
+
+Status PlanBuilder::BuildNode(const Node& node, int index) {
+  node_ = &node;
+  const OpBuilder* builder = FindOpBuilder(node.op_type);
+  if (!builder) return Unsupported("op is not supported by the engine");
+  bool all_constant = true;
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    if (node.inputs[i].empty()) continue;
+    auto it = by_name_.find(node.inputs[i]);
+    if (it == by_name_.end()) return Error("input '" + node.inputs[i] + "' is not defined before the node");
+    all_constant = all_constant && IsConstant(it->second);
+  }
+  all_constant = all_constant && node.fused_sum_input.empty();
+  const size_t first_step = plan_->steps_.size();
+  const size_t first_value = plan_->values_.size();
+  const size_t first_buffer = buffers_.size();
+  try {
+    PPML_RETURN_IF_ERROR((*builder)(node, *this));
+  } catch (const dnnl::error& e) {
+    // oneDNN refuses a configuration (an unsupported shape, stride or type mix).
+    return Unsupported(std::string("oneDNN cannot run this configuration: ") + e.what());
+  }
+  for (const std::string& out : node.outputs) {
+    if (!out.empty() && !by_name_.count(out)) return Error("the op builder did not define output '" + out + "'");
+  }
+  if (all_constant && plan_->steps_.size() > first_step) {
+    PPML_RETURN_IF_ERROR(FoldConstantNode(first_step, first_value));
+    buffers_.resize(first_buffer);
+  }
+  return Status::Ok();
+}
+
+ValueId PlanBuilder::Lookup(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? kNoValue : it->second;
+}
+
+ValueId PlanBuilder::Input(size_t i) const {
+  const std::string& name = node_->Input(i);
+  if (name.empty()) return kNoValue;
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? kNoValue : it->second;
+}
+
+Result<std::vector<int64_t>> PlanBuilder::ConstantInts(size_t input_index) const {
+  const ValueId id = Input(input_index);
+  if (id == kNoValue) return Error("input " + std::to_string(input_index) + " is missing");
+  const Tensor* t = Constant(id);
+  if (!t) {
+    return Unsupported("input '" + node_->Input(input_index) +
+                       "' must be a constant (computed shapes/axes at run time are not supported)");
+  }
+  std::vector<int64_t> out;
+  switch (t->dtype()) {
+    case DataType::kS64: for (int64_t v : t->values<int64_t>()) out.push_back(v); break;
+    case DataType::kS32: for (int32_t v : t->values<int32_t>()) out.push_back(v); break;
+    default: return Error("input '" + node_->Input(input_index) + "' must be an integer tensor");
+  }
+  return out;
+}
+
+ValueId PlanBuilder::Plain(ValueId id) {
+  const PlanValue& v = Value(id);
+  if (v.constant || !HasDnnlType(v.dtype) || v.desc == PlainDesc(v.dtype, v.shape)) return id;
+  if (auto it = plain_of_.find(id); it != plain_of_.end()) return it->second;
+  const ValueId plain = InLayout(id, PlainDesc(v.dtype, v.shape));
+  plain_of_[id] = plain;
+  return plain;
+}
+
+ValueId PlanBuilder::InLayout(ValueId id, const memory::desc& desc) {
+  const PlanValue& v = Value(id);
+  if (v.desc == desc) return id;
+  PlanValue copy;
+  copy.name = v.name + "#" + std::to_string(plan_->values_.size());
+  copy.dtype = v.dtype;
+  copy.shape = v.shape;
+  copy.desc = desc;
+  const ValueId out = NewBufferValue(std::move(copy), LastUse(v.name));
+  AddCopy(id, out);
+  return out;
+}
+
+ValueId PlanBuilder::DefineOutput(size_t index, DataType dtype, const Shape& shape, const memory::desc& desc,
+                                  ValueId in_place_of, bool* in_place) {
+  PlanValue v;
+  v.name = index < node_->outputs.size() ? node_->outputs[index] : "";
+  v.dtype = dtype;
+  v.shape = shape;
+  v.desc = desc;
+  const int last_use = v.name.empty() ? node_index_ : LastUse(v.name);
+  bool reused = false;
+  ValueId id;
+  if (in_place_of != kNoValue && Value(in_place_of).buffer >= 0) {
+    Buffer& b = buffers_[Value(in_place_of).buffer];
+    if (b.last <= node_index_ && b.bytes >= AlignUp(v.bytes()) && Value(in_place_of).desc == desc) {
+      v.buffer = Value(in_place_of).buffer;
+      b.last = std::max(b.last, last_use);
+      id = AddValue(std::move(v));
+      reused = true;
+    }
+  }
+  if (!reused) id = NewBufferValue(std::move(v), last_use);
+  if (in_place) *in_place = reused;
+  if (!Value(id).name.empty()) by_name_[Value(id).name] = id;
+  return id;
+}
+
+ValueId PlanBuilder::DefinePlainOutput(size_t index, DataType dtype, const Shape& shape, ValueId in_place_of) {
+  return DefineOutput(index, dtype, shape, PlainDesc(dtype, shape), in_place_of);
+}
+
+ValueId PlanBuilder::AliasValue(ValueId source, const Shape& shape, std::optional<memory::desc> desc) {
+  const PlanValue& src = Value(source);
+  PlanValue v;
+  v.name = src.name + "#view" + std::to_string(plan_->values_.size());
+  v.dtype = src.dtype;
+  v.shape = shape;
+  // Same shape: keep the source's layout (an Identity on a blocked tensor costs nothing).
+  v.desc = desc ? *desc : shape == src.shape ? src.desc : PlainDesc(v.dtype, shape);
+  if (src.constant) {
+    v.constant = src.constant;
+    if (shape != src.shape) v.constant = std::make_shared<Tensor>(src.constant->Reshaped(shape).value());
+    return AddValue(std::move(v));
+  }
+  v.alias_of = src.alias_of != kNoValue ? src.alias_of : source;
+  v.buffer = Value(v.alias_of).buffer;
+  return AddValue(std::move(v));
+}
+
+ValueId PlanBuilder::DefineAliasOutput(size_t index, ValueId source, const Shape& shape) {
+  const ValueId id = AliasValue(source, shape);
+  PlanValue& v = plan_->values_[id];
+  v.name = node_->outputs[index];
+  if (v.buffer >= 0) buffers_[v.buffer].last = std::max(buffers_[v.buffer].last, LastUse(v.name));
+  by_name_[v.name] = id;
+  return id;
+}
+
+void PlanBuilder::DefineConstantOutput(size_t index, Tensor value) {
+  PlanValue v;
+  v.name = node_->outputs[index];
+  v.dtype = value.dtype();
+  v.shape = value.shape();
+  v.desc = PlainDesc(v.dtype, v.shape);
+  v.constant = std::make_shared<Tensor>(std::move(value));
+  const ValueId id = AddValue(std::move(v));
+  if (!Value(id).name.empty()) by_name_[Value(id).name] = id;
+}
+
+dnnl::primitive_attr PlanBuilder::Attr() const {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+void PlanBuilder::AddPrimitive(const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
+                               std::vector<std::pair<int, ValueId>> value_args,
+                               std::unordered_map<int, memory> fixed_args) {
+  Step step;
+  step.label = node_ ? node_->name : "output";
+  step.primitive = primitive;
+  step.value_args = std::move(value_args);
+  step.fixed_args = std::move(fixed_args);
+  scratchpad_bytes_ = std::max(scratchpad_bytes_, pd.scratchpad_desc().get_size());
+  plan_->steps_.push_back(std::move(step));
+}
+
+void PlanBuilder::AddCustom(CustomKernel kernel) {
+  Step step;
+  step.label = node_ ? node_->name : "output";
+  step.custom = std::move(kernel);
+  plan_->steps_.push_back(std::move(step));
+}
+
+void PlanBuilder::AddCopy(ValueId from, ValueId to) {
+  dnnl::reorder::primitive_desc pd(engine_, Value(from).desc, engine_, Value(to).desc, Attr());
+  AddPrimitive(dnnl::reorder(pd), pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+}
+
+memory PlanBuilder::ConstantMemory(ValueId id, const memory::desc& source_desc, const memory::desc& wanted) {
+  const Tensor& t = *Value(id).constant;
+  if (source_desc == wanted) return memory(wanted, engine_, const_cast<void*>(t.raw_data()));
+  return weights_->Get(engine_, t.raw_data(), source_desc, wanted);
+}
+
+memory PlanBuilder::OwnedConstantMemory(Tensor tensor, const memory::desc& wanted) {
+  auto owned = std::make_shared<Tensor>(std::move(tensor));
+  plan_->owned_constants_.push_back(owned);
+  const memory::desc plain = PlainDesc(owned->dtype(), owned->shape());
+  memory src(plain.get_size() == wanted.get_size() && plain == wanted ? wanted : plain, engine_, owned->raw_data());
+  if (plain == wanted) return src;
+  memory dst(wanted, engine_);
+  dnnl::stream stream(engine_);
+  dnnl::reorder(src, dst).execute(stream, src, dst);
+  stream.wait();
+  return dst;
+}
+
+Status PlanBuilder::Error(const std::string& what) const {
+  return Status::InvalidArgument((node_ ? node_->Describe() + ": " : "") + what);
+}
+
+Status PlanBuilder::Unsupported(const std::string& what) const {
+  return Status::Unsupported((node_ ? node_->Describe() + ": " : "") + what);
+}
+
+// Runs the steps just added for an all-constant node, once, on temporary
+// memory, and turns the node's outputs into constants.
+Status PlanBuilder::FoldConstantNode(size_t first_step, size_t first_value) {
+  auto& values = plan_->values_;
+  std::vector<void*> data(values.size(), nullptr);
+  std::vector<memory> memories(values.size());
+  std::vector<std::shared_ptr<void>> storage;
+  for (size_t id = 0; id < values.size(); ++id) {
+    PlanValue& v = values[id];
+    if (v.constant) {
+      data[id] = const_cast<void*>(v.constant->raw_data());
+    } else if (id >= first_value && v.alias_of == kNoValue) {
+      storage.push_back(AlignedBytes(v.bytes()));
+      data[id] = storage.back().get();
+    }
+  }
+  for (size_t id = first_value; id < values.size(); ++id) {
+    if (values[id].alias_of != kNoValue) data[id] = data[values[id].alias_of];
+  }
+  for (size_t id = 0; id < values.size(); ++id) {
+    if (data[id] && values[id].desc.get_size() > 0) memories[id] = memory(values[id].desc, engine_, data[id]);
+  }
+  auto scratch = AlignedBytes(scratchpad_bytes_);
+  memory scratch_memory({{static_cast<memory::dim>(std::max<size_t>(scratchpad_bytes_, 1))},
+                         memory::data_type::u8, tag::a}, engine_, scratch.get());
+  dnnl::stream stream(engine_);
+  RunContext context(&data, &values);
+  for (size_t s = first_step; s < plan_->steps_.size(); ++s) {
+    Step& step = plan_->steps_[s];
+    if (step.primitive) {
+      std::unordered_map<int, memory> args = step.fixed_args;
+      for (auto [arg, id] : step.value_args) args[arg] = memories[id];
+      args[DNNL_ARG_SCRATCHPAD] = scratch_memory;
+      step.primitive->execute(stream, args);
+    } else {
+      PPML_RETURN_IF_ERROR(step.custom(context));
+    }
+  }
+  stream.wait();
+  for (const std::string& name : node_->outputs) {
+    if (name.empty()) continue;
+    const ValueId id = by_name_[name];
+    PlanValue& v = values[id];
+    if (v.constant) continue;
+    auto t = std::make_shared<Tensor>(v.dtype, v.shape);
+    const memory::desc plain = PlainDesc(v.dtype, v.shape);
+    if (v.desc.get_size() == 0 || v.desc == plain) {
+      if (t->byte_size()) std::memcpy(t->raw_data(), data[id], t->byte_size());
+    } else {
+      memory dst(plain, engine_, t->raw_data());
+      dnnl::reorder(memories[id], dst).execute(stream, memories[id], dst);
+      stream.wait();
+    }
+    v.constant = std::move(t);
+    v.desc = plain;
+    v.buffer = -1;
+    v.alias_of = kNoValue;
+  }
+  plan_->steps_.resize(first_step);
+  for (size_t id = first_value; id < values.size(); ++id) {
+    if (!values[id].constant) values[id].buffer = -1;
+  }
+  for (auto it = plain_of_.begin(); it != plain_of_.end();) {
+    it = static_cast<size_t>(it->second) >= first_value ? plain_of_.erase(it) : std::next(it);
+  }
+  return Status::Ok();
+}
+
+// Places buffers in the arena (greedy, largest first, sharing bytes between
+// buffers whose node intervals do not overlap) and binds every step's args.
+Status PlanBuilder::Finalize() {
+  std::vector<int> order(buffers_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return buffers_[a].bytes > buffers_[b].bytes; });
+  std::vector<int> placed;
+  size_t arena = 0;
+  for (int b : order) {
+    Buffer& buf = buffers_[b];
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (int p : placed) {
+      const Buffer& o = buffers_[p];
+      if (o.first <= buf.last && buf.first <= o.last) busy.push_back({o.offset, o.offset + o.bytes});
+    }
+    std::sort(busy.begin(), busy.end());
+    size_t offset = 0;
+    for (auto [lo, hi] : busy) {
+      if (offset + buf.bytes <= lo) break;
+      offset = std::max(offset, hi);
+    }
+    buf.offset = offset;
+    arena = std::max(arena, offset + buf.bytes);
+    placed.push_back(b);
+  }
+  Plan& plan = *plan_;
+  plan.arena_bytes_ = arena;
+  plan.arena_ = AlignedBytes(arena);
+  plan.scratchpad_ = AlignedBytes(scratchpad_bytes_);
+  plan.scratchpad_memory_ = memory({{static_cast<memory::dim>(std::max<size_t>(scratchpad_bytes_, 1))},
+                                    memory::data_type::u8, tag::a}, engine_, plan.scratchpad_.get());
+  const size_t n = plan.values_.size();
+  plan.data_.assign(n, nullptr);
+  plan.memories_.assign(n, memory());
+  char* base = static_cast<char*>(plan.arena_.get());
+  for (size_t id = 0; id < n; ++id) {
+    PlanValue& v = plan.values_[id];
+    if (v.constant) {
+      plan.data_[id] = const_cast<void*>(v.constant->raw_data());
+    } else if (v.buffer >= 0) {
+      plan.data_[id] = base + buffers_[v.buffer].offset;
+    }
+    if (v.alias_of != kNoValue && plan.values_[v.alias_of].graph_input) plan.input_aliases_.push_back(id);
+  }
+  for (size_t id = 0; id < n; ++id) {
+    const PlanValue& v = plan.values_[id];
+    if (v.desc.get_size() == 0) continue;
+    plan.memories_[id] = v.graph_input || (v.alias_of != kNoValue && plan.values_[v.alias_of].graph_input)
+                             ? memory(v.desc, engine_, DNNL_MEMORY_NONE)
+                             : memory(v.desc, engine_, plan.data_[id]);
+  }
+  for (Step& step : plan.steps_) {
+    if (!step.primitive) continue;
+    step.bound_args = step.fixed_args;
+    for (auto [arg, id] : step.value_args) {
+      if (!plan.memories_[id]) return Status::Internal("value '" + plan.values_[id].name + "' has no oneDNN memory");
+      step.bound_args[arg] = plan.memories_[id];
+    }
+    step.bound_args[DNNL_ARG_SCRATCHPAD] = plan.scratchpad_memory_;
+  }
+  return Status::Ok();
+}
+
+}  // namespace ppml::engine

@@ -1,0 +1,209 @@
+// An execution plan: the graph compiled for one set of concrete input shapes.
+//
+//   Graph ──PlanBuilder──▶ values (shape, dtype, oneDNN layout, arena slot)
+//                          steps  (oneDNN primitive + args | reference kernel)
+//
+// Op builders (ops_*.cc) turn each node into steps through PlanBuilder. Layouts
+// propagate: a oneDNN op picks its preferred (often blocked) layout and the
+// next oneDNN op consumes it as is; a reorder is inserted only where an op
+// needs another layout (reference kernels and graph outputs need plain).
+// Activations live in one arena: buffers whose lifetimes do not overlap share
+// bytes, and an op may write in place into an input that dies with it.
+// A node whose inputs are all constant is run once at build time and its
+// outputs become constants (shape arithmetic folds away this way).
+// Not thread-safe: a Plan owns its arena and scratchpad.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "engine/graph.h"
+
+namespace ppml::engine {
+
+using ValueId = int;
+constexpr ValueId kNoValue = -1;
+
+struct PlanValue {
+  std::string name;
+  DataType dtype = DataType::kF32;
+  Shape shape;
+  dnnl::memory::desc desc;             // zero desc for dtypes oneDNN lacks (s64)
+  std::shared_ptr<Tensor> constant;    // plain data of a constant
+  int buffer = -1;                     // arena buffer, -1 for constants and graph inputs
+  ValueId alias_of = -1;               // shares the bytes of this value (a reshape)
+  bool graph_input = false;
+  size_t bytes() const;
+};
+
+// Pointers to the data of values while a plan runs.
+class RunContext {
+ public:
+  explicit RunContext(std::vector<void*>* data, const std::vector<PlanValue>* values) : data_(data), values_(values) {}
+  void* Data(ValueId id) const { return (*data_)[id]; }
+  const PlanValue& Value(ValueId id) const { return (*values_)[id]; }
+ private:
+  std::vector<void*>* data_;
+  const std::vector<PlanValue>* values_;
+};
+
+using CustomKernel = std::function<Status(const RunContext&)>;
+
+struct Step {
+  std::string label;
+  std::optional<dnnl::primitive> primitive;
+  std::vector<std::pair<int, ValueId>> value_args;       // DNNL_ARG_* -> value
+  std::unordered_map<int, dnnl::memory> fixed_args;       // weights and other prepared memories
+  CustomKernel custom;
+  std::unordered_map<int, dnnl::memory> bound_args;       // filled when the plan is finalized
+};
+
+class Plan {
+ public:
+  // Runs with plain inputs in graph-input order; outputs in graph-output order.
+  Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs);
+  size_t arena_bytes() const { return arena_bytes_; }
+  size_t step_count() const { return steps_.size(); }
+  // Multiply-accumulates of the convolutions and matrix products per run.
+  int64_t macs() const { return macs_; }
+
+ private:
+  friend class PlanBuilder;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  std::vector<PlanValue> values_;
+  std::vector<Step> steps_;
+  std::vector<ValueId> inputs_, outputs_;
+  std::vector<dnnl::memory> memories_;   // per value; empty for values oneDNN cannot hold
+  std::vector<void*> data_;              // per value
+  std::shared_ptr<void> arena_, scratchpad_;
+  std::vector<std::shared_ptr<Tensor>> owned_constants_;
+  std::vector<ValueId> input_aliases_;   // values sharing a graph input's bytes
+  dnnl::memory scratchpad_memory_;
+  size_t arena_bytes_ = 0;
+  int64_t macs_ = 0;
+};
+
+// Weights reordered into primitive-preferred layouts, shared across the plans
+// (batch sizes) of one model.
+class WeightCache {
+ public:
+  // `source` must outlive the cache (it is a model constant).
+  dnnl::memory Get(const dnnl::engine& engine, const void* source, const dnnl::memory::desc& source_desc,
+                   const dnnl::memory::desc& wanted);
+  size_t bytes() const { return bytes_; }
+ private:
+  struct Entry {
+    const void* source;
+    dnnl::memory::desc source_desc, wanted;
+    dnnl::memory memory;
+  };
+  std::vector<Entry> entries_;
+  size_t bytes_ = 0;
+};
+
+class PlanBuilder {
+ public:
+  PlanBuilder(const Graph& graph, const dnnl::engine& engine, WeightCache* weights);
+
+  // Compiles the graph for these concrete input shapes.
+  Result<std::unique_ptr<Plan>> Build(const std::vector<Shape>& input_shapes);
+
+  // ---- for op builders ----
+  const dnnl::engine& engine() const { return engine_; }
+  const Node& node() const { return *node_; }
+  // Value of a node input by position; kNoValue for an omitted optional input.
+  ValueId Input(size_t i) const;
+  // Value by name (a fused residual), kNoValue when undefined.
+  ValueId Lookup(const std::string& name) const;
+  const PlanValue& Value(ValueId id) const { return plan_->values_[id]; }
+  bool IsConstant(ValueId id) const { return id != kNoValue && Value(id).constant != nullptr; }
+  const Tensor* Constant(ValueId id) const { return IsConstant(id) ? Value(id).constant.get() : nullptr; }
+  // Reads a constant integer input (a shape, axes, pads) as int64s; an error if it is not constant.
+  Result<std::vector<int64_t>> ConstantInts(size_t input_index) const;
+
+  // The value in plain row-major layout (reorders when needed, once per value).
+  ValueId Plain(ValueId id);
+  // The value in layout `desc` (reorders when needed).
+  ValueId InLayout(ValueId id, const dnnl::memory::desc& desc);
+
+  // Defines the node's output `index`. With `in_place_of`, the output reuses
+  // that input's bytes when the input dies at this node (same size); returns
+  // whether it did via `*in_place` when given.
+  ValueId DefineOutput(size_t index, DataType dtype, const Shape& shape, const dnnl::memory::desc& desc,
+                       ValueId in_place_of = kNoValue, bool* in_place = nullptr);
+  // Output in plain layout.
+  ValueId DefinePlainOutput(size_t index, DataType dtype, const Shape& shape, ValueId in_place_of = kNoValue);
+  // Output that shares the bytes of `source` (a plain value) under another shape: Reshape & co.
+  ValueId DefineAliasOutput(size_t index, ValueId source, const Shape& shape);
+  void DefineConstantOutput(size_t index, Tensor value);
+  // An unnamed value sharing the bytes of plain value `source` under another
+  // shape, optionally with an explicit (strided) layout.
+  ValueId AliasValue(ValueId source, const Shape& shape, std::optional<dnnl::memory::desc> desc = std::nullopt);
+
+  dnnl::primitive_attr Attr() const;  // user-managed scratchpad
+  void AddPrimitive(const dnnl::primitive& primitive, const dnnl::primitive_desc_base& pd,
+                    std::vector<std::pair<int, ValueId>> value_args,
+                    std::unordered_map<int, dnnl::memory> fixed_args = {});
+  void AddCustom(CustomKernel kernel);
+  // Records the multiply-accumulates a linear op performs (for stats and FLOP rates).
+  void CountMacs(int64_t macs) { plan_->macs_ += macs; }
+  // Copies `from` into `to` (a reorder: layouts may differ, shapes may not).
+  void AddCopy(ValueId from, ValueId to);
+  // Memory holding constant `id` in layout `wanted` (weights, reordered once per model).
+  // `source_desc` describes the constant's plain bytes as the primitive sees them
+  // (grouped convolution weights get an extra leading dimension, say).
+  dnnl::memory ConstantMemory(ValueId id, const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted);
+  dnnl::memory ConstantMemory(ValueId id, const dnnl::memory::desc& wanted) {
+    return ConstantMemory(id, Value(id).desc, wanted);
+  }
+  // Memory for a tensor computed by the builder; the plan keeps it alive.
+  dnnl::memory OwnedConstantMemory(Tensor tensor, const dnnl::memory::desc& wanted);
+
+  Status Error(const std::string& what) const;        // InvalidArgument naming the node
+  Status Unsupported(const std::string& what) const;  // Unsupported naming the node
+
+ private:
+  struct Buffer {
+    size_t bytes = 0;
+    int first = 0, last = 0;  // node indices, inclusive
+    size_t offset = 0;
+  };
+  ValueId AddValue(PlanValue value);
+  ValueId NewBufferValue(PlanValue value, int last_use);
+  int LastUse(const std::string& name) const;
+  Status BuildNode(const Node& node, int index);
+  Status FoldConstantNode(size_t first_new_step, size_t first_new_value);
+  Status Finalize();
+
+  const Graph& graph_;
+  dnnl::engine engine_;
+  WeightCache* weights_;
+  std::unique_ptr<Plan> plan_;
+  std::unordered_map<std::string, ValueId> by_name_;
+  std::unordered_map<ValueId, ValueId> plain_of_;
+  std::map<std::string, int> last_use_;
+  std::vector<Buffer> buffers_;
+  const Node* node_ = nullptr;
+  int node_index_ = 0;
+  size_t scratchpad_bytes_ = 0;
+};
+
+// Helpers shared by op builders.
+dnnl::memory::data_type DnnlType(DataType type);
+bool HasDnnlType(DataType type);
+dnnl::memory::dims ToDims(const Shape& shape);  // a scalar becomes {1}
+dnnl::memory::desc PlainDesc(DataType type, const Shape& shape);
+dnnl::memory::desc AnyDesc(DataType type, const Shape& shape);
+
+}  // namespace ppml::engine

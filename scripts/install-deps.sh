@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ppml-serving builds, tests and runs with; only
+# what is missing, so a second run does nothing. The one list of build and
+# test dependencies: run.sh, test.sh and the Dockerfile all call this.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libdnnl-dev                      # oneDNN: the inference kernels
+  libonnx-dev libprotobuf-dev protobuf-compiler  # ONNX model import
+  libyaml-cpp-dev                  # configuration files
+  libcli11-dev                     # the ppml command line
+  libgtest-dev libgmock-dev libbenchmark-dev  # tests and micro-benchmarks
+  zlib1g-dev                       # gzip'ed datasets
+  libssl-dev libhiredis-dev libevent-dev libsimdjson-dev  # crypto, Redis, HTTP, JSON
+  redis-server                     # the real queue, also in tests
+  dataset-fashion-mnist            # real data for the demo, tests and evaluation
+  libonnx-testdata                 # ONNX's backend test suite (conformance)
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
