@@ -12,28 +12,13 @@ namespace {
 constexpr int kMinOpset = 7;
 constexpr int kMaxOpset = 17;
 
-Result<DataType> ElementType(int onnx_type, const std::string& what) {
-  switch (onnx_type) {
-    case onnx::TensorProto::FLOAT: return DataType::kF32;
-    case onnx::TensorProto::UINT8: return DataType::kU8;
-    case onnx::TensorProto::INT8: return DataType::kS8;
-    case onnx::TensorProto::INT32: return DataType::kS32;
-    case onnx::TensorProto::INT64: return DataType::kS64;
-    case onnx::TensorProto::BOOL: return DataType::kU8;
-    default:
-      return Status::Unsupported(what + " has ONNX element type " +
-                                 onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(onnx_type)) +
-                                 ", the engine supports float, uint8, int8, int32, int64 and bool");
-  }
-}
-
 Result<GraphValue> ValueFromInfo(const onnx::ValueInfoProto& info, const std::string& role) {
   GraphValue v;
   v.name = info.name();
   const std::string what = role + " '" + info.name() + "'";
   if (!info.type().has_tensor_type()) return Status::Unsupported(what + " is not a tensor");
   const auto& tt = info.type().tensor_type();
-  PPML_ASSIGN_OR_RETURN(v.dtype, ElementType(tt.elem_type(), what));
+  PPML_ASSIGN_OR_RETURN(v.dtype, DataTypeFromOnnx(tt.elem_type(), what));
   if (tt.has_shape()) {
     for (const auto& d : tt.shape().dim()) v.shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
   }

@@ -103,20 +103,26 @@ Result<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string
 
   switch (type) {
     case onnx::TensorProto::FLOAT: {
-      if (proto.float_data_size() != count) return SizeMismatch(context, "float_data", count, proto.float_data_size(), shape);
+      if (proto.float_data_size() != count) {
+        return SizeMismatch(context, "float_data", count, proto.float_data_size(), shape);
+      }
       Tensor tensor(dtype, std::move(shape));
       std::copy(proto.float_data().begin(), proto.float_data().end(), tensor.data<float>());
       return tensor;
     }
     case onnx::TensorProto::INT64: {
-      if (proto.int64_data_size() != count) return SizeMismatch(context, "int64_data", count, proto.int64_data_size(), shape);
+      if (proto.int64_data_size() != count) {
+        return SizeMismatch(context, "int64_data", count, proto.int64_data_size(), shape);
+      }
       Tensor tensor(dtype, std::move(shape));
       std::copy(proto.int64_data().begin(), proto.int64_data().end(), tensor.data<int64_t>());
       return tensor;
     }
     default: {
       // ONNX stores INT32, and the narrower UINT8, INT8 and BOOL, in int32_data.
-      if (proto.int32_data_size() != count) return SizeMismatch(context, "int32_data", count, proto.int32_data_size(), shape);
+      if (proto.int32_data_size() != count) {
+        return SizeMismatch(context, "int32_data", count, proto.int32_data_size(), shape);
+      }
       Tensor tensor(dtype, std::move(shape));
       Status status;
       if (type == onnx::TensorProto::INT32) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "engine/onnx_tensor.h"
 #include "engine/op_util.h"
 #include "engine/ops.h"
 
@@ -261,23 +262,11 @@ Status BuildSlice(const Node& n, PlanBuilder& b) {
   return Status::Ok();
 }
 
-Result<DataType> OnnxDataType(int64_t onnx_type) {
-  switch (onnx_type) {
-    case 1: return DataType::kF32;
-    case 2: return DataType::kU8;
-    case 3: return DataType::kS8;
-    case 6: return DataType::kS32;
-    case 7: return DataType::kS64;
-    case 9: return DataType::kU8;  // bool
-    default: return Status::Unsupported("ONNX data type " + std::to_string(onnx_type));
-  }
-}
-
 Status BuildCast(const Node& n, PlanBuilder& b) {
   const ValueId x = b.Input(0);
   if (x == kNoValue) return b.Error("missing input");
-  auto to = OnnxDataType(n.Int("to", 0));
-  if (!to.ok()) return b.Unsupported("Cast to " + to.status().message());
+  auto to = DataTypeFromOnnx(static_cast<int>(n.Int("to", 0)), "Cast's 'to'");
+  if (!to.ok()) return b.Unsupported(to.status().message());
   if (n.Int("to", 0) == 9) return b.Unsupported("Cast to bool");
   const ValueId src = b.Plain(x);
   const ValueId out = b.DefinePlainOutput(0, *to, b.Value(x).shape);

@@ -14,6 +14,7 @@
 // Not thread-safe: a Plan owns its arena and scratchpad.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -49,12 +50,12 @@ struct PlanValue {
 // Pointers to the data of values while a plan runs.
 class RunContext {
  public:
-  explicit RunContext(std::vector<void*>* data, const std::vector<PlanValue>* values) : data_(data), values_(values) {}
+  explicit RunContext(std::vector<void*>* data, const std::deque<PlanValue>* values) : data_(data), values_(values) {}
   void* Data(ValueId id) const { return (*data_)[id]; }
   const PlanValue& Value(ValueId id) const { return (*values_)[id]; }
  private:
   std::vector<void*>* data_;
-  const std::vector<PlanValue>* values_;
+  const std::deque<PlanValue>* values_;
 };
 
 using CustomKernel = std::function<Status(const RunContext&)>;
@@ -81,7 +82,8 @@ class Plan {
   friend class PlanBuilder;
   dnnl::engine engine_;
   dnnl::stream stream_;
-  std::vector<PlanValue> values_;
+  // A deque: builders hold references to values while adding new ones.
+  std::deque<PlanValue> values_;
   std::vector<Step> steps_;
   std::vector<ValueId> inputs_, outputs_;
   std::vector<dnnl::memory> memories_;   // per value; empty for values oneDNN cannot hold

@@ -1,0 +1,56 @@
+// Helpers shared by the `ppml` commands: exit codes, error reporting,
+// process statistics, latency summaries and model input shapes.
+// Thread safety: free functions; call them from the command's thread.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/tensor.h"
+#include "engine/engine.h"
+
+namespace ppml::tools {
+
+// Process exit codes every command follows (scripts rely on them).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1,  // the work failed: a file, the model, a run, a quality bar
+  kExitUsage = 2,    // the command line was wrong: a flag, a value, a combination
+};
+
+// Prints "ppml <command>: <message>" on stderr and returns `exit_code`.
+int ReportError(std::string_view command, std::string_view message, int exit_code);
+// The same for a Status: InvalidArgument counts as usage, anything else as failure.
+int ReportError(std::string_view command, const Status& status);
+
+// The one precision this build runs; anything else is a usage error whose
+// message says when the others arrive.
+Status CheckPrecision(std::string_view precision);
+
+// CLI11 validators with short messages ("must be positive, got 0");
+// CLI::PositiveNumber prints the whole range up to DBL_MAX instead.
+CLI::Validator Positive();
+CLI::Validator NonNegative();
+
+// Peak resident set size of this process in MiB (VmHWM), or -1 when unknown.
+double PeakRssMb();
+
+struct LatencySummary {
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double mean_ms = 0;
+};
+// Nearest-rank percentiles; all zero for an empty list.
+LatencySummary SummarizeLatencies(std::vector<double> latencies_ms);
+
+// The concrete shape to feed `input` with `batch` items: a symbolic first
+// dimension becomes `batch`. Any other symbolic dimension, or a fixed first
+// dimension different from `batch`, is InvalidArgument naming the input.
+Result<Shape> ShapeForBatch(const engine::TensorInfo& input, int64_t batch);
+
+}  // namespace ppml::tools

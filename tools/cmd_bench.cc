@@ -1,0 +1,152 @@
+// ppml bench engine --model FILE.onnx --batch B --precision fp32 --seconds S
+//                   [--threads T] [--warmup N] [--json]
+//
+// Engine throughput and latency on random inputs, with no queue, enclave or
+// network in the way: the baseline every other benchmark is compared with.
+// Progress goes to stderr; with --json the last stdout line is one object:
+//   {"model","batch","threads","precision","isa","throughput_per_s",
+//    "latency_ms_p50","latency_ms_p99","latency_ms_mean","iterations",
+//    "seconds","peak_rss_mb"}
+// Later benchmarks (queue, enclave, outsource) join the `bench` group.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <random>
+
+#include "common/json_line.h"
+#include "engine/engine.h"
+#include "tools/cli_support.h"
+#include "tools/commands.h"
+
+namespace ppml::tools {
+namespace {
+
+constexpr const char* kCommand = "bench engine";
+// Fixed so that two runs (and two machines) time the same inputs.
+constexpr uint32_t kInputSeed = 42;
+
+struct BenchEngineOptions {
+  std::string model;
+  int64_t batch = 1;
+  std::string precision = "fp32";
+  double seconds = 10;
+  int threads = 2;
+  int warmup = 3;
+  bool json = false;
+};
+
+// Uniform [0, 1) floats. Integer inputs (indices, shapes) get zeros, the
+// only value that is valid for every such input.
+Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng) {
+  Tensor tensor(type, shape);
+  if (type == DataType::kF32) {
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    for (float& value : tensor.values<float>()) value = uniform(rng);
+  }
+  return tensor;
+}
+
+int RunBenchEngine(const BenchEngineOptions& options) {
+  if (Status precision = CheckPrecision(options.precision); !precision.ok()) return ReportError(kCommand, precision);
+
+  engine::SetThreads(options.threads);
+  engine::EngineOptions engine_options;
+  engine_options.threads = options.threads;
+  auto model = engine::Model::LoadFile(options.model, engine_options);
+  if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
+
+  std::mt19937 rng(kInputSeed);
+  std::vector<Tensor> inputs;
+  for (const engine::TensorInfo& info : (*model)->inputs()) {
+    Result<Shape> shape = ShapeForBatch(info, options.batch);
+    if (!shape.ok()) return ReportError(kCommand, options.model + ": " + shape.status().message(), kExitUsage);
+    inputs.push_back(RandomInput(info.dtype, *shape, rng));
+  }
+
+  using Clock = std::chrono::steady_clock;
+  std::cerr << "ppml bench engine: " << options.model << " batch=" << options.batch << " threads=" << options.threads
+            << " isa=" << engine::EffectiveCpuIsa() << ", " << options.warmup << " warmup run(s)" << std::endl;
+  for (int i = 0; i < options.warmup; ++i) {
+    auto outputs = (*model)->Run(inputs);
+    if (!outputs.ok()) return ReportError(kCommand, options.model + ": " + outputs.status().message(), kExitFailure);
+  }
+
+  std::vector<double> latencies_ms;
+  const Clock::time_point start = Clock::now();
+  const auto budget = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
+  Clock::time_point next_report = start + std::chrono::seconds(1);
+  Clock::time_point now = start;
+  do {
+    const Clock::time_point before = Clock::now();
+    auto outputs = (*model)->Run(inputs);
+    now = Clock::now();
+    if (!outputs.ok()) return ReportError(kCommand, options.model + ": " + outputs.status().message(), kExitFailure);
+    latencies_ms.push_back(std::chrono::duration<double, std::milli>(now - before).count());
+    if (now >= next_report) {
+      std::cerr << "ppml bench engine: " << std::chrono::duration<double>(now - start).count() << " s, "
+                << latencies_ms.size() << " runs" << std::endl;
+      next_report += std::chrono::seconds(1);
+    }
+  } while (now - start < budget);
+
+  const double elapsed_s = std::chrono::duration<double>(now - start).count();
+  const double items = static_cast<double>(options.batch) * static_cast<double>(latencies_ms.size());
+  const double throughput = elapsed_s > 0 ? items / elapsed_s : 0;
+  const LatencySummary latency = SummarizeLatencies(latencies_ms);
+  if (options.json) {
+    JsonLine json;
+    json.Add("model", options.model)
+        .Add("batch", options.batch)
+        .Add("threads", options.threads)
+        .Add("precision", options.precision)
+        .Add("isa", engine::EffectiveCpuIsa())
+        .Add("throughput_per_s", throughput)
+        .Add("latency_ms_p50", latency.p50_ms)
+        .Add("latency_ms_p99", latency.p99_ms)
+        .Add("latency_ms_mean", latency.mean_ms)
+        .Add("iterations", latencies_ms.size())
+        .Add("seconds", elapsed_s)
+        .Add("gflops", elapsed_s > 0 ? 2.0 * static_cast<double>((*model)->stats().macs) *
+                                           static_cast<double>(latencies_ms.size()) / elapsed_s / 1e9
+                                     : 0.0)
+        .Add("peak_rss_mb", PeakRssMb());
+    std::cout << json.str() << std::endl;
+  } else {
+    std::cout << options.model << ": " << throughput << " items/s at batch " << options.batch << ", latency p50 "
+              << latency.p50_ms << " ms, p99 " << latency.p99_ms << " ms, mean " << latency.mean_ms << " ms ("
+              << latencies_ms.size() << " runs in " << elapsed_s << " s, " << options.threads << " threads, "
+              << engine::EffectiveCpuIsa() << ")" << std::endl;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddBenchCommands(CLI::App& app, int* exit_code) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks; the last stdout line is a JSON object with --json");
+  bench->require_subcommand(1);
+
+  auto options = std::make_shared<BenchEngineOptions>();
+  CLI::App* engine_bench = bench->add_subcommand("engine", "FP32 engine throughput and latency on random inputs");
+  engine_bench->add_option("--model", options->model, "ONNX model file")->required()->check(CLI::ExistingFile);
+  engine_bench->add_option("--batch", options->batch, "items per run (fills the symbolic batch dimension)")
+      ->capture_default_str()
+      ->check(Positive());
+  engine_bench->add_option("--precision", options->precision, "fp32 (int8 comes with the INT8 issue)")
+      ->capture_default_str();
+  engine_bench->add_option("--seconds", options->seconds, "how long to measure")
+      ->capture_default_str()
+      ->check(Positive());
+  engine_bench->add_option("--threads", options->threads, "oneDNN threads")
+      ->capture_default_str()
+      ->check(Positive());
+  engine_bench->add_option("--warmup", options->warmup, "untimed runs first (plan compilation, caches)")
+      ->capture_default_str()
+      ->check(NonNegative());
+  engine_bench->add_flag("--json", options->json, "print the result as one JSON object on the last line");
+  engine_bench->callback([options, exit_code] { *exit_code = RunBenchEngine(*options); });
+}
+
+}  // namespace ppml::tools

@@ -1,0 +1,17 @@
+// The `ppml` command groups. Each Add* function registers its subcommand(s)
+// on the root CLI11 app; when a command runs, it stores the process exit
+// code in *exit_code (see ExitCode in cli_support.h). main.cc only parses.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace ppml::tools {
+
+void AddConformanceCommand(CLI::App& app, int* exit_code);  // ppml conformance
+void AddBenchCommands(CLI::App& app, int* exit_code);       // ppml bench engine
+void AddEvalCommand(CLI::App& app, int* exit_code);         // ppml eval
+void AddRunCommand(CLI::App& app, int* exit_code);          // ppml run
+
+}  // namespace ppml::tools
