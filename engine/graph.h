@@ -55,6 +55,23 @@ struct Node {
   const std::string& Input(size_t i) const;
 };
 
+// Linear quantization: real = scale * (q - zero_point), q of type dtype.
+struct QuantParams {
+  float scale = 1.f;
+  int32_t zero_point = 0;
+  DataType dtype = DataType::kU8;
+  bool operator==(const QuantParams&) const = default;
+};
+
+// An integer constant behind a DequantizeLinear (quantized weights or bias),
+// per-axis or per-tensor (a single scale).
+struct QuantizedConstant {
+  std::shared_ptr<Tensor> values;
+  std::vector<float> scales;
+  std::vector<int32_t> zero_points;
+  int64_t axis = 0;
+};
+
 struct GraphValue {
   std::string name;
   DataType dtype = DataType::kF32;
@@ -68,6 +85,12 @@ struct Graph {
   std::vector<GraphValue> outputs;
   std::map<std::string, std::shared_ptr<Tensor>> constants;  // initializers and Constant nodes
   std::vector<Node> nodes;  // topologically sorted
+
+  // QDQ models (see passes.h, CollapseQdqPairs): float tensors the model says
+  // to hold quantized (a QuantizeLinear -> DequantizeLinear pair collapsed),
+  // and the integer constants behind DequantizeLinear outputs.
+  std::map<std::string, QuantParams> activation_quant;
+  std::map<std::string, QuantizedConstant> quantized_constants;
 
   bool IsConstant(const std::string& value) const { return constants.count(value) > 0; }
   const Tensor* Constant(const std::string& value) const;

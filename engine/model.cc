@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -102,12 +103,15 @@ Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes
   if (options.threads > 0) SetThreads(options.threads);
   PPML_ASSIGN_OR_RETURN(Graph graph, ImportOnnx(bytes, name));
   const int nodes_in_file = static_cast<int>(graph.nodes.size());
+  static const std::set<std::string> kDecomposed = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"};
   for (const Node& n : graph.nodes) {
-    if (!FindOpBuilder(n.op_type)) {
+    if (!FindOp(n.op_type) && !kDecomposed.count(n.op_type)) {
       return Status::Unsupported(name + ": " + n.Describe() + ": op " + n.op_type + " is not supported by the engine");
     }
   }
   PassStats passes;
+  PPML_RETURN_IF_ERROR(DecomposeQLinearOps(graph));
+  PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
   if (options.fuse) {
     PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, &passes));
     PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));

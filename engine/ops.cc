@@ -6,11 +6,11 @@
 namespace ppml::engine {
 namespace {
 
-const std::map<std::string, OpBuilder>& Registry() {
+const std::map<std::string, OpEntry>& Registry() {
   static const auto* registry = [] {
-    auto* r = new std::map<std::string, OpBuilder>();
-    for (auto group : {ConvOps, ElementwiseOps, LinearOps, PoolingOps, ShapeOps}) {
-      for (const OpEntry& e : group()) (*r)[e.op_type] = e.builder;
+    auto* r = new std::map<std::string, OpEntry>();
+    for (auto group : {ConvOps, ElementwiseOps, LinearOps, PoolingOps, ShapeOps, QuantOps}) {
+      for (const OpEntry& e : group()) (*r)[e.op_type] = e;
     }
     return r;
   }();
@@ -19,7 +19,7 @@ const std::map<std::string, OpBuilder>& Registry() {
 
 }  // namespace
 
-const OpBuilder* FindOpBuilder(const std::string& op_type) {
+const OpEntry* FindOp(const std::string& op_type) {
   const auto& r = Registry();
   auto it = r.find(op_type);
   return it == r.end() ? nullptr : &it->second;

@@ -13,19 +13,22 @@ namespace ppml::engine {
 class PlanBuilder;
 using OpBuilder = Status (*)(const Node& node, PlanBuilder& builder);
 
-// nullptr when the op type is not supported.
-const OpBuilder* FindOpBuilder(const std::string& op_type);
-std::vector<std::string> SupportedOps();
-
-// Each ops_*.cc registers its builders through one of these.
+// Each ops_*.cc registers its builders through one of these. A builder that
+// is not `int8_aware` sees every quantized input dequantized to float.
 struct OpEntry {
   const char* op_type;
   OpBuilder builder;
+  bool int8_aware = false;
 };
+
+// nullptr when the op type is not supported.
+const OpEntry* FindOp(const std::string& op_type);
+std::vector<std::string> SupportedOps();
 std::vector<OpEntry> ConvOps();       // Conv, ConvTranspose
 std::vector<OpEntry> ElementwiseOps();  // activations, binary arithmetic, BatchNormalization
 std::vector<OpEntry> LinearOps();     // Gemm, MatMul
 std::vector<OpEntry> PoolingOps();    // pools, Softmax, Concat
 std::vector<OpEntry> ShapeOps();      // Reshape & co, Transpose, Gather, Pad, Slice, Cast, ...
+std::vector<OpEntry> QuantOps();      // QuantizeLinear, DequantizeLinear
 
 }  // namespace ppml::engine

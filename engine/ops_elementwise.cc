@@ -148,7 +148,6 @@ Status BuildArithmetic(const Node& n, PlanBuilder& b) {
     if (!shape.ok()) return b.Error(shape.status().message());
     out_shape = *shape;
   }
-  if (dtype == DataType::kU8 || dtype == DataType::kS8) return b.Unsupported("8-bit integer arithmetic");
   if (operands.size() == 2 && n.op_type != "Mean" && TryDnnlBinary(n, b, operands[0], operands[1], out_shape)) {
     return Status::Ok();
   }

@@ -1,5 +1,6 @@
 #include "engine/passes.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -93,7 +94,170 @@ void RemoveNodes(Graph& graph, const std::set<int>& dead) {
   graph.nodes = std::move(kept);
 }
 
+// A scalar constant as (value, element type); false when not a constant scalar.
+bool ScalarConstant(const Graph& graph, const std::string& name, double* value, DataType* type) {
+  const Tensor* t = graph.Constant(name);
+  if (!t || t->element_count() != 1) return false;
+  *type = t->dtype();
+  switch (t->dtype()) {
+    case DataType::kF32: *value = t->data<float>()[0]; return true;
+    case DataType::kU8: *value = t->data<uint8_t>()[0]; return true;
+    case DataType::kS8: *value = t->data<int8_t>()[0]; return true;
+    case DataType::kS32: *value = t->data<int32_t>()[0]; return true;
+    case DataType::kS64: *value = static_cast<double>(t->data<int64_t>()[0]); return true;
+  }
+  return false;
+}
+
+// Per-tensor quantization parameters of a Q or DQ node; false unless both are constant scalars.
+bool ScalarQuantParams(const Graph& graph, const Node& n, QuantParams* q) {
+  double scale, zero = 0;
+  DataType type, zero_type = DataType::kU8;
+  if (!ScalarConstant(graph, n.Input(1), &scale, &type) || type != DataType::kF32 || !(scale > 0)) return false;
+  if (!n.Input(2).empty() && !ScalarConstant(graph, n.Input(2), &zero, &zero_type)) return false;
+  if (zero_type != DataType::kU8 && zero_type != DataType::kS8) return false;
+  *q = {static_cast<float>(scale), static_cast<int32_t>(zero), zero_type};
+  return true;
+}
+
+void RenameReaders(Graph& graph, const std::string& from, const std::string& to) {
+  for (Node& n : graph.nodes) {
+    for (std::string& in : n.inputs) {
+      if (in == from) in = to;
+    }
+  }
+}
+
+Node MakeNode(const std::string& op, const std::string& name, std::vector<std::string> inputs,
+              std::vector<std::string> outputs, int opset) {
+  Node n;
+  n.op_type = op;
+  n.name = name;
+  n.inputs = std::move(inputs);
+  n.outputs = std::move(outputs);
+  n.opset = opset;
+  return n;
+}
+
 }  // namespace
+
+Status DecomposeQLinearOps(Graph& graph) {
+  std::vector<Node> rewritten;
+  int counter = 0;
+  for (Node& n : graph.nodes) {
+    const bool qlinear = n.op_type == "QLinearConv" || n.op_type == "QLinearMatMul";
+    const bool integer = n.op_type == "ConvInteger" || n.op_type == "MatMulInteger";
+    if (!qlinear && !integer) {
+      rewritten.push_back(std::move(n));
+      continue;
+    }
+    const bool conv = n.op_type == "QLinearConv" || n.op_type == "ConvInteger";
+    auto fresh = [&](const std::string& what) { return n.name + "/" + what + std::to_string(counter++); };
+    // Inputs: QLinear*: x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, B]; *Integer: x, w, x_zp, w_zp.
+    std::string x = n.Input(0), w = qlinear ? n.Input(3) : n.Input(1);
+    std::string x_scale = qlinear ? n.Input(1) : "", x_zp = qlinear ? n.Input(2) : n.Input(2);
+    std::string w_scale = qlinear ? n.Input(4) : "", w_zp = qlinear ? n.Input(5) : n.Input(3);
+    if (integer) {  // integer products: unit scales, the result cast to int32
+      x_scale = w_scale = fresh("unit_scale");
+      graph.constants[x_scale] = std::make_shared<Tensor>(Tensor::FromVector<float>({}, {1.f}));
+    }
+    const std::string xf = fresh("x_float"), wf = fresh("w_float"), yf = fresh("y_float");
+    rewritten.push_back(MakeNode("DequantizeLinear", fresh("dq_x"), {x, x_scale, x_zp}, {xf}, 13));
+    Node dq_w = MakeNode("DequantizeLinear", fresh("dq_w"), {w, w_scale, w_zp}, {wf}, 13);
+    // Per-channel weights: output channels are axis 0 of conv weights, axis 1 (columns) of a matrix.
+    dq_w.attributes["axis"].value = int64_t{conv ? 0 : 1};
+    rewritten.push_back(std::move(dq_w));
+    Node op = MakeNode(conv ? "Conv" : "MatMul", n.name, {xf, wf}, {yf}, n.opset);
+    if (conv) op.attributes = n.attributes;
+    if (n.op_type == "QLinearConv" && !n.Input(8).empty()) {
+      // The int32 bias is quantized with x_scale * w_scale; both must be constants.
+      const Tensor* xs = graph.Constant(x_scale);
+      const Tensor* ws = graph.Constant(w_scale);
+      if (!xs || !ws) return Status::Unsupported(n.Describe() + ": run-time scales with a bias");
+      Tensor bias_scale(DataType::kF32, {ws->element_count()});
+      for (int64_t i = 0; i < ws->element_count(); ++i) {
+        bias_scale.data<float>()[i] = xs->data<float>()[0] * ws->data<float>()[i];
+      }
+      const std::string bs = fresh("bias_scale"), bf = fresh("bias_float");
+      graph.constants[bs] = std::make_shared<Tensor>(std::move(bias_scale));
+      Node dq_b = MakeNode("DequantizeLinear", fresh("dq_b"), {n.Input(8), bs}, {bf}, 13);
+      dq_b.attributes["axis"].value = int64_t{0};
+      rewritten.push_back(std::move(dq_b));
+      op.inputs.push_back(bf);
+    }
+    rewritten.push_back(std::move(op));
+    if (qlinear) {
+      rewritten.push_back(MakeNode("QuantizeLinear", fresh("q_y"), {yf, n.Input(6), n.Input(7)}, {n.outputs[0]}, 13));
+    } else {
+      Node cast = MakeNode("Cast", fresh("to_int32"), {yf}, {n.outputs[0]}, 13);
+      cast.attributes["to"].value = int64_t{6};  // INT32
+      rewritten.push_back(std::move(cast));
+    }
+  }
+  graph.nodes = std::move(rewritten);
+  return Status::Ok();
+}
+
+Status CollapseQdqPairs(Graph& graph) {
+  // Integer constants behind DequantizeLinear: the INT8 kernels read them directly.
+  for (const Node& n : graph.nodes) {
+    if (n.op_type != "DequantizeLinear") continue;
+    const Tensor* values = graph.Constant(n.Input(0));
+    const Tensor* scales = graph.Constant(n.Input(1));
+    if (!values || !scales || scales->dtype() != DataType::kF32) continue;
+    if (values->dtype() != DataType::kS8 && values->dtype() != DataType::kU8 && values->dtype() != DataType::kS32) {
+      continue;
+    }
+    QuantizedConstant q;
+    q.values = graph.constants.at(n.Input(0));
+    q.scales.assign(scales->data<float>(), scales->data<float>() + scales->element_count());
+    q.zero_points.assign(q.scales.size(), 0);
+    if (const Tensor* zp = graph.Constant(n.Input(2))) {
+      if (zp->element_count() != scales->element_count()) continue;
+      for (int64_t i = 0; i < zp->element_count(); ++i) {
+        q.zero_points[i] = zp->dtype() == DataType::kS8    ? zp->data<int8_t>()[i]
+                           : zp->dtype() == DataType::kU8  ? zp->data<uint8_t>()[i]
+                           : zp->dtype() == DataType::kS32 ? zp->data<int32_t>()[i]
+                                                           : 0;
+      }
+    } else if (!n.Input(2).empty()) {
+      continue;
+    }
+    q.axis = n.Int("axis", 1);
+    if (q.axis < 0) q.axis += values->rank();
+    graph.quantized_constants[n.outputs[0]] = std::move(q);
+  }
+
+  std::set<int> dead;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& q = graph.nodes[i];
+    if (q.op_type != "QuantizeLinear" || q.outputs.size() != 1 || graph.IsConstant(q.Input(0))) continue;
+    QuantParams params;
+    if (!ScalarQuantParams(graph, q, &params)) continue;
+    const std::string& x = q.Input(0);
+    const std::string& xq = q.outputs[0];
+    if (IsGraphOutput(graph, xq) || graph.activation_quant.count(x)) continue;
+    std::vector<int> readers;
+    bool collapsible = true;
+    for (size_t j = 0; j < graph.nodes.size() && collapsible; ++j) {
+      const Node& r = graph.nodes[j];
+      if (std::find(r.inputs.begin(), r.inputs.end(), xq) == r.inputs.end()) continue;
+      QuantParams dq_params;
+      collapsible = r.op_type == "DequantizeLinear" && r.Input(0) == xq && ScalarQuantParams(graph, r, &dq_params) &&
+                    dq_params == params && !IsGraphOutput(graph, r.outputs[0]);
+      readers.push_back(static_cast<int>(j));
+    }
+    if (!collapsible || readers.empty()) continue;
+    for (int r : readers) {
+      RenameReaders(graph, graph.nodes[r].outputs[0], x);
+      dead.insert(r);
+    }
+    dead.insert(static_cast<int>(i));
+    graph.activation_quant[x] = params;
+  }
+  RemoveNodes(graph, dead);
+  return Status::Ok();
+}
 
 Status FoldBatchNorms(Graph& graph, PassStats* stats) {
   std::set<int> dead;

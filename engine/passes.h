@@ -20,4 +20,14 @@ Status FoldBatchNorms(Graph& graph, PassStats* stats);
 // the intermediate value has no other reader and is not a graph output.
 Status FusePostOps(Graph& graph, PassStats* stats);
 
+// QDQ models. QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger are
+// rewritten as DequantizeLinear -> Conv/MatMul -> QuantizeLinear. Then each
+// QuantizeLinear whose every reader is a DequantizeLinear with the same
+// (scalar) parameters is removed with them: the float tensor is annotated
+// in Graph::activation_quant and the planner keeps it in that quantized form
+// between int8-aware ops. The integer constants behind DequantizeLinear nodes
+// are recorded in Graph::quantized_constants for the INT8 kernels.
+Status DecomposeQLinearOps(Graph& graph);
+Status CollapseQdqPairs(Graph& graph);
+
 }  // namespace ppml::engine

@@ -60,6 +60,12 @@ memory::desc AnyDesc(DataType type, const Shape& shape) {
   return memory::desc(ToDims(shape), DnnlType(type), tag::any);
 }
 
+memory::desc WithDataType(const memory::desc& desc, DataType type) {
+  memory::desc out = desc;
+  out.data.data_type = memory::convert_to_c(DnnlType(type));
+  return out;
+}
+
 size_t PlanValue::bytes() const {
   if (desc.get_size() > 0) return desc.get_size();
   return static_cast<size_t>(ElementCount(shape)) * ElementSize(dtype);
@@ -183,6 +189,9 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
     const ValueId id = AddValue(std::move(v));
     by_name_[in.name] = id;
     plan_->inputs_.push_back(id);
+    if (auto q = graph_.activation_quant.find(in.name); q != graph_.activation_quant.end()) {
+      by_name_[in.name] = Quantized(id, q->second);
+    }
   }
 
   for (int i = 0; i < end; ++i) {
@@ -194,7 +203,7 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
   for (const GraphValue& out : graph_.outputs) {
     auto it = by_name_.find(out.name);
     if (it == by_name_.end()) return Status::InvalidArgument("graph output '" + out.name + "' is never produced");
-    plan_->outputs_.push_back(Plain(it->second));
+    plan_->outputs_.push_back(Plain(Float(it->second)));
   }
   PPML_RETURN_IF_ERROR(Finalize());
   return std::move(plan_);
@@ -202,8 +211,9 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
 
 Status PlanBuilder::BuildNode(const Node& node, int index) {
   node_ = &node;
-  const OpBuilder* builder = FindOpBuilder(node.op_type);
-  if (!builder) return Unsupported("op is not supported by the engine");
+  const OpEntry* op = FindOp(node.op_type);
+  if (!op) return Unsupported("op is not supported by the engine");
+  int8_aware_ = op->int8_aware;
   bool all_constant = true;
   for (size_t i = 0; i < node.inputs.size(); ++i) {
     if (node.inputs[i].empty()) continue;
@@ -216,7 +226,7 @@ Status PlanBuilder::BuildNode(const Node& node, int index) {
   const size_t first_value = plan_->values_.size();
   const size_t first_buffer = buffers_.size();
   try {
-    PPML_RETURN_IF_ERROR((*builder)(node, *this));
+    PPML_RETURN_IF_ERROR(op->builder(node, *this));
   } catch (const dnnl::error& e) {
     // oneDNN refuses a configuration (an unsupported shape, stride or type mix).
     return Unsupported(std::string("oneDNN cannot run this configuration: ") + e.what());
@@ -228,7 +238,18 @@ Status PlanBuilder::BuildNode(const Node& node, int index) {
     PPML_RETURN_IF_ERROR(FoldConstantNode(first_step, first_value));
     buffers_.resize(first_buffer);
   }
+  ApplyOutputQuantization(node);
   return Status::Ok();
+}
+
+void PlanBuilder::ApplyOutputQuantization(const Node& node) {
+  for (const std::string& name : node.outputs) {
+    auto q = graph_.activation_quant.find(name);
+    if (q == graph_.activation_quant.end()) continue;
+    const ValueId id = by_name_[name];
+    if (Value(id).constant || Value(id).dtype != DataType::kF32 && !Value(id).quant) continue;
+    if (Value(id).quant != q->second) by_name_[name] = Quantized(id, q->second);
+  }
 }
 
 ValueId PlanBuilder::Lookup(const std::string& name) const {
@@ -236,15 +257,62 @@ ValueId PlanBuilder::Lookup(const std::string& name) const {
   return it == by_name_.end() ? kNoValue : it->second;
 }
 
-ValueId PlanBuilder::Input(size_t i) const {
+ValueId PlanBuilder::RawInput(size_t i) const {
   const std::string& name = node_->Input(i);
   if (name.empty()) return kNoValue;
   auto it = by_name_.find(name);
   return it == by_name_.end() ? kNoValue : it->second;
 }
 
+ValueId PlanBuilder::Input(size_t i) {
+  const ValueId id = RawInput(i);
+  return id == kNoValue || int8_aware_ ? id : Float(id);
+}
+
+ValueId PlanBuilder::Reorder(ValueId id, const memory::desc& desc, const dnnl::primitive_attr& attr) {
+  const PlanValue& v = Value(id);
+  PlanValue copy;
+  copy.name = v.name + "#" + std::to_string(plan_->values_.size());
+  copy.dtype = desc.data_type() == memory::data_type::f32 ? DataType::kF32
+               : desc.data_type() == memory::data_type::u8 ? DataType::kU8
+               : desc.data_type() == memory::data_type::s8 ? DataType::kS8
+                                                           : DataType::kS32;
+  copy.shape = v.shape;
+  copy.desc = desc;
+  const ValueId out = NewBufferValue(std::move(copy), LastUse(v.name));
+  dnnl::reorder::primitive_desc pd(engine_, v.desc, engine_, desc, attr);
+  AddPrimitive(dnnl::reorder(pd), pd, {{DNNL_ARG_FROM, id}, {DNNL_ARG_TO, out}});
+  return out;
+}
+
+ValueId PlanBuilder::Float(ValueId id) {
+  const PlanValue& v = Value(id);
+  if (!v.quant) return id;
+  if (auto it = float_of_.find(id); it != float_of_.end()) return it->second;
+  dnnl::primitive_attr attr = Attr();
+  attr.set_output_scales(0, {v.quant->scale});
+  if (v.quant->zero_point != 0) attr.set_zero_points(DNNL_ARG_FROM, 0, {v.quant->zero_point});
+  const ValueId out = Reorder(id, WithDataType(v.desc, DataType::kF32), attr);
+  float_of_[id] = out;
+  return out;
+}
+
+ValueId PlanBuilder::Quantized(ValueId id, const QuantParams& params) {
+  const PlanValue& v = Value(id);
+  dnnl::primitive_attr attr = Attr();
+  const float from_scale = v.quant ? v.quant->scale : 1.f;
+  attr.set_output_scales(0, {from_scale / params.scale});
+  if (v.quant && v.quant->zero_point != 0) attr.set_zero_points(DNNL_ARG_FROM, 0, {v.quant->zero_point});
+  if (params.zero_point != 0) attr.set_zero_points(DNNL_ARG_TO, 0, {params.zero_point});
+  const ValueId out = Reorder(id, WithDataType(v.desc, params.dtype), attr);
+  plan_->values_[out].quant = params;
+  return out;
+}
+
+void PlanBuilder::SetQuant(ValueId id, const QuantParams& params) { plan_->values_[id].quant = params; }
+
 Result<std::vector<int64_t>> PlanBuilder::ConstantInts(size_t input_index) const {
-  const ValueId id = Input(input_index);
+  const ValueId id = RawInput(input_index);
   if (id == kNoValue) return Error("input " + std::to_string(input_index) + " is missing");
   const Tensor* t = Constant(id);
   if (!t) {
@@ -270,15 +338,9 @@ ValueId PlanBuilder::Plain(ValueId id) {
 }
 
 ValueId PlanBuilder::InLayout(ValueId id, const memory::desc& desc) {
-  const PlanValue& v = Value(id);
-  if (v.desc == desc) return id;
-  PlanValue copy;
-  copy.name = v.name + "#" + std::to_string(plan_->values_.size());
-  copy.dtype = v.dtype;
-  copy.shape = v.shape;
-  copy.desc = desc;
-  const ValueId out = NewBufferValue(std::move(copy), LastUse(v.name));
-  AddCopy(id, out);
+  if (Value(id).desc == desc) return id;
+  const ValueId out = Reorder(id, desc, Attr());
+  plan_->values_[out].quant = Value(id).quant;
   return out;
 }
 
@@ -294,7 +356,11 @@ ValueId PlanBuilder::DefineOutput(size_t index, DataType dtype, const Shape& sha
   ValueId id;
   if (in_place_of != kNoValue && Value(in_place_of).buffer >= 0) {
     Buffer& b = buffers_[Value(in_place_of).buffer];
-    if (b.last <= node_index_ && b.bytes >= AlignUp(v.bytes()) && Value(in_place_of).desc == desc) {
+    // Bytes are reused as they are: the layout must match, the element type
+    // may differ in name only (a residual summed as s8 into a u8 output).
+    const PlanValue& src = Value(in_place_of);
+    const bool same_layout = ElementSize(src.dtype) == ElementSize(dtype) && WithDataType(src.desc, dtype) == desc;
+    if (b.last <= node_index_ && b.bytes >= AlignUp(v.bytes()) && same_layout) {
       v.buffer = Value(in_place_of).buffer;
       b.last = std::max(b.last, last_use);
       id = AddValue(std::move(v));
@@ -319,6 +385,7 @@ ValueId PlanBuilder::AliasValue(ValueId source, const Shape& shape, std::optiona
   v.shape = shape;
   // Same shape: keep the source's layout (an Identity on a blocked tensor costs nothing).
   v.desc = desc ? *desc : shape == src.shape ? src.desc : PlainDesc(v.dtype, shape);
+  v.quant = src.quant;
   if (src.constant) {
     v.constant = src.constant;
     if (shape != src.shape) v.constant = std::make_shared<Tensor>(src.constant->Reshaped(shape).value());
@@ -380,7 +447,10 @@ void PlanBuilder::AddCopy(ValueId from, ValueId to) {
 }
 
 memory PlanBuilder::ConstantMemory(ValueId id, const memory::desc& source_desc, const memory::desc& wanted) {
-  const Tensor& t = *Value(id).constant;
+  return ConstantMemory(*Value(id).constant, source_desc, wanted);
+}
+
+memory PlanBuilder::ConstantMemory(const Tensor& t, const memory::desc& source_desc, const memory::desc& wanted) {
   if (source_desc == wanted) return memory(wanted, engine_, const_cast<void*>(t.raw_data()));
   return weights_->Get(engine_, t.raw_data(), source_desc, wanted);
 }

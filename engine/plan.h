@@ -43,6 +43,8 @@ struct PlanValue {
   std::shared_ptr<Tensor> constant;    // plain data of a constant
   int buffer = -1;                     // arena buffer, -1 for constants and graph inputs
   ValueId alias_of = -1;               // shares the bytes of this value (a reshape)
+  // Set when the value holds a float tensor in quantized form (dtype u8/s8).
+  std::optional<QuantParams> quant;
   bool graph_input = false;
   size_t bytes() const;
 };
@@ -124,8 +126,12 @@ class PlanBuilder {
   // ---- for op builders ----
   const dnnl::engine& engine() const { return engine_; }
   const Node& node() const { return *node_; }
+  const Graph& graph() const { return graph_; }
   // Value of a node input by position; kNoValue for an omitted optional input.
-  ValueId Input(size_t i) const;
+  // For builders that are not int8-aware a quantized input comes dequantized.
+  ValueId Input(size_t i);
+  // The input as stored, quantized or not.
+  ValueId RawInput(size_t i) const;
   // Value by name (a fused residual), kNoValue when undefined.
   ValueId Lookup(const std::string& name) const;
   const PlanValue& Value(ValueId id) const { return plan_->values_[id]; }
@@ -136,6 +142,13 @@ class PlanBuilder {
 
   // The value in plain row-major layout (reorders when needed, once per value).
   ValueId Plain(ValueId id);
+  // The float form of a quantized value (dequantizes once per value, keeping
+  // the layout); the value itself when it is not quantized.
+  ValueId Float(ValueId id);
+  // The value quantized with `params` (from float, or requantized).
+  ValueId Quantized(ValueId id, const QuantParams& params);
+  // Marks a value the builder produced as holding quantized data.
+  void SetQuant(ValueId id, const QuantParams& params);
   // The value in layout `desc` (reorders when needed).
   ValueId InLayout(ValueId id, const dnnl::memory::desc& desc);
 
@@ -169,6 +182,9 @@ class PlanBuilder {
   dnnl::memory ConstantMemory(ValueId id, const dnnl::memory::desc& wanted) {
     return ConstantMemory(id, Value(id).desc, wanted);
   }
+  // The same for a constant of the graph that is not a value (quantized weights).
+  dnnl::memory ConstantMemory(const Tensor& constant, const dnnl::memory::desc& source_desc,
+                              const dnnl::memory::desc& wanted);
   // Memory for a tensor computed by the builder; the plan keeps it alive.
   dnnl::memory OwnedConstantMemory(Tensor tensor, const dnnl::memory::desc& wanted);
 
@@ -186,6 +202,9 @@ class PlanBuilder {
   int LastUse(const std::string& name) const;
   Status BuildNode(const Node& node, int index);
   Status FoldConstantNode(size_t first_new_step, size_t first_new_value);
+  // Makes the stored form of each output match the model's quantization annotation.
+  void ApplyOutputQuantization(const Node& node);
+  ValueId Reorder(ValueId id, const dnnl::memory::desc& desc, const dnnl::primitive_attr& attr);
   Status Finalize();
 
   const Graph& graph_;
@@ -193,11 +212,12 @@ class PlanBuilder {
   WeightCache* weights_;
   std::unique_ptr<Plan> plan_;
   std::unordered_map<std::string, ValueId> by_name_;
-  std::unordered_map<ValueId, ValueId> plain_of_;
+  std::unordered_map<ValueId, ValueId> plain_of_, float_of_;
   std::map<std::string, int> last_use_;
   std::vector<Buffer> buffers_;
   const Node* node_ = nullptr;
   int node_index_ = 0;
+  bool int8_aware_ = false;
   size_t scratchpad_bytes_ = 0;
 };
 
@@ -207,5 +227,7 @@ bool HasDnnlType(DataType type);
 dnnl::memory::dims ToDims(const Shape& shape);  // a scalar becomes {1}
 dnnl::memory::desc PlainDesc(DataType type, const Shape& shape);
 dnnl::memory::desc AnyDesc(DataType type, const Shape& shape);
+// The same layout with another element type.
+dnnl::memory::desc WithDataType(const dnnl::memory::desc& desc, DataType type);
 
 }  // namespace ppml::engine
