@@ -33,23 +33,63 @@ Result<std::vector<EltwiseStep>> EltwiseStepsFor(const FusedEltwise& a) {
   return Status::Unsupported("activation " + op + " has no oneDNN eltwise equivalent");
 }
 
-Result<dnnl::post_ops> PostOpsFor(const Node& node, ResidualPostOp residual, const dnnl::memory::desc& binary_desc,
-                                  int* binary_index) {
+namespace {
+
+// f(a·x) = a·f(x) for a > 0: these may run on values in any positive unit.
+bool ScaleInvariant(const EltwiseStep& s) {
+  return s.algorithm == algorithm::eltwise_relu || (s.algorithm == algorithm::eltwise_linear && s.beta == 0.f);
+}
+
+Status AppendActivations(const std::vector<FusedEltwise>& activations, float dst_scale, dnnl::post_ops& ops) {
+  for (const auto& e : activations) {
+    PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(e));
+    for (const auto& s : steps) {
+      const bool wrap = dst_scale != 1.f && !ScaleInvariant(s);
+      if (wrap) ops.append_eltwise(1.f, algorithm::eltwise_linear, dst_scale, 0.f);
+      ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
+      if (wrap) ops.append_eltwise(1.f, algorithm::eltwise_linear, 1.f / dst_scale, 0.f);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<dnnl::post_ops> PostOpsFor(const Node& node, const PostOpsSpec& spec, int* binary_index) {
   dnnl::post_ops ops;
-  for (const auto& e : node.post_eltwise_before_sum) {
-    PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(e));
-    for (const auto& s : steps) ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
-  }
-  if (residual == ResidualPostOp::kSum) ops.append_sum(1.f);
-  if (residual == ResidualPostOp::kBinaryAdd) {
+  PPML_RETURN_IF_ERROR(AppendActivations(node.post_eltwise_before_sum, spec.dst_scale, ops));
+  if (spec.residual == ResidualPostOp::kSum) ops.append_sum(spec.sum_scale, spec.sum_type);
+  if (spec.residual == ResidualPostOp::kBinaryAdd) {
     *binary_index = ops.len();
-    ops.append_binary(algorithm::binary_add, binary_desc);
+    ops.append_binary(algorithm::binary_add, spec.binary_desc);
   }
-  for (const auto& e : node.post_eltwise) {
-    PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(e));
-    for (const auto& s : steps) ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
-  }
+  PPML_RETURN_IF_ERROR(AppendActivations(node.post_eltwise, spec.dst_scale, ops));
   return ops;
+}
+
+const QuantizedConstant* Int8Weights(const PlanBuilder& b, const std::string& name, int64_t axis,
+                                     int64_t channels) {
+  auto it = b.graph().quantized_constants.find(name);
+  if (it == b.graph().quantized_constants.end()) return nullptr;
+  const QuantizedConstant& q = it->second;
+  if (q.values->dtype() != DataType::kS8) return nullptr;
+  if (q.scales.size() != 1 && (q.axis != axis || static_cast<int64_t>(q.scales.size()) != channels)) return nullptr;
+  for (int32_t zp : q.zero_points) {
+    if (zp != 0) return nullptr;
+  }
+  return &q;
+}
+
+std::optional<QuantParams> SymmetricQuant(const PlanBuilder& b, const std::string& name) {
+  auto it = b.graph().activation_quant.find(name);
+  if (it == b.graph().activation_quant.end() || it->second.zero_point != 0) return std::nullopt;
+  return it->second;
+}
+
+std::vector<float> OutputScales(float src_scale, const QuantizedConstant& w, float dst_scale) {
+  std::vector<float> scales;
+  for (float s : w.scales) scales.push_back(src_scale * s / dst_scale);
+  return scales;
 }
 
 Result<WindowAxis> ComputeWindow(int64_t in, int64_t kernel, int64_t stride, int64_t dilation, int64_t pad_begin,

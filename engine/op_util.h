@@ -23,11 +23,30 @@ struct EltwiseStep {
 Result<std::vector<EltwiseStep>> EltwiseStepsFor(const FusedEltwise& activation);
 
 // Post-ops of a fused node: activations before the residual, the residual
-// (as an in-place sum, or a broadcasting binary add reading `binary_desc`,
-// whose post-op index goes to *binary_index), activations after.
+// (an in-place sum, or a broadcasting binary add reading `binary_desc`),
+// activations after. With an INT8 destination the accumulator is in units of
+// `dst_scale`; activations that are not scale-invariant are then evaluated
+// in real units (wrapped in multiplications by dst_scale and its inverse).
 enum class ResidualPostOp { kNone, kSum, kBinaryAdd };
-Result<dnnl::post_ops> PostOpsFor(const Node& node, ResidualPostOp residual, const dnnl::memory::desc& binary_desc,
-                                  int* binary_index);
+struct PostOpsSpec {
+  ResidualPostOp residual = ResidualPostOp::kNone;
+  float sum_scale = 1.f;
+  dnnl::memory::data_type sum_type = dnnl::memory::data_type::undef;  // reinterpretation of dst
+  dnnl::memory::desc binary_desc;
+  float dst_scale = 1.f;
+};
+// *binary_index receives the index of the binary post-op (when there is one).
+Result<dnnl::post_ops> PostOpsFor(const Node& node, const PostOpsSpec& spec, int* binary_index);
+
+// The INT8 form of a linear op's weights: a per-output-channel (or per-tensor)
+// symmetric s8 constant behind a DequantizeLinear, with the channel `axis`
+// expected for the op; nullptr when the weights are not in that form.
+const QuantizedConstant* Int8Weights(const PlanBuilder& b, const std::string& name, int64_t axis,
+                                     int64_t channels);
+// The quantization the model annotates `name` with, when symmetric and 8-bit.
+std::optional<QuantParams> SymmetricQuant(const PlanBuilder& b, const std::string& name);
+// Per-channel requantization scales: src_scale * weight_scale[c] / dst_scale.
+std::vector<float> OutputScales(float src_scale, const QuantizedConstant& w, float dst_scale);
 
 // Spatial output size and padding of a windowed op (Conv, pooling) along one axis.
 struct WindowAxis {

@@ -55,12 +55,13 @@ struct ConvParts {
   Shape w_shape;
 };
 
-Result<ConvParts> ReadConvInputs(const Node& n, PlanBuilder& b) {
-  ConvParts p{b.Input(0), b.Input(1), b.Input(2), n.Int("group", 1), {}};
+// `x` is the input as the caller wants it (quantized for INT8, float otherwise).
+Result<ConvParts> ReadConvInputs(const Node& n, PlanBuilder& b, ValueId x_value) {
+  ConvParts p{x_value, b.Input(1), b.Input(2), n.Int("group", 1), {}};
   if (p.x == kNoValue || p.w == kNoValue) return b.Error("needs inputs X and W");
   const PlanValue& x = b.Value(p.x);
   const PlanValue& w = b.Value(p.w);
-  if (x.dtype != DataType::kF32 || w.dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  if (w.dtype != DataType::kF32 || (x.dtype != DataType::kF32 && !x.quant)) return b.Unsupported("only float tensors");
   if (x.shape.size() < 3 || x.shape.size() > 5) return b.Unsupported("only 1-D, 2-D and 3-D convolutions");
   if (w.shape.size() != x.shape.size()) return b.Error("W rank " + std::to_string(w.shape.size()) + " != X rank");
   if (p.group < 1) return b.Error("group must be positive");
@@ -87,26 +88,31 @@ void BindBias(PlanBuilder& b, ValueId bias, const memory::desc& wanted, std::vec
   }
 }
 
-// The residual of a fused Conv + Add. Same shape as the output: a sum
-// post-op accumulating into the output, which starts as the residual (taking
-// over its bytes when it dies here). Otherwise a broadcasting binary post-op.
-struct Residual {
-  ValueId value = kNoValue;
-  bool as_sum = false;
+// How a convolution runs in INT8: the model holds its input quantized
+// (symmetric), its weights are s8 per output channel, and, when the output is
+// annotated too, the primitive writes the quantized output directly.
+struct Int8Conv {
+  const QuantizedConstant* weights = nullptr;
+  QuantParams src;
+  std::optional<QuantParams> dst;
 };
 
-Result<Residual> FindResidual(const Node& n, PlanBuilder& b, const Shape& out_shape) {
-  Residual r;
-  if (n.fused_sum_input.empty()) return r;
-  r.value = b.Lookup(n.fused_sum_input);
-  if (r.value == kNoValue) return b.Error("residual input '" + n.fused_sum_input + "' is undefined");
-  if (b.Value(r.value).dtype != DataType::kF32) return b.Unsupported("a non-float residual");
-  r.as_sum = b.Value(r.value).shape == out_shape;
-  return r;
+std::optional<Int8Conv> PlanInt8(const Node& n, PlanBuilder& b, ValueId x_raw) {
+  const PlanValue& x = b.Value(x_raw);
+  if (!x.quant || x.quant->zero_point != 0 || b.RawInput(2) != kNoValue && !b.IsConstant(b.RawInput(2))) {
+    return std::nullopt;
+  }
+  if (b.RawInput(1) == kNoValue) return std::nullopt;
+  const Shape& w_shape = b.Value(b.RawInput(1)).shape;
+  if (w_shape.empty()) return std::nullopt;
+  const QuantizedConstant* w = Int8Weights(b, n.Input(1), 0, w_shape[0]);
+  if (!w) return std::nullopt;
+  return Int8Conv{w, *x.quant, SymmetricQuant(b, n.outputs[0])};
 }
 
 Status BuildConv(const Node& n, PlanBuilder& b) {
-  PPML_ASSIGN_OR_RETURN(ConvParts p, ReadConvInputs(n, b));
+  std::optional<Int8Conv> int8 = PlanInt8(n, b, b.RawInput(0));
+  PPML_ASSIGN_OR_RETURN(ConvParts p, ReadConvInputs(n, b, int8 ? b.RawInput(0) : b.Float(b.RawInput(0))));
   const Shape& xs = b.Value(p.x).shape;
   const int64_t channels = xs[1];
   if (channels % p.group != 0 || p.w_shape[0] % p.group != 0 || p.w_shape[1] * p.group != channels) {
@@ -119,29 +125,49 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   Shape out_shape = {xs[0], p.w_shape[0]};
   out_shape.insert(out_shape.end(), win.out.begin(), win.out.end());
 
-  PPML_ASSIGN_OR_RETURN(Residual residual, FindResidual(n, b, out_shape));
-  std::vector<std::pair<int, ValueId>> args;
-  std::unordered_map<int, memory> fixed;
-  dnnl::primitive_attr attr = b.Attr();
-  ValueId binary_src = kNoValue;
-  int binary_index = -1;
-  if (residual.value != kNoValue && !residual.as_sum) {
-    Shape padded = b.Value(residual.value).shape;
+  // The residual of a fused Add: a sum into the output when shapes match (for
+  // INT8 only when it is held symmetric 8-bit too; otherwise the output goes
+  // float and is requantized after), a broadcasting binary add otherwise.
+  PostOpsSpec spec;
+  ValueId residual = kNoValue;
+  if (!n.fused_sum_input.empty()) {
+    residual = b.Lookup(n.fused_sum_input);
+    if (residual == kNoValue) return b.Error("residual input '" + n.fused_sum_input + "' is undefined");
+    const PlanValue& r = b.Value(residual);
+    const bool quantized_sum = int8 && int8->dst && r.quant && r.quant->zero_point == 0 && r.shape == out_shape;
+    if (quantized_sum) {
+      spec.sum_scale = r.quant->scale / int8->dst->scale;
+      spec.sum_type = DnnlType(r.dtype);
+    } else {
+      if (int8) int8->dst.reset();
+      residual = b.Float(residual);
+    }
+    spec.residual = b.Value(residual).shape == out_shape ? ResidualPostOp::kSum : ResidualPostOp::kBinaryAdd;
+  }
+  if (spec.residual == ResidualPostOp::kBinaryAdd) {
+    Shape padded = b.Value(residual).shape;
     if (padded.size() > out_shape.size()) return b.Error("the residual has a higher rank than the output");
     padded.insert(padded.begin(), out_shape.size() - padded.size(), 1);
-    binary_src = b.AliasValue(b.Plain(residual.value), padded);
+    residual = b.AliasValue(b.Plain(residual), padded);
+    spec.binary_desc = b.Value(residual).desc;
   }
-  PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops,
-                        PostOpsFor(n, residual.as_sum ? ResidualPostOp::kSum
-                                      : binary_src != kNoValue ? ResidualPostOp::kBinaryAdd
-                                                               : ResidualPostOp::kNone,
-                                   binary_src != kNoValue ? b.Value(binary_src).desc : memory::desc(), &binary_index));
+  const DataType src_type = int8 ? int8->src.dtype : DataType::kF32;
+  const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
+  spec.dst_scale = int8 && int8->dst ? int8->dst->scale : 1.f;
+  int binary_index = -1;
+  PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops, PostOpsFor(n, spec, &binary_index));
+  dnnl::primitive_attr attr = b.Attr();
   attr.set_post_ops(ops);
+  if (int8) {
+    const std::vector<float> scales = OutputScales(int8->src.scale, *int8->weights, spec.dst_scale);
+    attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
+  }
 
   const memory::dims w_dims = WeightDims(p.w_shape, p.group, false);
-  const memory::desc src_any = AnyDesc(DataType::kF32, xs);
-  const memory::desc w_any(w_dims, memory::data_type::f32, tag::any);
-  const memory::desc dst_any = AnyDesc(DataType::kF32, out_shape);
+  const DataType w_type = int8 ? DataType::kS8 : DataType::kF32;
+  const memory::desc src_any = AnyDesc(src_type, xs);
+  const memory::desc w_any(w_dims, DnnlType(w_type), tag::any);
+  const memory::desc dst_any = AnyDesc(dst_type, out_shape);
   const memory::desc bias_desc({p.w_shape[0]}, memory::data_type::f32, tag::a);
   auto desc = p.bias != kNoValue
                   ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
@@ -153,29 +179,48 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
                                                     win.strides, win.dilations_minus_one, win.pad_begin, win.pad_end);
   dnnl::convolution_forward::primitive_desc pd(desc, attr, b.engine());
 
-  args.push_back({DNNL_ARG_SRC, b.InLayout(p.x, pd.src_desc())});
-  memory w_mem = WeightMemoryOrArg(b, p, SourceWeightDesc(w_dims, p.group, false), pd.weights_desc(), args);
-  if (w_mem) fixed[DNNL_ARG_WEIGHTS] = w_mem;
-  BindBias(b, p.bias, pd.bias_desc(), args, fixed);
+  std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, b.InLayout(p.x, pd.src_desc())}};
+  std::unordered_map<int, memory> fixed;
+  if (int8) {
+    const memory::desc source = WithDataType(SourceWeightDesc(w_dims, p.group, false), DataType::kS8);
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(*int8->weights->values, source, pd.weights_desc());
+    if (p.bias != kNoValue) {
+      // INT8 bias is added to the s32 accumulator: in units of src_scale * weight_scale[c].
+      const std::vector<float> unit = OutputScales(int8->src.scale, *int8->weights, 1.f);
+      Tensor bias = b.Constant(p.bias)->Clone();
+      for (int64_t c = 0; c < bias.element_count(); ++c) bias.data<float>()[c] /= unit[unit.size() > 1 ? c : 0];
+      fixed[DNNL_ARG_BIAS] = b.OwnedConstantMemory(std::move(bias), pd.bias_desc());
+    }
+  } else {
+    memory w_mem = WeightMemoryOrArg(b, p, SourceWeightDesc(w_dims, p.group, false), pd.weights_desc(), args);
+    if (w_mem) fixed[DNNL_ARG_WEIGHTS] = w_mem;
+    BindBias(b, p.bias, pd.bias_desc(), args, fixed);
+  }
 
   ValueId out;
-  if (residual.as_sum) {
-    const ValueId sum_in_layout = b.InLayout(residual.value, pd.dst_desc());
+  if (spec.residual == ResidualPostOp::kSum) {
+    // The output starts as the residual: it takes over the residual's bytes
+    // when the residual dies here, else it gets a copy.
+    const memory::desc sum_layout = WithDataType(pd.dst_desc(), b.Value(residual).dtype);
+    const ValueId sum_src = b.InLayout(residual, sum_layout);
     bool in_place = false;
-    out = b.DefineOutput(0, DataType::kF32, out_shape, pd.dst_desc(), sum_in_layout, &in_place);
-    if (!in_place) b.AddCopy(sum_in_layout, out);
+    out = b.DefineOutput(0, dst_type, out_shape, pd.dst_desc(), sum_src, &in_place);
+    if (!in_place) b.AddCopy(sum_src, b.AliasValue(out, out_shape, sum_layout));
   } else {
-    out = b.DefineOutput(0, DataType::kF32, out_shape, pd.dst_desc());
+    out = b.DefineOutput(0, dst_type, out_shape, pd.dst_desc());
   }
+  if (int8 && int8->dst) b.SetQuant(out, *int8->dst);
   args.push_back({DNNL_ARG_DST, out});
-  if (binary_src != kNoValue) args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(binary_index) | DNNL_ARG_SRC_1, binary_src});
+  if (spec.residual == ResidualPostOp::kBinaryAdd) {
+    args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(binary_index) | DNNL_ARG_SRC_1, residual});
+  }
   b.AddPrimitive(dnnl::convolution_forward(pd), pd, std::move(args), std::move(fixed));
   b.CountMacs(ElementCount(out_shape) * ElementCount(p.w_shape) / p.w_shape[0]);
   return Status::Ok();
 }
 
 Status BuildConvTranspose(const Node& n, PlanBuilder& b) {
-  PPML_ASSIGN_OR_RETURN(ConvParts p, ReadConvInputs(n, b));
+  PPML_ASSIGN_OR_RETURN(ConvParts p, ReadConvInputs(n, b, b.Input(0)));
   const Shape& xs = b.Value(p.x).shape;
   const size_t r = xs.size() - 2;
   if (p.w_shape[0] != xs[1]) return b.Error("W's first dimension must equal X's channels");
@@ -220,7 +265,7 @@ Status BuildConvTranspose(const Node& n, PlanBuilder& b) {
     // output_padding adds to the end of the output, as if the end were padded less.
     pad_r.push_back(pads[i + r] - output_padding[i]);
   }
-  PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops, PostOpsFor(n, ResidualPostOp::kNone, memory::desc(), nullptr));
+  PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops, PostOpsFor(n, PostOpsSpec{}, nullptr));
   dnnl::primitive_attr attr = b.Attr();
   attr.set_post_ops(ops);
   const memory::dims w_dims = [&] {
@@ -253,6 +298,8 @@ Status BuildConvTranspose(const Node& n, PlanBuilder& b) {
 
 }  // namespace
 
-std::vector<OpEntry> ConvOps() { return {{"Conv", BuildConv}, {"ConvTranspose", BuildConvTranspose}}; }
+std::vector<OpEntry> ConvOps() {
+  return {{"Conv", BuildConv, /*int8_aware=*/true}, {"ConvTranspose", BuildConvTranspose}};
+}
 
 }  // namespace ppml::engine

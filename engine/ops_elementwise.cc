@@ -46,8 +46,24 @@ Result<FusedEltwise> ActivationOf(const Node& n, PlanBuilder& b) {
 }
 
 Status BuildUnary(const Node& n, PlanBuilder& b) {
-  const ValueId x = b.Input(0);
+  ValueId x = b.RawInput(0);
   if (x == kNoValue) return b.Error("missing input");
+  // Relu of a symmetric quantized tensor stays quantized: for u8 it is the identity.
+  const auto& quant = b.Value(x).quant;
+  if (n.op_type == "Relu" && quant && quant->zero_point == 0) {
+    if (quant->dtype == DataType::kU8) {
+      b.DefineAliasOutput(0, x, b.Value(x).shape);
+      return Status::Ok();
+    }
+    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, b.Value(x).desc,
+                                  0.f, 0.f);
+    dnnl::eltwise_forward::primitive_desc pd(d, b.Attr(), b.engine());
+    const ValueId out = b.DefineOutput(0, b.Value(x).dtype, b.Value(x).shape, b.Value(x).desc, x);
+    b.SetQuant(out, *quant);
+    b.AddPrimitive(dnnl::eltwise_forward(pd), pd, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, out}});
+    return Status::Ok();
+  }
+  x = b.Float(x);
   if (b.Value(x).dtype != DataType::kF32) return b.Unsupported("only float tensors");
   PPML_ASSIGN_OR_RETURN(FusedEltwise activation, ActivationOf(n, b));
   PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(activation));
@@ -228,14 +244,14 @@ std::vector<OpEntry> ElementwiseOps() {
   std::vector<OpEntry> ops;
   for (const char* op : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
                          "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish"}) {
-    ops.push_back({op, BuildUnary});
+    ops.push_back({op, BuildUnary, /*int8_aware=*/true});
   }
   for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min"}) {
     ops.push_back({op, BuildArithmetic});
   }
   ops.push_back({"BatchNormalization", BuildBatchNorm});
-  ops.push_back({"Identity", BuildIdentity});
-  ops.push_back({"Dropout", BuildIdentity});
+  ops.push_back({"Identity", BuildIdentity, /*int8_aware=*/true});
+  ops.push_back({"Dropout", BuildIdentity, /*int8_aware=*/true});
   return ops;
 }
 

@@ -7,16 +7,57 @@ namespace {
 
 using dnnl::memory;
 
-memory::desc StridedDesc(const memory::dims& dims, const memory::dims& strides) {
-  return memory::desc(dims, memory::data_type::f32, strides);
+memory::desc StridedDesc(const memory::dims& dims, const memory::dims& strides, DataType type = DataType::kF32) {
+  return memory::desc(dims, DnnlType(type), strides);
+}
+
+// The INT8 form of a matrix product: A held quantized (symmetric), B constant
+// s8 per output column behind a DequantizeLinear.
+struct Int8Matmul {
+  QuantParams src;
+  const QuantizedConstant* weights = nullptr;
+  std::optional<QuantParams> dst;
+};
+
+std::optional<Int8Matmul> PlanInt8(const PlanBuilder& b, ValueId a_raw, const std::string& weights, int64_t axis,
+                                   int64_t columns) {
+  const auto& quant = b.Value(a_raw).quant;
+  if (!quant || quant->zero_point != 0) return std::nullopt;
+  const QuantizedConstant* w = Int8Weights(b, weights, axis, columns);
+  if (!w) return std::nullopt;
+  return Int8Matmul{*quant, w, SymmetricQuant(b, b.node().outputs[0])};
+}
+
+// Output scales, fused activations and the destination type of a matrix product.
+Status ConfigureProduct(const Node& n, const std::optional<Int8Matmul>& int8, float alpha, dnnl::post_ops& ops,
+                        dnnl::primitive_attr& attr) {
+  PostOpsSpec spec;
+  spec.dst_scale = int8 && int8->dst ? int8->dst->scale : 1.f;
+  PPML_ASSIGN_OR_RETURN(dnnl::post_ops fused, PostOpsFor(n, spec, nullptr));
+  for (int i = 0; i < fused.len(); ++i) {
+    dnnl::algorithm alg;
+    float s, al, be;
+    fused.get_params_eltwise(i, s, alg, al, be);
+    ops.append_eltwise(s, alg, al, be);
+  }
+  attr.set_post_ops(ops);
+  if (int8) {
+    std::vector<float> scales = OutputScales(alpha * int8->src.scale, *int8->weights, spec.dst_scale);
+    attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
+  } else if (alpha != 1.f) {
+    attr.set_output_scales(0, {alpha});
+  }
+  return Status::Ok();
 }
 
 Status BuildGemm(const Node& n, PlanBuilder& b) {
-  const ValueId a = b.Input(0), w = b.Input(1), c = b.Input(2);
-  if (a == kNoValue || w == kNoValue) return b.Error("needs inputs A and B");
-  const PlanValue& av = b.Value(a);
+  // Int8-aware: only A may stay quantized; B and C are read as floats.
+  const ValueId a_raw = b.RawInput(0), w = b.Float(b.RawInput(1));
+  const ValueId c = b.RawInput(2) == kNoValue ? kNoValue : b.Float(b.RawInput(2));
+  if (a_raw == kNoValue || w == kNoValue) return b.Error("needs inputs A and B");
+  const PlanValue& av = b.Value(a_raw);
   const PlanValue& wv = b.Value(w);
-  if (av.dtype != DataType::kF32 || wv.dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  if ((av.dtype != DataType::kF32 && !av.quant) || wv.dtype != DataType::kF32) return b.Unsupported("only float tensors");
   if (av.shape.size() != 2 || wv.shape.size() != 2) return b.Error("A and B must be matrices");
   const bool trans_a = n.Int("transA", 0) != 0, trans_b = n.Int("transB", 0) != 0;
   const float alpha = n.Float("alpha", 1.f), beta = n.Float("beta", 1.f);
@@ -26,24 +67,28 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
   const int64_t nn = trans_b ? wv.shape[0] : wv.shape[1];
   if (k != k2) return b.Error("inner dimensions differ: A " + ShapeToString(av.shape) + ", B " + ShapeToString(wv.shape));
   const Shape out_shape = {m, nn};
+  std::optional<Int8Matmul> int8;
+  if (!trans_a && (c == kNoValue || b.IsConstant(c))) int8 = PlanInt8(b, a_raw, n.Input(1), trans_b ? 0 : 1, nn);
+  const ValueId a = int8 ? a_raw : b.Float(a_raw);
+  const DataType a_type = b.Value(a).dtype, w_type = int8 ? DataType::kS8 : DataType::kF32;
+  const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
 
   const ValueId a_plain = b.Plain(a);
-  const memory::desc a_desc = trans_a ? StridedDesc({m, k}, {1, m}) : StridedDesc({m, k}, {k, 1});
-  const memory::desc w_source = trans_b ? StridedDesc({k, nn}, {1, k}) : StridedDesc({k, nn}, {nn, 1});
+  const memory::desc a_desc = trans_a ? StridedDesc({m, k}, {1, m}, a_type) : StridedDesc({m, k}, {k, 1}, a_type);
+  const memory::desc w_source = trans_b ? StridedDesc({k, nn}, {1, k}, w_type) : StridedDesc({k, nn}, {nn, 1}, w_type);
   const bool constant_w = b.IsConstant(w);
-  const memory::desc w_desc = constant_w ? memory::desc({k, nn}, memory::data_type::f32, memory::format_tag::any)
-                                         : w_source;
-  const memory::desc dst_desc = PlainDesc(DataType::kF32, out_shape);
+  const memory::desc w_desc = constant_w ? memory::desc({k, nn}, DnnlType(w_type), memory::format_tag::any) : w_source;
+  const memory::desc dst_desc = PlainDesc(dst_type, out_shape);
 
-  // C: a constant becomes the bias (scaled by beta); a run-time C is a binary
-  // post-op, computed as beta * ((alpha/beta)·AB + C) so that beta applies to C alone.
+  // C: a constant becomes the bias (scaled by beta; for INT8 in accumulator
+  // units); a run-time C is a binary post-op, computed as
+  // beta * ((alpha/beta)·AB + C) so that beta applies to C alone.
   ValueId c_view = kNoValue;
   memory bias;
   std::optional<memory::desc> bias_desc;
   float scale = alpha;
-  Shape c_shape;
   if (c != kNoValue && beta != 0.f) {
-    c_shape = b.Value(c).shape;
+    Shape c_shape = b.Value(c).shape;
     if (c_shape.size() > 2) return b.Error("C has rank > 2");
     c_shape.insert(c_shape.begin(), 2 - c_shape.size(), 1);
     if ((c_shape[0] != 1 && c_shape[0] != m) || (c_shape[1] != 1 && c_shape[1] != nn)) {
@@ -51,8 +96,16 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
     }
     if (const Tensor* ct = b.Constant(c)) {
       if (ct->dtype() != DataType::kF32) return b.Unsupported("only float C");
+      std::vector<float> unit(nn, 1.f);
+      if (int8) {
+        const std::vector<float> s = OutputScales(alpha * int8->src.scale, *int8->weights, 1.f);
+        for (int64_t j = 0; j < nn; ++j) unit[j] = s[s.size() > 1 ? j : 0];
+      }
       Tensor scaled(DataType::kF32, c_shape);
-      for (int64_t i = 0; i < ct->element_count(); ++i) scaled.data<float>()[i] = beta * ct->data<float>()[i];
+      for (int64_t i = 0; i < ct->element_count(); ++i) {
+        const int64_t column = c_shape[1] == 1 ? 0 : i % c_shape[1];
+        scaled.data<float>()[i] = beta * ct->data<float>()[i] / unit[column];
+      }
       bias_desc = PlainDesc(DataType::kF32, c_shape);
       bias = b.OwnedConstantMemory(std::move(scaled), *bias_desc);
     } else {
@@ -67,16 +120,8 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
     ops.append_binary(dnnl::algorithm::binary_add, b.Value(c_view).desc);
     if (beta != 1.f) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, beta, 0.f);
   }
-  PPML_ASSIGN_OR_RETURN(dnnl::post_ops fused, PostOpsFor(n, ResidualPostOp::kNone, memory::desc(), nullptr));
-  for (int i = 0; i < fused.len(); ++i) {
-    dnnl::algorithm alg;
-    float s, al, be;
-    fused.get_params_eltwise(i, s, alg, al, be);
-    ops.append_eltwise(s, alg, al, be);
-  }
   dnnl::primitive_attr attr = b.Attr();
-  if (scale != 1.f) attr.set_output_scales(0, {scale});
-  attr.set_post_ops(ops);
+  PPML_RETURN_IF_ERROR(ConfigureProduct(n, int8, scale, ops, attr));
   auto desc = bias_desc ? dnnl::matmul::desc(a_desc, w_desc, *bias_desc, dst_desc)
                         : dnnl::matmul::desc(a_desc, w_desc, dst_desc);
   dnnl::matmul::primitive_desc pd(desc, attr, b.engine());
@@ -84,13 +129,17 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
   // Transposed operands are strided views of their plain bytes.
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, b.AliasValue(a_plain, {m, k}, a_desc)}};
   std::unordered_map<int, memory> fixed;
-  if (constant_w) {
+  if (int8) {
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(*int8->weights->values, w_source, pd.weights_desc());
+  } else if (constant_w) {
     fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(w, w_source, pd.weights_desc());
   } else {
     args.push_back({DNNL_ARG_WEIGHTS, b.AliasValue(b.Plain(w), {k, nn}, w_source)});
   }
   if (bias) fixed[DNNL_ARG_BIAS] = bias;
-  args.push_back({DNNL_ARG_DST, b.DefinePlainOutput(0, DataType::kF32, out_shape)});
+  const ValueId out = b.DefinePlainOutput(0, dst_type, out_shape);
+  if (int8 && int8->dst) b.SetQuant(out, *int8->dst);
+  args.push_back({DNNL_ARG_DST, out});
   if (c_view != kNoValue) args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(binary_index) | DNNL_ARG_SRC_1, c_view});
   b.AddPrimitive(dnnl::matmul(pd), pd, std::move(args), std::move(fixed));
   b.CountMacs(m * k * nn);
@@ -98,9 +147,14 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
 }
 
 Status BuildMatMul(const Node& n, PlanBuilder& b) {
-  const ValueId a = b.Input(0), w = b.Input(1);
-  if (a == kNoValue || w == kNoValue) return b.Error("needs two inputs");
-  if (b.Value(a).dtype != DataType::kF32 || b.Value(w).dtype != DataType::kF32) return b.Unsupported("only float");
+  if (b.RawInput(0) == kNoValue || b.RawInput(1) == kNoValue) return b.Error("needs two inputs");
+  const ValueId a_raw = b.RawInput(0), w = b.Float(b.RawInput(1));
+  std::optional<Int8Matmul> int8;
+  if (b.Value(w).shape.size() == 2) int8 = PlanInt8(b, a_raw, n.Input(1), 1, b.Value(w).shape[1]);
+  const ValueId a = int8 ? a_raw : b.Float(a_raw);
+  if ((b.Value(a).dtype != DataType::kF32 && !int8) || b.Value(w).dtype != DataType::kF32) {
+    return b.Unsupported("only float");
+  }
   Shape as = b.Value(a).shape, ws = b.Value(w).shape;
   if (as.empty() || ws.empty()) return b.Error("MatMul inputs must have rank >= 1");
   const bool a_vector = as.size() == 1, w_vector = ws.size() == 1;
@@ -124,19 +178,24 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
   if (w_vector) out_shape.erase(out_shape.end() - 1);
   if (a_vector) out_shape.erase(out_shape.end() - (w_vector ? 1 : 2));
 
-  PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops, PostOpsFor(n, ResidualPostOp::kNone, memory::desc(), nullptr));
+  dnnl::post_ops ops;
   dnnl::primitive_attr attr = b.Attr();
-  attr.set_post_ops(ops);
+  PPML_RETURN_IF_ERROR(ConfigureProduct(n, int8, 1.f, ops, attr));
+  const DataType w_type = int8 ? DataType::kS8 : DataType::kF32;
+  const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
   const bool constant_w = b.IsConstant(w) && rank == 2;
-  const memory::desc w_plain = PlainDesc(DataType::kF32, ws);
-  const memory::desc w_desc = constant_w ? AnyDesc(DataType::kF32, ws) : w_plain;
-  dnnl::matmul::desc desc(PlainDesc(DataType::kF32, as), w_desc, PlainDesc(DataType::kF32, full));
+  const memory::desc w_plain = PlainDesc(w_type, ws);
+  const memory::desc w_desc = constant_w ? AnyDesc(w_type, ws) : w_plain;
+  dnnl::matmul::desc desc(PlainDesc(b.Value(a).dtype, as), w_desc, PlainDesc(dst_type, full));
   dnnl::matmul::primitive_desc pd(desc, attr, b.engine());
-  const ValueId out = b.DefinePlainOutput(0, DataType::kF32, out_shape);
+  const ValueId out = b.DefinePlainOutput(0, dst_type, out_shape);
+  if (int8 && int8->dst) b.SetQuant(out, *int8->dst);
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, b.AliasValue(b.Plain(a), as)},
                                                {DNNL_ARG_DST, b.AliasValue(out, full)}};
   std::unordered_map<int, memory> fixed;
-  if (b.IsConstant(w)) {
+  if (int8) {
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(*int8->weights->values, w_plain, pd.weights_desc());
+  } else if (b.IsConstant(w)) {
     fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(w, w_plain, pd.weights_desc());
   } else {
     args.push_back({DNNL_ARG_WEIGHTS, b.AliasValue(b.Plain(w), ws)});
@@ -148,6 +207,6 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
 
 }  // namespace
 
-std::vector<OpEntry> LinearOps() { return {{"Gemm", BuildGemm}, {"MatMul", BuildMatMul}}; }
+std::vector<OpEntry> LinearOps() { return {{"Gemm", BuildGemm, true}, {"MatMul", BuildMatMul, true}}; }
 
 }  // namespace ppml::engine

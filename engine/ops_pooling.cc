@@ -11,10 +11,13 @@ namespace {
 using dnnl::memory;
 
 Status BuildPool(const Node& n, PlanBuilder& b) {
-  const ValueId x = b.Input(0);
+  ValueId x = b.RawInput(0);
   if (x == kNoValue) return b.Error("missing input");
+  // Pooling keeps a quantized tensor quantized (same scale); averaging needs a zero point of 0.
+  const bool is_max = n.op_type == "MaxPool" || n.op_type == "GlobalMaxPool";
+  if (b.Value(x).quant && !is_max && b.Value(x).quant->zero_point != 0) x = b.Float(x);
   const PlanValue& xv = b.Value(x);
-  if (xv.dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  if (xv.dtype != DataType::kF32 && !xv.quant) return b.Unsupported("only float tensors");
   if (xv.shape.size() < 3 || xv.shape.size() > 5) return b.Unsupported("only 1-D, 2-D and 3-D pooling");
   if (n.outputs.size() > 1 && !n.outputs[1].empty()) return b.Unsupported("the Indices output of MaxPool");
   if (n.Int("storage_order", 0) != 0) return b.Unsupported("storage_order 1");
@@ -46,11 +49,12 @@ Status BuildPool(const Node& n, PlanBuilder& b) {
   Shape out_shape = {xv.shape[0], xv.shape[1]};
   out_shape.insert(out_shape.end(), win.out.begin(), win.out.end());
   dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, algorithm, xv.desc,
-                                   AnyDesc(DataType::kF32, out_shape), win.strides, win.kernel,
+                                   AnyDesc(xv.dtype, out_shape), win.strides, win.kernel,
                                    win.dilations_minus_one, win.pad_begin, win.pad_end);
   dnnl::pooling_v2_forward::primitive_desc pd(d, b.Attr(), b.engine());
   const ValueId src = b.InLayout(x, pd.src_desc());
-  const ValueId out = b.DefineOutput(0, DataType::kF32, out_shape, pd.dst_desc());
+  const ValueId out = b.DefineOutput(0, xv.dtype, out_shape, pd.dst_desc());
+  if (xv.quant) b.SetQuant(out, *xv.quant);
   b.AddPrimitive(dnnl::pooling_v2_forward(pd), pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}});
   return Status::Ok();
 }
@@ -96,12 +100,19 @@ Status BuildConcat(const Node& n, PlanBuilder& b) {
   std::vector<ValueId> inputs;
   std::vector<Shape> shapes;
   for (size_t i = 0; i < n.inputs.size(); ++i) {
-    const ValueId id = b.Input(i);
+    const ValueId id = b.RawInput(i);
     if (id == kNoValue) continue;
     inputs.push_back(id);
     shapes.push_back(b.Value(id).shape);
   }
   if (inputs.empty()) return b.Error("needs at least one input");
+  // Quantized inputs concatenate as they are when they share one quantization.
+  const auto quant = b.Value(inputs[0]).quant;
+  bool same_quant = true;
+  for (ValueId id : inputs) same_quant = same_quant && b.Value(id).quant == quant;
+  if (!same_quant) {
+    for (ValueId& id : inputs) id = b.Float(id);
+  }
   const DataType dtype = b.Value(inputs[0]).dtype;
   for (ValueId id : inputs) {
     if (b.Value(id).dtype != dtype) return b.Error("inputs have different data types");
@@ -111,18 +122,21 @@ Status BuildConcat(const Node& n, PlanBuilder& b) {
   if (!out_shape.ok()) return b.Error(out_shape.status().message());
   bool any_empty = false;
   for (const Shape& s : shapes) any_empty = any_empty || ElementCount(s) == 0;
-  if (HasDnnlType(dtype) && !any_empty && dtype == DataType::kF32) {
+  if (HasDnnlType(dtype) && !any_empty && (dtype == DataType::kF32 || quant)) {
     std::vector<memory::desc> descs;
     for (ValueId id : inputs) descs.push_back(b.Value(id).desc);
     dnnl::concat::primitive_desc pd(AnyDesc(dtype, *out_shape), static_cast<int>(axis), descs, b.engine(), b.Attr());
     std::vector<std::pair<int, ValueId>> args;
     for (size_t i = 0; i < inputs.size(); ++i) args.push_back({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), inputs[i]});
-    args.push_back({DNNL_ARG_DST, b.DefineOutput(0, dtype, *out_shape, pd.dst_desc())});
+    const ValueId out = b.DefineOutput(0, dtype, *out_shape, pd.dst_desc());
+    if (quant) b.SetQuant(out, *quant);
+    args.push_back({DNNL_ARG_DST, out});
     b.AddPrimitive(dnnl::concat(pd), pd, std::move(args));
     return Status::Ok();
   }
   for (ValueId& id : inputs) id = b.Plain(id);
   const ValueId out = b.DefinePlainOutput(0, dtype, *out_shape);
+  if (quant) b.SetQuant(out, *quant);
   b.AddCustom([inputs, out, axis](const RunContext& c) -> Status {
     std::vector<ref::ConstView> views;
     for (ValueId id : inputs) views.push_back(ConstViewOf(c, id));
@@ -134,9 +148,10 @@ Status BuildConcat(const Node& n, PlanBuilder& b) {
 }  // namespace
 
 std::vector<OpEntry> PoolingOps() {
-  return {{"MaxPool", BuildPool},       {"AveragePool", BuildPool}, {"GlobalAveragePool", BuildPool},
-          {"GlobalMaxPool", BuildPool}, {"Softmax", BuildSoftmax},  {"LogSoftmax", BuildSoftmax},
-          {"Concat", BuildConcat}};
+  return {{"MaxPool", BuildPool, true},       {"AveragePool", BuildPool, true},
+          {"GlobalAveragePool", BuildPool, true}, {"GlobalMaxPool", BuildPool, true},
+          {"Softmax", BuildSoftmax},            {"LogSoftmax", BuildSoftmax},
+          {"Concat", BuildConcat, true}};
 }
 
 }  // namespace ppml::engine

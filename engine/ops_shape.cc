@@ -369,8 +369,9 @@ Status BuildReduce(const Node& n, PlanBuilder& b) {
 
 std::vector<OpEntry> ShapeOps() {
   std::vector<OpEntry> ops = {
-      {"Reshape", BuildReshape},   {"Flatten", BuildFlatten},     {"Squeeze", BuildSqueeze},
-      {"Unsqueeze", BuildUnsqueeze}, {"Transpose", BuildTranspose}, {"Shape", BuildShape},
+      // Views keep a quantized tensor quantized.
+      {"Reshape", BuildReshape, true}, {"Flatten", BuildFlatten, true}, {"Squeeze", BuildSqueeze, true},
+      {"Unsqueeze", BuildUnsqueeze, true}, {"Transpose", BuildTranspose}, {"Shape", BuildShape, true},
       {"Size", BuildSize},         {"Gather", BuildGather},       {"Pad", BuildPad},
       {"Slice", BuildSlice},       {"Cast", BuildCast},           {"ConstantOfShape", BuildConstantOfShape},
       {"Expand", BuildExpand},     {"Where", BuildWhere},         {"Range", BuildRange}};

@@ -286,6 +286,7 @@ ValueId PlanBuilder::Reorder(ValueId id, const memory::desc& desc, const dnnl::p
 }
 
 ValueId PlanBuilder::Float(ValueId id) {
+  if (id == kNoValue) return id;
   const PlanValue& v = Value(id);
   if (!v.quant) return id;
   if (auto it = float_of_.find(id); it != float_of_.end()) return it->second;
