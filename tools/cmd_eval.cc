@@ -14,6 +14,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "common/dataset.h"
 #include "common/json_line.h"
@@ -34,6 +35,7 @@ struct EvalOptions {
   std::string precision = "fp32";
   int threads = 2;
   bool json = false;
+  std::optional<double> min_accuracy;
 };
 
 // How images are fed: the per-item shape the model wants and the batch it runs.
@@ -149,6 +151,12 @@ int RunEval(const EvalOptions& options) {
     std::cout << options.model << " on " << options.dataset << ": accuracy " << accuracy << " (" << correct << "/"
               << count << "), " << throughput << " images/s" << std::endl;
   }
+  if (options.min_accuracy && accuracy < *options.min_accuracy) {
+    return ReportError(kCommand,
+                       "accuracy " + std::to_string(accuracy) + " is below --min-accuracy " +
+                           std::to_string(*options.min_accuracy),
+                       kExitFailure);
+  }
   return kExitOk;
 }
 
@@ -166,6 +174,8 @@ void AddEvalCommand(CLI::App& app, int* exit_code) {
   eval->add_option("--precision", options->precision, "fp32 (int8 comes with the INT8 issue)")->capture_default_str();
   eval->add_option("--threads", options->threads, "oneDNN threads")->capture_default_str()->check(Positive());
   eval->add_flag("--json", options->json, "print the result as one JSON object on the last line");
+  eval->add_option("--min-accuracy", options->min_accuracy, "exit 1 when the accuracy is below this fraction")
+      ->check(CLI::Range(0.0, 1.0));
   eval->callback([options, batch, exit_code] {
     options->batch_given = batch->count() > 0;
     *exit_code = RunEval(*options);
