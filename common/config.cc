@@ -93,10 +93,10 @@ std::string Describe(const YAML::Node& node) {
 // key's position. We search by hand because yaml-cpp's non-const operator[]
 // inserts missing keys.
 YAML::Node MapChild(const YAML::Node& map, const std::string& key, YAML::Mark* key_mark) {
-  for (auto it = map.begin(); it != map.end(); ++it) {
-    if (it->first.IsScalar() && it->first.Scalar() == key) {
-      *key_mark = it->first.Mark();
-      return it->second;
+  for (const auto& entry : map) {  // not it->first: operator-> points into a temporary
+    if (entry.first.IsScalar() && entry.first.Scalar() == key) {
+      *key_mark = entry.first.Mark();
+      return entry.second;
     }
   }
   return YAML::Node(YAML::NodeType::Undefined);
@@ -226,17 +226,19 @@ std::string FormatNumber(double value) {
 Status CheckKeys(const YAML::Node& node, const std::string& path, const std::string& source) {
   if (node.IsMap()) {
     std::set<std::string> seen;
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!it->first.IsScalar()) {
+    // Range-for binds each dereferenced pair for the whole body (the
+    // iterator's operator-> points into a temporary).
+    for (const auto& entry : node) {
+      if (!entry.first.IsScalar()) {
         return Status::InvalidArgument(source + ": " + (path.empty() ? "top level" : path) +
-                                       ": keys must be plain strings" + LineSuffix(it->first));
+                                       ": keys must be plain strings" + LineSuffix(entry.first));
       }
-      const std::string& key = it->first.Scalar();
+      const std::string key = entry.first.Scalar();
       const std::string child = path.empty() ? key : path + "." + key;
       if (!seen.insert(key).second) {
-        return Status::InvalidArgument(source + ": duplicate key " + child + LineSuffix(it->first));
+        return Status::InvalidArgument(source + ": duplicate key " + child + LineSuffix(entry.first));
       }
-      PPML_RETURN_IF_ERROR(CheckKeys(it->second, child, source));
+      PPML_RETURN_IF_ERROR(CheckKeys(entry.second, child, source));
     }
   } else if (node.IsSequence()) {
     for (size_t i = 0; i < node.size(); ++i) {
@@ -370,9 +372,9 @@ struct ConfigReader::Impl {
       unknown->push_back(entry + details);
     };
     if (node.IsMap()) {
-      for (auto it = node.begin(); it != node.end(); ++it) {
-        const std::string& key = it->first.Scalar();
-        visit(path.empty() ? key : path + "." + key, it->second, it->first);
+      for (const auto& entry : node) {
+        const std::string key = entry.first.Scalar();
+        visit(path.empty() ? key : path + "." + key, entry.second, entry.first);
       }
     } else if (node.IsSequence()) {
       for (size_t i = 0; i < node.size(); ++i) {

@@ -81,7 +81,10 @@ class OnnxModel final : public Model {
     stats_.arena_bytes = plan->arena_bytes();
     stats_.macs = plan->macs();
     // Bound the cache: a client sending ever new shapes must not grow memory without limit.
-    if (plans_.size() >= kMaxPlans) plans_.erase(plans_.begin());
+    if (plans_.size() >= kMaxPlans) {
+      plans_.erase(plans_.begin());
+      weights_.Prune();
+    }
     Plan* raw = plan.get();
     plans_[shapes] = std::move(plan);
     return raw;

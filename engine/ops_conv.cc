@@ -179,11 +179,12 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
                                                     win.strides, win.dilations_minus_one, win.pad_begin, win.pad_end);
   dnnl::convolution_forward::primitive_desc pd(desc, attr, b.engine());
 
-  std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, b.InLayout(p.x, pd.src_desc())}};
+  const ValueId src = b.InLayout(p.x, pd.src_desc());
+  std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, src}};
   std::unordered_map<int, memory> fixed;
   if (int8) {
     const memory::desc source = WithDataType(SourceWeightDesc(w_dims, p.group, false), DataType::kS8);
-    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(*int8->weights->values, source, pd.weights_desc());
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, source, pd.weights_desc());
     if (p.bias != kNoValue) {
       // INT8 bias is added to the s32 accumulator: in units of src_scale * weight_scale[c].
       const std::vector<float> unit = OutputScales(int8->src.scale, *int8->weights, 1.f);
@@ -203,8 +204,11 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     // when the residual dies here, else it gets a copy.
     const memory::desc sum_layout = WithDataType(pd.dst_desc(), b.Value(residual).dtype);
     const ValueId sum_src = b.InLayout(residual, sum_layout);
+    // A convolution cannot write over the bytes it reads (y = Conv(s) + s).
+    const int sum_buffer = b.Value(sum_src).buffer;
+    const bool reads_sum_bytes = sum_buffer >= 0 && sum_buffer == b.Value(src).buffer;
     bool in_place = false;
-    out = b.DefineOutput(0, dst_type, out_shape, pd.dst_desc(), sum_src, &in_place);
+    out = b.DefineOutput(0, dst_type, out_shape, pd.dst_desc(), reads_sum_bytes ? kNoValue : sum_src, &in_place);
     if (!in_place) b.AddCopy(sum_src, b.AliasValue(out, out_shape, sum_layout));
   } else {
     out = b.DefineOutput(0, dst_type, out_shape, pd.dst_desc());

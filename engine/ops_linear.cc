@@ -96,7 +96,9 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
     }
     if (const Tensor* ct = b.Constant(c)) {
       if (ct->dtype() != DataType::kF32) return b.Unsupported("only float C");
-      std::vector<float> unit(nn, 1.f);
+      // oneDNN scales (A·B + bias): the bias is given in units of that scale.
+      if (alpha == 0.f) return b.Unsupported("alpha 0 with a constant C");
+      std::vector<float> unit(nn, alpha);
       if (int8) {
         const std::vector<float> s = OutputScales(alpha * int8->src.scale, *int8->weights, 1.f);
         for (int64_t j = 0; j < nn; ++j) unit[j] = s[s.size() > 1 ? j : 0];
@@ -130,7 +132,7 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, b.AliasValue(a_plain, {m, k}, a_desc)}};
   std::unordered_map<int, memory> fixed;
   if (int8) {
-    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(*int8->weights->values, w_source, pd.weights_desc());
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, w_source, pd.weights_desc());
   } else if (constant_w) {
     fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(w, w_source, pd.weights_desc());
   } else {
@@ -194,7 +196,7 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
                                                {DNNL_ARG_DST, b.AliasValue(out, full)}};
   std::unordered_map<int, memory> fixed;
   if (int8) {
-    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(*int8->weights->values, w_plain, pd.weights_desc());
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, w_plain, pd.weights_desc());
   } else if (b.IsConstant(w)) {
     fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(w, w_plain, pd.weights_desc());
   } else {

@@ -73,12 +73,12 @@ size_t PlanValue::bytes() const {
 
 // ---------------------------------------------------------------- WeightCache
 
-memory WeightCache::Get(const dnnl::engine& engine, const void* source, const memory::desc& source_desc,
-                        const memory::desc& wanted) {
+memory WeightCache::Get(const dnnl::engine& engine, const std::shared_ptr<const Tensor>& source,
+                        const memory::desc& source_desc, const memory::desc& wanted) {
   for (const Entry& e : entries_) {
     if (e.source == source && e.source_desc == source_desc && e.wanted == wanted) return e.memory;
   }
-  memory src(source_desc, engine, const_cast<void*>(source));
+  memory src(source_desc, engine, const_cast<void*>(source->raw_data()));
   memory dst(wanted, engine);
   dnnl::stream stream(engine);
   dnnl::reorder(src, dst).execute(stream, src, dst);
@@ -86,6 +86,14 @@ memory WeightCache::Get(const dnnl::engine& engine, const void* source, const me
   bytes_ += wanted.get_size();
   entries_.push_back({source, source_desc, wanted, dst});
   return dst;
+}
+
+void WeightCache::Prune() {
+  std::erase_if(entries_, [this](const Entry& e) {
+    if (e.source.use_count() > 1) return false;
+    bytes_ -= e.wanted.get_size();
+    return true;
+  });
 }
 
 // ----------------------------------------------------------------------- Plan
@@ -448,12 +456,13 @@ void PlanBuilder::AddCopy(ValueId from, ValueId to) {
 }
 
 memory PlanBuilder::ConstantMemory(ValueId id, const memory::desc& source_desc, const memory::desc& wanted) {
-  return ConstantMemory(*Value(id).constant, source_desc, wanted);
+  return ConstantMemory(Value(id).constant, source_desc, wanted);
 }
 
-memory PlanBuilder::ConstantMemory(const Tensor& t, const memory::desc& source_desc, const memory::desc& wanted) {
-  if (source_desc == wanted) return memory(wanted, engine_, const_cast<void*>(t.raw_data()));
-  return weights_->Get(engine_, t.raw_data(), source_desc, wanted);
+memory PlanBuilder::ConstantMemory(const std::shared_ptr<Tensor>& t, const memory::desc& source_desc,
+                                   const memory::desc& wanted) {
+  if (source_desc == wanted) return memory(wanted, engine_, t->raw_data());
+  return weights_->Get(engine_, t, source_desc, wanted);
 }
 
 memory PlanBuilder::OwnedConstantMemory(Tensor tensor, const memory::desc& wanted) {

@@ -102,13 +102,16 @@ class Plan {
 // (batch sizes) of one model.
 class WeightCache {
  public:
-  // `source` must outlive the cache (it is a model constant).
-  dnnl::memory Get(const dnnl::engine& engine, const void* source, const dnnl::memory::desc& source_desc,
-                   const dnnl::memory::desc& wanted);
+  // The entry keeps `source` alive, so its address cannot be reused by
+  // another tensor while the entry exists.
+  dnnl::memory Get(const dnnl::engine& engine, const std::shared_ptr<const Tensor>& source,
+                   const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted);
+  // Drops entries whose source nobody but the cache holds (the constants of evicted plans).
+  void Prune();
   size_t bytes() const { return bytes_; }
  private:
   struct Entry {
-    const void* source;
+    std::shared_ptr<const Tensor> source;
     dnnl::memory::desc source_desc, wanted;
     dnnl::memory memory;
   };
@@ -183,7 +186,7 @@ class PlanBuilder {
     return ConstantMemory(id, Value(id).desc, wanted);
   }
   // The same for a constant of the graph that is not a value (quantized weights).
-  dnnl::memory ConstantMemory(const Tensor& constant, const dnnl::memory::desc& source_desc,
+  dnnl::memory ConstantMemory(const std::shared_ptr<Tensor>& constant, const dnnl::memory::desc& source_desc,
                               const dnnl::memory::desc& wanted);
   // Memory for a tensor computed by the builder; the plan keeps it alive.
   dnnl::memory OwnedConstantMemory(Tensor tensor, const dnnl::memory::desc& wanted);
