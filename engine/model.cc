@@ -113,6 +113,7 @@ Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes
     }
   }
   PassStats passes;
+  PPML_RETURN_IF_ERROR(PropagateConstantIdentities(graph));
   PPML_RETURN_IF_ERROR(DecomposeQLinearOps(graph));
   PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
   if (options.fuse) {

@@ -259,6 +259,20 @@ Status CollapseQdqPairs(Graph& graph) {
   return Status::Ok();
 }
 
+Status PropagateConstantIdentities(Graph& graph) {
+  std::set<int> dead;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& n = graph.nodes[i];
+    if ((n.op_type != "Identity" && n.op_type != "Dropout") || n.outputs.size() != 1) continue;
+    auto source = graph.constants.find(n.Input(0));
+    if (source == graph.constants.end()) continue;
+    graph.constants[n.outputs[0]] = source->second;
+    dead.insert(static_cast<int>(i));
+  }
+  RemoveNodes(graph, dead);
+  return Status::Ok();
+}
+
 Status FoldBatchNorms(Graph& graph, PassStats* stats) {
   std::set<int> dead;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {

@@ -11,6 +11,10 @@ struct PassStats {
   int fused_post_ops = 0;
 };
 
+// Identity/Dropout of a constant becomes the constant itself (exporters
+// alias deduplicated initializers that way, hiding them from other passes).
+Status PropagateConstantIdentities(Graph& graph);
+
 // Conv -> BatchNormalization (inference form, constant parameters) becomes one
 // Conv with scaled weights and a new bias.
 Status FoldBatchNorms(Graph& graph, PassStats* stats);
