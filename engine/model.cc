@@ -1,5 +1,6 @@
 // Model: ONNX import, load-time passes, and a plan per input-shape set.
 #include <omp.h>
+#include <xmmintrin.h>
 
 #include <fstream>
 #include <map>
@@ -103,7 +104,7 @@ class OnnxModel final : public Model {
 
 Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes, const std::string& name,
                                                 const EngineOptions& options) {
-  if (options.threads > 0) SetThreads(options.threads);
+  SetThreads(options.threads);
   PPML_ASSIGN_OR_RETURN(Graph graph, ImportOnnx(bytes, name));
   const int nodes_in_file = static_cast<int>(graph.nodes.size());
   static const std::set<std::string> kDecomposed = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"};
@@ -153,6 +154,15 @@ std::string EffectiveCpuIsa() {
 
 void SetThreads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
+  FlushDenormals();
+}
+
+void FlushDenormals() {
+  // Denormal floats (|x| < 1.2e-38) cost a hundred cycles each on x86; values
+  // that small carry no information for inference, so every thread of the
+  // pool treats them as zero (FTZ and DAZ bits of MXCSR).
+#pragma omp parallel
+  _mm_setcsr(_mm_getcsr() | 0x8040);
 }
 
 }  // namespace ppml::engine
