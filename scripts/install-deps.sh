@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libdnnl-dev                      # oneDNN: the inference kernels
+  libdnnl-dev ocl-icd-opencl-dev   # oneDNN (its CMake config also wants OpenCL)
   libonnx-dev libprotobuf-dev protobuf-compiler  # ONNX model import
   libyaml-cpp-dev                  # configuration files
   libcli11-dev                     # the ppml command line

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <span>
 
 namespace ppml::tools {
 
@@ -19,11 +20,54 @@ int ReportError(std::string_view command, const Status& status) {
 }
 
 Status CheckPrecision(std::string_view precision) {
-  if (precision == "fp32") return Status::Ok();
-  if (precision == "int8") {
-    return Status::InvalidArgument("--precision int8 is not available yet: INT8 comes with the INT8 issue; use fp32");
+  if (precision == "fp32" || precision == "int8") return Status::Ok();
+  return Status::InvalidArgument("--precision " + std::string(precision) + " is unknown; use fp32 or int8");
+}
+
+void AddPrecisionOptions(CLI::App& command, ModelSource& source) {
+  command.add_option("--precision", source.precision, "fp32, or int8 (quantized on the fly with --calib)")
+      ->capture_default_str();
+  command.add_option("--calib", source.calibration,
+                     "int8 calibration set: fashion-mnist:train:N, random:N, or a folder of .npy files");
+  command.add_option("--method", source.method, "int8 calibration method: minmax, percentile or entropy")
+      ->capture_default_str();
+}
+
+Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
+  PPML_RETURN_IF_ERROR(CheckPrecision(source.precision));
+  engine::SetThreads(source.threads);
+  engine::EngineOptions options;
+  options.threads = source.threads;
+  if (source.precision == "fp32") return engine::Model::LoadFile(source.path, options);
+  if (source.calibration.empty()) {
+    return Status::InvalidArgument("--precision int8 needs --calib SPEC (fashion-mnist:train:N, random:N or a folder)");
   }
-  return Status::InvalidArgument("--precision " + std::string(precision) + " is unknown; use fp32");
+  PPML_ASSIGN_OR_RETURN(int8::CalibrationMethod method, int8::ParseCalibrationMethod(source.method));
+  PPML_ASSIGN_OR_RETURN(std::string bytes, int8::ReadModelBytes(source.path));
+  PPML_ASSIGN_OR_RETURN(int8::QuantizedModel quantized,
+                        int8::QuantizeModel(bytes, source.calibration, method, DefaultQuantizeOptions(),
+                                            CalibrateOptionsWithProgress(source.threads)));
+  std::cerr << quantized.summary.ToTable();
+  return engine::Model::LoadBytes(std::as_bytes(std::span<const char>(quantized.onnx_bytes)),
+                                  source.path + " (int8)", options);
+}
+
+int8::QuantizeOptions DefaultQuantizeOptions() {
+  int8::QuantizeOptions options;
+  // Without VNNI, oneDNN multiplies u8 x s8 pairs into saturating 16-bit sums;
+  // 7-bit weights keep those sums exact (onnxruntime's reduce_range).
+  options.reduce_range = engine::EffectiveCpuIsa().find("vnni") == std::string::npos;
+  return options;
+}
+
+int8::CalibrateOptions CalibrateOptionsWithProgress(int threads) {
+  int8::CalibrateOptions options;
+  options.threads = threads;
+  options.progress = [](const int8::CalibrationProgress& p) {
+    std::cerr << "calibrate: batch " << p.batch << "/" << p.batches << " (" << p.samples_done << "/"
+              << p.samples_total << " samples, " << p.tensors << " tensors)" << std::endl;
+  };
+  return options;
 }
 
 namespace {

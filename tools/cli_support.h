@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "common/status.h"
 #include "common/tensor.h"
 #include "engine/engine.h"
+#include "int8/quantize.h"
 
 namespace ppml::tools {
 
@@ -31,6 +33,23 @@ int ReportError(std::string_view command, const Status& status);
 // The one precision this build runs; anything else is a usage error whose
 // message says when the others arrive.
 Status CheckPrecision(std::string_view precision);
+
+// How a command gets its model: FP32 as the file says, or INT8 quantized on
+// the fly (calibrated on `calibration` with `method`; the per-layer summary
+// goes to stderr).
+struct ModelSource {
+  std::string path;
+  std::string precision = "fp32";
+  std::string calibration;         // SPEC for int8: fashion-mnist:train:N, random:N, or a .npy folder
+  std::string method = "entropy";  // minmax | percentile | entropy
+  int threads = 2;
+};
+// Adds --precision, --calib and --method to a command.
+void AddPrecisionOptions(CLI::App& command, ModelSource& source);
+Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source);
+// The quantizer's options for this CPU, and calibration options printing progress.
+int8::QuantizeOptions DefaultQuantizeOptions();
+int8::CalibrateOptions CalibrateOptionsWithProgress(int threads);
 
 // CLI11 validators with short messages ("must be positive, got 0");
 // CLI::PositiveNumber prints the whole range up to DBL_MAX instead.

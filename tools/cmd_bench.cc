@@ -28,11 +28,9 @@ constexpr const char* kCommand = "bench engine";
 constexpr uint32_t kInputSeed = 42;
 
 struct BenchEngineOptions {
-  std::string model;
+  ModelSource source;
   int64_t batch = 1;
-  std::string precision = "fp32";
   double seconds = 10;
-  int threads = 2;
   int warmup = 3;
   bool json = false;
 };
@@ -49,28 +47,23 @@ Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng) {
 }
 
 int RunBenchEngine(const BenchEngineOptions& options) {
-  if (Status precision = CheckPrecision(options.precision); !precision.ok()) return ReportError(kCommand, precision);
-
-  engine::SetThreads(options.threads);
-  engine::EngineOptions engine_options;
-  engine_options.threads = options.threads;
-  auto model = engine::Model::LoadFile(options.model, engine_options);
+  auto model = LoadModel(options.source);
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
 
   std::mt19937 rng(kInputSeed);
   std::vector<Tensor> inputs;
   for (const engine::TensorInfo& info : (*model)->inputs()) {
     Result<Shape> shape = ShapeForBatch(info, options.batch);
-    if (!shape.ok()) return ReportError(kCommand, options.model + ": " + shape.status().message(), kExitUsage);
+    if (!shape.ok()) return ReportError(kCommand, options.source.path + ": " + shape.status().message(), kExitUsage);
     inputs.push_back(RandomInput(info.dtype, *shape, rng));
   }
 
   using Clock = std::chrono::steady_clock;
-  std::cerr << "ppml bench engine: " << options.model << " batch=" << options.batch << " threads=" << options.threads
+  std::cerr << "ppml bench engine: " << options.source.path << " batch=" << options.batch << " threads=" << options.source.threads
             << " isa=" << engine::EffectiveCpuIsa() << ", " << options.warmup << " warmup run(s)" << std::endl;
   for (int i = 0; i < options.warmup; ++i) {
     auto outputs = (*model)->Run(inputs);
-    if (!outputs.ok()) return ReportError(kCommand, options.model + ": " + outputs.status().message(), kExitFailure);
+    if (!outputs.ok()) return ReportError(kCommand, options.source.path + ": " + outputs.status().message(), kExitFailure);
   }
 
   std::vector<double> latencies_ms;
@@ -82,7 +75,7 @@ int RunBenchEngine(const BenchEngineOptions& options) {
     const Clock::time_point before = Clock::now();
     auto outputs = (*model)->Run(inputs);
     now = Clock::now();
-    if (!outputs.ok()) return ReportError(kCommand, options.model + ": " + outputs.status().message(), kExitFailure);
+    if (!outputs.ok()) return ReportError(kCommand, options.source.path + ": " + outputs.status().message(), kExitFailure);
     latencies_ms.push_back(std::chrono::duration<double, std::milli>(now - before).count());
     if (now >= next_report) {
       std::cerr << "ppml bench engine: " << std::chrono::duration<double>(now - start).count() << " s, "
@@ -97,10 +90,10 @@ int RunBenchEngine(const BenchEngineOptions& options) {
   const LatencySummary latency = SummarizeLatencies(latencies_ms);
   if (options.json) {
     JsonLine json;
-    json.Add("model", options.model)
+    json.Add("model", options.source.path)
         .Add("batch", options.batch)
-        .Add("threads", options.threads)
-        .Add("precision", options.precision)
+        .Add("threads", options.source.threads)
+        .Add("precision", options.source.precision)
         .Add("isa", engine::EffectiveCpuIsa())
         .Add("throughput_per_s", throughput)
         .Add("latency_ms_p50", latency.p50_ms)
@@ -111,12 +104,13 @@ int RunBenchEngine(const BenchEngineOptions& options) {
         .Add("gflops", elapsed_s > 0 ? 2.0 * static_cast<double>((*model)->stats().macs) *
                                            static_cast<double>(latencies_ms.size()) / elapsed_s / 1e9
                                      : 0.0)
+        .Add("arena_mb", static_cast<double>((*model)->stats().arena_bytes) / (1 << 20))
         .Add("peak_rss_mb", PeakRssMb());
     std::cout << json.str() << std::endl;
   } else {
-    std::cout << options.model << ": " << throughput << " items/s at batch " << options.batch << ", latency p50 "
+    std::cout << options.source.path << ": " << throughput << " items/s at batch " << options.batch << ", latency p50 "
               << latency.p50_ms << " ms, p99 " << latency.p99_ms << " ms, mean " << latency.mean_ms << " ms ("
-              << latencies_ms.size() << " runs in " << elapsed_s << " s, " << options.threads << " threads, "
+              << latencies_ms.size() << " runs in " << elapsed_s << " s, " << options.source.threads << " threads, "
               << engine::EffectiveCpuIsa() << ")" << std::endl;
   }
   return kExitOk;
@@ -129,17 +123,16 @@ void AddBenchCommands(CLI::App& app, int* exit_code) {
   bench->require_subcommand(1);
 
   auto options = std::make_shared<BenchEngineOptions>();
-  CLI::App* engine_bench = bench->add_subcommand("engine", "FP32 engine throughput and latency on random inputs");
-  engine_bench->add_option("--model", options->model, "ONNX model file")->required()->check(CLI::ExistingFile);
+  CLI::App* engine_bench = bench->add_subcommand("engine", "Engine throughput and latency on random inputs (FP32 or INT8)");
+  engine_bench->add_option("--model", options->source.path, "ONNX model file")->required()->check(CLI::ExistingFile);
   engine_bench->add_option("--batch", options->batch, "items per run (fills the symbolic batch dimension)")
       ->capture_default_str()
       ->check(Positive());
-  engine_bench->add_option("--precision", options->precision, "fp32 (int8 comes with the INT8 issue)")
-      ->capture_default_str();
+  AddPrecisionOptions(*engine_bench, options->source);
   engine_bench->add_option("--seconds", options->seconds, "how long to measure")
       ->capture_default_str()
       ->check(Positive());
-  engine_bench->add_option("--threads", options->threads, "oneDNN threads")
+  engine_bench->add_option("--threads", options->source.threads, "oneDNN threads")
       ->capture_default_str()
       ->check(Positive());
   engine_bench->add_option("--warmup", options->warmup, "untimed runs first (plan compilation, caches)")

@@ -1,5 +1,5 @@
 // ppml eval --model FILE.onnx --dataset fashion-mnist:test [--batch 256]
-//           [--precision fp32] [--threads T] [--json]
+//           [--precision fp32|int8 --calib SPEC [--method M]] [--threads T] [--json]
 //
 // Top-1 accuracy of an image classifier on a labelled dataset. The model
 // takes one f32 input whose per-item shape holds one image ([N,1,28,28] or a
@@ -28,12 +28,10 @@ namespace {
 constexpr const char* kCommand = "eval";
 
 struct EvalOptions {
-  std::string model;
+  ModelSource source;
   std::string dataset = "fashion-mnist:test";
   int64_t batch = 256;
   bool batch_given = false;
-  std::string precision = "fp32";
-  int threads = 2;
   bool json = false;
   std::optional<double> min_accuracy;
 };
@@ -47,12 +45,12 @@ struct InputPlan {
 
 Result<InputPlan> PlanInput(const engine::Model& model, const Tensor& images, const EvalOptions& options) {
   if (model.inputs().size() != 1) {
-    return Status::InvalidArgument(options.model + " takes " + std::to_string(model.inputs().size()) +
+    return Status::InvalidArgument(options.source.path + " takes " + std::to_string(model.inputs().size()) +
                                    " inputs; eval needs a model with one image input");
   }
   const engine::TensorInfo& input = model.inputs()[0];
   if (input.dtype != DataType::kF32 || input.shape.empty()) {
-    return Status::InvalidArgument(options.model + ": input '" + input.name + "' is " + DataTypeName(input.dtype) +
+    return Status::InvalidArgument(options.source.path + ": input '" + input.name + "' is " + DataTypeName(input.dtype) +
                                    " " + ShapeToString(input.shape) + "; eval needs an f32 batch of images");
   }
   InputPlan plan;
@@ -60,14 +58,14 @@ Result<InputPlan> PlanInput(const engine::Model& model, const Tensor& images, co
   const int64_t image_size = images.element_count() / std::max<int64_t>(images.dim(0), 1);
   if (std::any_of(plan.item_shape.begin(), plan.item_shape.end(), [](int64_t d) { return d < 0; }) ||
       ElementCount(plan.item_shape) != image_size) {
-    return Status::InvalidArgument(options.model + ": input '" + input.name + "' of shape " +
+    return Status::InvalidArgument(options.source.path + ": input '" + input.name + "' of shape " +
                                    ShapeToString(input.shape) + " does not take the dataset's images of shape " +
                                    ShapeToString(Shape(images.shape().begin() + 1, images.shape().end())));
   }
   plan.fixed_batch = input.shape[0] >= 0;
   plan.batch = plan.fixed_batch ? input.shape[0] : options.batch;
   if (plan.fixed_batch && options.batch_given && options.batch != plan.batch) {
-    std::cerr << "ppml eval: " << options.model << " fixes the batch at " << plan.batch << "; ignoring --batch "
+    std::cerr << "ppml eval: " << options.source.path << " fixes the batch at " << plan.batch << "; ignoring --batch "
               << options.batch << std::endl;
   }
   return plan;
@@ -89,14 +87,9 @@ Result<std::vector<int>> PredictedClasses(const Tensor& scores, int64_t count, c
 }
 
 int RunEval(const EvalOptions& options) {
-  if (Status precision = CheckPrecision(options.precision); !precision.ok()) return ReportError(kCommand, precision);
   Result<LabeledImages> data = LoadDataset(options.dataset);
   if (!data.ok()) return ReportError(kCommand, data.status());
-
-  engine::SetThreads(options.threads);
-  engine::EngineOptions engine_options;
-  engine_options.threads = options.threads;
-  auto model = engine::Model::LoadFile(options.model, engine_options);
+  auto model = LoadModel(options.source);
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
   Result<InputPlan> plan = PlanInput(**model, data->images, options);
   if (!plan.ok()) return ReportError(kCommand, plan.status().message(), kExitFailure);
@@ -104,8 +97,8 @@ int RunEval(const EvalOptions& options) {
   const int64_t count = data->images.dim(0);
   const int64_t image_size = ElementCount(plan->item_shape);
   const auto* pixels = data->images.data<float>();
-  std::cerr << "ppml eval: " << options.model << " on " << options.dataset << " (" << count << " images), batch "
-            << plan->batch << ", " << options.threads << " threads, " << engine::EffectiveCpuIsa() << std::endl;
+  std::cerr << "ppml eval: " << options.source.path << " on " << options.dataset << " (" << count << " images), batch "
+            << plan->batch << ", " << options.source.threads << " threads, " << engine::EffectiveCpuIsa() << std::endl;
 
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
@@ -119,9 +112,9 @@ int RunEval(const EvalOptions& options) {
     std::memcpy(batch.data<float>(), pixels + first * image_size, sizeof(float) * items * image_size);
 
     auto outputs = (*model)->Run(std::span<const Tensor>(&batch, 1));
-    if (!outputs.ok()) return ReportError(kCommand, options.model + ": " + outputs.status().message(), kExitFailure);
-    if (outputs->empty()) return ReportError(kCommand, options.model + " returned no outputs", kExitFailure);
-    Result<std::vector<int>> predicted = PredictedClasses(outputs->front(), items, options.model);
+    if (!outputs.ok()) return ReportError(kCommand, options.source.path + ": " + outputs.status().message(), kExitFailure);
+    if (outputs->empty()) return ReportError(kCommand, options.source.path + " returned no outputs", kExitFailure);
+    Result<std::vector<int>> predicted = PredictedClasses(outputs->front(), items, options.source.path);
     if (!predicted.ok()) return ReportError(kCommand, predicted.status().message(), kExitFailure);
     for (int64_t i = 0; i < items; ++i) correct += (*predicted)[i] == data->labels[first + i];
 
@@ -136,11 +129,11 @@ int RunEval(const EvalOptions& options) {
   const double throughput = seconds > 0 ? static_cast<double>(count) / seconds : 0;
   if (options.json) {
     JsonLine json;
-    json.Add("model", options.model)
+    json.Add("model", options.source.path)
         .Add("dataset", options.dataset)
-        .Add("precision", options.precision)
+        .Add("precision", options.source.precision)
         .Add("isa", engine::EffectiveCpuIsa())
-        .Add("threads", options.threads)
+        .Add("threads", options.source.threads)
         .Add("batch", plan->batch)
         .Add("accuracy", accuracy)
         .Add("count", count)
@@ -148,7 +141,7 @@ int RunEval(const EvalOptions& options) {
         .Add("throughput_per_s", throughput);
     std::cout << json.str() << std::endl;
   } else {
-    std::cout << options.model << " on " << options.dataset << ": accuracy " << accuracy << " (" << correct << "/"
+    std::cout << options.source.path << " on " << options.dataset << ": accuracy " << accuracy << " (" << correct << "/"
               << count << "), " << throughput << " images/s" << std::endl;
   }
   if (options.min_accuracy && accuracy < *options.min_accuracy) {
@@ -165,14 +158,14 @@ int RunEval(const EvalOptions& options) {
 void AddEvalCommand(CLI::App& app, int* exit_code) {
   auto options = std::make_shared<EvalOptions>();
   CLI::App* eval = app.add_subcommand("eval", "Top-1 accuracy of a classifier on a labelled dataset");
-  eval->add_option("--model", options->model, "ONNX model file")->required()->check(CLI::ExistingFile);
+  eval->add_option("--model", options->source.path, "ONNX model file")->required()->check(CLI::ExistingFile);
   eval->add_option("--dataset", options->dataset, "fashion-mnist:test, fashion-mnist:train or fashion-mnist:test:N")
       ->capture_default_str();
   CLI::Option* batch = eval->add_option("--batch", options->batch, "images per run")
                            ->capture_default_str()
                            ->check(Positive());
-  eval->add_option("--precision", options->precision, "fp32 (int8 comes with the INT8 issue)")->capture_default_str();
-  eval->add_option("--threads", options->threads, "oneDNN threads")->capture_default_str()->check(Positive());
+  AddPrecisionOptions(*eval, options->source);
+  eval->add_option("--threads", options->source.threads, "oneDNN threads")->capture_default_str()->check(Positive());
   eval->add_flag("--json", options->json, "print the result as one JSON object on the last line");
   eval->add_option("--min-accuracy", options->min_accuracy, "exit 1 when the accuracy is below this fraction")
       ->check(CLI::Range(0.0, 1.0));

@@ -13,5 +13,6 @@ void AddConformanceCommand(CLI::App& app, int* exit_code);  // ppml conformance
 void AddBenchCommands(CLI::App& app, int* exit_code);       // ppml bench engine
 void AddEvalCommand(CLI::App& app, int* exit_code);         // ppml eval
 void AddRunCommand(CLI::App& app, int* exit_code);          // ppml run
+void AddModelCommands(CLI::App& app, int* exit_code);       // ppml model quantize
 
 }  // namespace ppml::tools

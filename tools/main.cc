@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   ppml::tools::AddBenchCommands(app, &exit_code);
   ppml::tools::AddEvalCommand(app, &exit_code);
   ppml::tools::AddRunCommand(app, &exit_code);
+  ppml::tools::AddModelCommands(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

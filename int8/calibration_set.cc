@@ -1,0 +1,193 @@
+// Calibration sources: a dataset spec, synthetic random samples, or a folder
+// of .npy files, all checked against the model's per-sample input shape.
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "common/dataset.h"
+#include "common/npy.h"
+#include "int8/quantize.h"
+
+namespace ppml::int8 {
+namespace {
+
+constexpr std::string_view kRandomPrefix = "random:";
+constexpr uint32_t kRandomSeed = 20240501;
+
+Shape SampleDims(const Shape& shape) { return Shape(shape.begin() + 1, shape.end()); }
+
+std::string ShapeMismatch(const std::string& spec, const Shape& got, const Shape& model_input_shape) {
+  return "calibration set '" + spec + "': samples have shape " + ShapeToString(got) + ", the model expects " +
+         ShapeToString(SampleDims(model_input_shape)) + " per sample (model input " +
+         ShapeToString(model_input_shape) + ", -1: any)";
+}
+
+// Whether samples of shape `got` fit the model's per-sample dims `want` (-1
+// matches anything). Equal element counts with fully known dims also fit
+// (e.g. [1,28,28] images for a model that takes [784]); *reshape is then set.
+bool SampleShapeFits(const Shape& got, const Shape& want, bool* reshape) {
+  *reshape = false;
+  if (got.size() == want.size()) {
+    bool same = true;
+    for (size_t i = 0; i < got.size(); ++i) same = same && (want[i] < 0 || want[i] == got[i]);
+    if (same) return true;
+  }
+  if (std::any_of(want.begin(), want.end(), [](int64_t d) { return d < 0; })) return false;
+  if (ElementCount(want) != ElementCount(got)) return false;
+  *reshape = true;
+  return true;
+}
+
+// Checks `samples` [N, ...] against the model and reshapes it when allowed.
+Result<CalibrationSet> Checked(const std::string& spec, Tensor samples, const Shape& model_input_shape) {
+  if (samples.rank() < 1 || samples.dim(0) == 0) {
+    return Status::InvalidArgument("calibration set '" + spec + "' holds no samples");
+  }
+  const Shape got = SampleDims(samples.shape());
+  const Shape want = SampleDims(model_input_shape);
+  bool reshape = false;
+  if (!SampleShapeFits(got, want, &reshape)) {
+    return Status::InvalidArgument(ShapeMismatch(spec, got, model_input_shape));
+  }
+  CalibrationSet set;
+  set.spec = spec;
+  if (reshape) {
+    Shape shape = want;
+    shape.insert(shape.begin(), samples.dim(0));
+    PPML_ASSIGN_OR_RETURN(set.samples, samples.Reshaped(shape));
+  } else {
+    set.samples = std::move(samples);
+  }
+  return set;
+}
+
+Result<int64_t> ParseCount(const std::string& spec, std::string_view text) {
+  int64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n <= 0) {
+    return Status::InvalidArgument("calibration set '" + spec + "': the count '" + std::string(text) +
+                                   "' is not a positive integer");
+  }
+  return n;
+}
+
+Result<CalibrationSet> LoadRandom(const std::string& spec, const Shape& model_input_shape) {
+  PPML_ASSIGN_OR_RETURN(int64_t n, ParseCount(spec, std::string_view(spec).substr(kRandomPrefix.size())));
+  Shape shape = model_input_shape;
+  shape[0] = n;
+  for (size_t i = 1; i < shape.size(); ++i) {
+    if (shape[i] < 0) {
+      return Status::InvalidArgument("calibration set '" + spec + "': the model input " +
+                                     ShapeToString(model_input_shape) + " has a symbolic dimension " +
+                                     std::to_string(i) + ", so random samples have no shape; use .npy files");
+    }
+  }
+  Tensor samples(DataType::kF32, shape);
+  std::mt19937 rng(kRandomSeed);  // mt19937's sequence is fixed by the standard
+  for (float& v : samples.values<float>()) v = static_cast<float>(rng() * (1.0 / 4294967296.0));
+  return Checked(spec, std::move(samples), model_input_shape);
+}
+
+Result<CalibrationSet> LoadNpyFolder(const std::string& spec, const Shape& model_input_shape) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(spec, ec)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".npy") files.push_back(entry.path().string());
+  }
+  if (ec) return Status::IoError("calibration set '" + spec + "': cannot list the folder: " + ec.message());
+  if (files.empty()) return Status::InvalidArgument("calibration set '" + spec + "': the folder has no .npy files");
+  std::sort(files.begin(), files.end());
+
+  const size_t sample_rank = model_input_shape.size() - 1;
+  std::vector<Tensor> parts;
+  Shape sample_shape;
+  int64_t total = 0;
+  for (const std::string& file : files) {
+    PPML_ASSIGN_OR_RETURN(Tensor t, ReadNpyFile(file));
+    if (t.dtype() != DataType::kF32) {
+      return Status::InvalidArgument("calibration set '" + spec + "': " + file + " holds " + DataTypeName(t.dtype()) +
+                                     " values; calibration samples must be float32 (x.astype(np.float32))");
+    }
+    Shape shape = t.shape();
+    if (shape.size() == sample_rank) shape.insert(shape.begin(), 1);  // one sample
+    if (shape.size() != sample_rank + 1) {
+      return Status::InvalidArgument(ShapeMismatch(spec + "/" + std::filesystem::path(file).filename().string(),
+                                                   t.shape(), model_input_shape));
+    }
+    const Shape this_sample = SampleDims(shape);
+    if (parts.empty()) sample_shape = this_sample;
+    if (this_sample != sample_shape) {
+      return Status::InvalidArgument("calibration set '" + spec + "': " + file + " has samples of shape " +
+                                     ShapeToString(this_sample) + ", earlier files " + ShapeToString(sample_shape));
+    }
+    PPML_ASSIGN_OR_RETURN(Tensor batch, t.Reshaped(shape));
+    total += shape[0];
+    parts.push_back(std::move(batch));
+  }
+  Shape shape = sample_shape;
+  shape.insert(shape.begin(), total);
+  Tensor samples(DataType::kF32, shape);
+  std::byte* out = samples.bytes().data();
+  for (const Tensor& p : parts) {
+    std::memcpy(out, p.raw_data(), p.byte_size());
+    out += p.byte_size();
+  }
+  return Checked(spec, std::move(samples), model_input_shape);
+}
+
+}  // namespace
+
+Result<CalibrationSet> LoadCalibrationSet(const std::string& spec, const std::vector<int64_t>& model_input_shape) {
+  if (model_input_shape.empty()) {
+    return Status::InvalidArgument("calibration set '" + spec +
+                                   "': the model input is a scalar; calibration needs a batch dimension");
+  }
+  if (spec.rfind(kRandomPrefix, 0) == 0) return LoadRandom(spec, model_input_shape);
+  std::error_code ec;
+  if (std::filesystem::is_directory(spec, ec)) return LoadNpyFolder(spec, model_input_shape);
+  auto dataset_spec = ParseDatasetSpec(spec);
+  if (!dataset_spec.ok()) {
+    return Status::InvalidArgument("calibration set '" + spec +
+                                   "' is neither a dataset (fashion-mnist:train:N), random:N nor a folder of .npy "
+                                   "files (" + dataset_spec.status().message() + ")");
+  }
+  PPML_ASSIGN_OR_RETURN(LabeledImages data, LoadDataset(*dataset_spec));
+  return Checked(spec, std::move(data.images), model_input_shape);
+}
+
+Result<Shape> ModelInputShape(std::string_view onnx_bytes) {
+  onnx::ModelProto model;
+  if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {
+    return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
+  }
+  std::set<std::string> initializers;
+  for (const auto& t : model.graph().initializer()) initializers.insert(t.name());
+  std::vector<const onnx::ValueInfoProto*> inputs;
+  for (const auto& in : model.graph().input()) {
+    if (!initializers.count(in.name())) inputs.push_back(&in);
+  }
+  if (inputs.size() != 1) {
+    return Status::Unsupported("the model has " + std::to_string(inputs.size()) +
+                               " graph inputs; calibration supports models with one input");
+  }
+  Shape shape;
+  const auto& tt = inputs[0]->type().tensor_type();
+  for (const auto& d : tt.shape().dim()) shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  return shape;
+}
+
+Result<std::string> ReadModelBytes(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return Status::NotFound(path + ": cannot open the model file");
+  std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) return Status::IoError(path + ": read failed");
+  return bytes;
+}
+
+}  // namespace ppml::int8
