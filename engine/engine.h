@@ -47,6 +47,7 @@ struct ModelStats {
   size_t weight_bytes = 0;
   size_t arena_bytes = 0;      // activation arena of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built
+  int quantized_tensors = 0;   // tensors a QDQ model keeps in INT8 (0: an FP32 model)
 };
 
 class Model {

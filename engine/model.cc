@@ -25,6 +25,7 @@ class OnnxModel final : public Model {
     stats_.folded_batchnorms = passes.folded_batchnorms;
     stats_.fused_post_ops = passes.fused_post_ops;
     for (const auto& [name, t] : graph_.constants) stats_.weight_bytes += t->byte_size();
+    stats_.quantized_tensors = static_cast<int>(graph_.activation_quant.size());
     for (const auto& in : graph_.inputs) inputs_.push_back({in.name, in.dtype, in.shape});
     for (const auto& out : graph_.outputs) outputs_.push_back({out.name, out.dtype, out.shape});
   }

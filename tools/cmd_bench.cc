@@ -93,7 +93,7 @@ int RunBenchEngine(const BenchEngineOptions& options) {
     json.Add("model", options.source.path)
         .Add("batch", options.batch)
         .Add("threads", options.source.threads)
-        .Add("precision", options.source.precision)
+        .Add("precision", (*model)->stats().quantized_tensors > 0 ? std::string("int8") : options.source.precision)
         .Add("isa", engine::EffectiveCpuIsa())
         .Add("throughput_per_s", throughput)
         .Add("latency_ms_p50", latency.p50_ms)
@@ -113,6 +113,62 @@ int RunBenchEngine(const BenchEngineOptions& options) {
               << latencies_ms.size() << " runs in " << elapsed_s << " s, " << options.source.threads << " threads, "
               << engine::EffectiveCpuIsa() << ")" << std::endl;
   }
+  return kExitOk;
+}
+
+// Top-1 agreement of the INT8 model (quantized on the fly) with the FP32 one
+// on fixed synthetic inputs: how often both pick the same class.
+struct AgreementOptions {
+  ModelSource source;  // precision is forced to int8 for the second model
+  int64_t samples = 256;
+  int64_t batch = 16;
+};
+
+int RunAgreement(const AgreementOptions& options) {
+  constexpr const char* kAgreement = "bench agreement";
+  ModelSource fp32 = options.source;
+  fp32.precision = "fp32";
+  ModelSource int8 = options.source;
+  int8.precision = "int8";
+  auto reference = LoadModel(fp32);
+  if (!reference.ok()) return ReportError(kAgreement, reference.status());
+  auto quantized = LoadModel(int8);
+  if (!quantized.ok()) return ReportError(kAgreement, quantized.status());
+  std::mt19937 rng(kInputSeed);
+  int64_t agree = 0, done = 0;
+  while (done < options.samples) {
+    const int64_t batch = std::min(options.batch, options.samples - done);
+    std::vector<Tensor> inputs;
+    for (const engine::TensorInfo& info : (*reference)->inputs()) {
+      Result<Shape> shape = ShapeForBatch(info, batch);
+      if (!shape.ok()) return ReportError(kAgreement, shape.status().message(), kExitUsage);
+      inputs.push_back(RandomInput(info.dtype, *shape, rng));
+    }
+    auto a = (*reference)->Run(inputs);
+    if (!a.ok()) return ReportError(kAgreement, a.status());
+    auto b = (*quantized)->Run(inputs);
+    if (!b.ok()) return ReportError(kAgreement, b.status());
+    const Tensor& x = (*a)[0];
+    const Tensor& y = (*b)[0];
+    const int64_t classes = x.element_count() / batch;
+    for (int64_t i = 0; i < batch; ++i) {
+      const float* row_x = x.data<float>() + i * classes;
+      const float* row_y = y.data<float>() + i * classes;
+      agree += std::max_element(row_x, row_x + classes) - row_x == std::max_element(row_y, row_y + classes) - row_y;
+    }
+    done += batch;
+    std::cerr << "ppml bench agreement: " << done << "/" << options.samples << " samples" << std::endl;
+  }
+  JsonLine json;
+  json.Add("model", options.source.path)
+      .Add("calibration", options.source.calibration)
+      .Add("method", options.source.method)
+      .Add("threads", options.source.threads)
+      .Add("precision", "int8 vs fp32")
+      .Add("isa", engine::EffectiveCpuIsa())
+      .Add("samples", done)
+      .Add("top1_agreement", static_cast<double>(agree) / static_cast<double>(done));
+  std::cout << json.str() << std::endl;
   return kExitOk;
 }
 
@@ -140,6 +196,16 @@ void AddBenchCommands(CLI::App& app, int* exit_code) {
       ->check(NonNegative());
   engine_bench->add_flag("--json", options->json, "print the result as one JSON object on the last line");
   engine_bench->callback([options, exit_code] { *exit_code = RunBenchEngine(*options); });
+
+  auto agreement = std::make_shared<AgreementOptions>();
+  CLI::App* agree = bench->add_subcommand("agreement", "Top-1 agreement of INT8 with FP32 on fixed synthetic inputs");
+  agree->add_option("--model", agreement->source.path, "FP32 ONNX model")->required()->check(CLI::ExistingFile);
+  agree->add_option("--calib", agreement->source.calibration, "calibration set for the INT8 model")->required();
+  agree->add_option("--method", agreement->source.method, "minmax, percentile or entropy")->capture_default_str();
+  agree->add_option("--samples", agreement->samples, "synthetic inputs")->capture_default_str()->check(Positive());
+  agree->add_option("--batch", agreement->batch, "inputs per run")->capture_default_str()->check(Positive());
+  agree->add_option("--threads", agreement->source.threads, "oneDNN threads")->capture_default_str()->check(Positive());
+  agree->callback([agreement, exit_code] { *exit_code = RunAgreement(*agreement); });
 }
 
 }  // namespace ppml::tools

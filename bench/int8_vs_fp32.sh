@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# INT8 against FP32 on our engine, same run, same batch and threads: quantizes
+# each benchmark model once (calibration on synthetic inputs, which is enough
+# for throughput), then times both and prints the ratio. Also reports the
+# top-1 agreement of INT8 with FP32 on fixed synthetic inputs (not a gate:
+# the weights are random).
+#
+#   bench/int8_vs_fp32.sh [--models "resnet50 vgg16 mobilenet_v2"] [--batch 16] [--threads 2] [--seconds 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODELS="resnet50 vgg16 mobilenet_v2"
+BATCH=16
+THREADS=2
+SECONDS_PER_RUN=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --models) MODELS="$2"; shift 2 ;;
+    --batch) BATCH="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
+    *) echo "int8_vs_fp32: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+scripts/build.sh >&2
+models/make-bench-models.sh --models "${MODELS// /,}" >&2
+
+field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+printf '%-14s %12s %12s %8s %8s\n' model fp32_img_s int8_img_s ratio isa
+for m in $MODELS; do
+  fp32_model="build/models/$m.onnx"
+  int8_model="build/models/$m.int8.onnx"
+  if [ ! -f "$int8_model" ] || [ "$int8_model" -ot "$fp32_model" ]; then
+    build/bin/ppml model quantize --model "$fp32_model" --calib random:32 --method entropy --out "$int8_model" \
+      --threads "$THREADS" >&2
+  fi
+  fp32=$(build/bin/ppml bench engine --model "$fp32_model" --batch "$BATCH" --seconds "$SECONDS_PER_RUN" \
+           --threads "$THREADS" --json 2>/dev/null | tail -n 1)
+  int8=$(build/bin/ppml bench engine --model "$int8_model" --batch "$BATCH" --seconds "$SECONDS_PER_RUN" \
+           --threads "$THREADS" --json 2>/dev/null | tail -n 1)
+  /usr/bin/python3 - "$m" "$(field "$fp32" throughput_per_s)" "$(field "$int8" throughput_per_s)" \
+    "$(field "$int8" isa)" <<'PY'
+import sys
+m, fp32, int8, isa = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+print(f"{m:<14} {fp32:12.1f} {int8:12.1f} {int8 / fp32:7.2f}x {isa:>8}")
+PY
+done
