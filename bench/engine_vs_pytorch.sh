@@ -7,25 +7,12 @@
 #   bench/engine_vs_pytorch.sh [--models "resnet50 vgg16 mobilenet_v2"] [--batch 16] [--threads 2] [--seconds 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODELS="resnet50 vgg16 mobilenet_v2"
-BATCH=16
-THREADS=2
-SECONDS_PER_RUN=10
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --models) MODELS="$2"; shift 2 ;;
-    --batch) BATCH="$2"; shift 2 ;;
-    --threads) THREADS="$2"; shift 2 ;;
-    --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
-    *) echo "engine_vs_pytorch: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+source bench/common.sh
+parse_bench_args engine_vs_pytorch "$@"
 scripts/install-torch.sh >&2
 scripts/build.sh >&2
 # shellcheck disable=SC2086
-models/make-bench-models.sh --models "$MODELS" >&2
-
-field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+models/make-bench-models.sh --models "${MODELS// /,}" >&2
 
 roofline_json=$(build/bin/ppml-bench-conv --threads "$THREADS" --batch "$BATCH" --seconds 1 2>/dev/null | tail -n 1)
 roofline=$(field "$roofline_json" roofline_gflops)

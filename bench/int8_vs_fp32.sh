@@ -8,23 +8,10 @@
 #   bench/int8_vs_fp32.sh [--models "resnet50 vgg16 mobilenet_v2"] [--batch 16] [--threads 2] [--seconds 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODELS="resnet50 vgg16 mobilenet_v2"
-BATCH=16
-THREADS=2
-SECONDS_PER_RUN=10
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --models) MODELS="$2"; shift 2 ;;
-    --batch) BATCH="$2"; shift 2 ;;
-    --threads) THREADS="$2"; shift 2 ;;
-    --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
-    *) echo "int8_vs_fp32: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+source bench/common.sh
+parse_bench_args int8_vs_fp32 "$@"
 scripts/build.sh >&2
 models/make-bench-models.sh --models "${MODELS// /,}" >&2
-
-field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
 printf '%-14s %12s %12s %8s %8s\n' model fp32_img_s int8_img_s ratio isa
 for m in $MODELS; do
