@@ -1,0 +1,365 @@
+#include "common/crypto.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <climits>
+#include <string>
+
+namespace ppml::crypto {
+namespace {
+
+// "what: <first OpenSSL error>" as an Internal status; clears the queue so
+// the next call starts clean.
+Status OpenSslError(const std::string& what) {
+  unsigned long code = ERR_get_error();
+  std::string message = what;
+  if (code != 0) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof(buf));
+    message += ": ";
+    message += buf;
+  }
+  ERR_clear_error();
+  return Status::Internal(message);
+}
+
+// OSSL_PARAM wants non-const pointers even for inputs it only reads.
+void* Mutable(const uint8_t* p) { return const_cast<uint8_t*>(p); }
+
+// OpenSSL takes int lengths; refuse anything that does not fit.
+bool FitsInt(size_t n) { return n <= static_cast<size_t>(INT_MAX); }
+
+// The fetched algorithms are immutable and reference counted, so one copy per
+// process is shared by every thread (static init is thread-safe).
+EVP_KDF* HkdfAlgorithm() {
+  static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  return kdf;
+}
+EVP_MAC* HmacAlgorithm() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return mac;
+}
+
+// One EVP_KDF "HKDF" (SHA-256) derivation in the given mode.
+Result<SecretBytes> RunHkdf(int mode, ByteSpan key, ByteSpan salt, ByteSpan info, size_t length) {
+  EVP_KDF* kdf = HkdfAlgorithm();
+  if (kdf == nullptr) return OpenSslError("HKDF: EVP_KDF_fetch");
+  EvpKdfCtxPtr ctx(EVP_KDF_CTX_new(kdf));
+  if (!ctx) return OpenSslError("HKDF: EVP_KDF_CTX_new");
+
+  // A zero-length key still needs a valid pointer, or OpenSSL reports it missing.
+  static const uint8_t kEmpty[1] = {0};
+  const uint8_t* key_ptr = key.empty() ? kEmpty : key.data();
+  char digest[] = "SHA256";
+  OSSL_PARAM params[5];
+  size_t n = 0;
+  params[n++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, Mutable(key_ptr), key.size());
+  // Absent salt = HashLen zeros (RFC 5869 §2.2); absent info = empty info.
+  if (!salt.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, Mutable(salt.data()), salt.size());
+  }
+  if (!info.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, Mutable(info.data()), info.size());
+  }
+  params[n] = OSSL_PARAM_construct_end();
+
+  SecretBytes out(length);
+  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) <= 0) {
+    return OpenSslError("HKDF: EVP_KDF_derive");
+  }
+  return out;
+}
+
+const EVP_CIPHER* AesGcmCipher(size_t key_length) {
+  if (key_length == kAes256KeyLength) return EVP_aes_256_gcm();
+  if (key_length == kAes128KeyLength) return EVP_aes_128_gcm();
+  return nullptr;
+}
+
+Status CheckGcmArgs(ByteSpan key, ByteSpan nonce, ByteSpan aad, size_t text_length) {
+  if (AesGcmCipher(key.size()) == nullptr) {
+    return Status::InvalidArgument("AES-GCM: key must be 16 or 32 bytes, got " + std::to_string(key.size()));
+  }
+  if (nonce.size() != kAesGcmNonceLength) {
+    return Status::InvalidArgument("AES-GCM: nonce must be 12 bytes, got " + std::to_string(nonce.size()));
+  }
+  if (!FitsInt(aad.size()) || !FitsInt(text_length)) {
+    return Status::InvalidArgument("AES-GCM: input larger than 2 GiB");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+// ---- SecretBytes -------------------------------------------------------------
+
+void SecretBytes::Wipe() {
+  if (!bytes_.empty()) OPENSSL_cleanse(bytes_.data(), bytes_.size());
+}
+
+SecretBytes& SecretBytes::operator=(const SecretBytes& other) {
+  if (this != &other) {
+    Wipe();
+    bytes_ = other.bytes_;
+  }
+  return *this;
+}
+
+SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
+  if (this != &other) {
+    Wipe();
+    bytes_ = std::move(other.bytes_);
+    other.bytes_.clear();
+  }
+  return *this;
+}
+
+SecretBytes::~SecretBytes() { Wipe(); }
+
+// ---- Deleters ----------------------------------------------------------------
+
+void EvpPkeyDeleter::operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+void EvpPkeyCtxDeleter::operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
+void EvpCipherCtxDeleter::operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
+void EvpMdCtxDeleter::operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+void EvpMacDeleter::operator()(EVP_MAC* p) const { EVP_MAC_free(p); }
+void EvpMacCtxDeleter::operator()(EVP_MAC_CTX* p) const { EVP_MAC_CTX_free(p); }
+void EvpKdfDeleter::operator()(EVP_KDF* p) const { EVP_KDF_free(p); }
+void EvpKdfCtxDeleter::operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
+
+// ---- Hashes, MACs, KDFs --------------------------------------------------
+
+Result<Bytes> Sha256(ByteSpan data) {
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx) return OpenSslError("SHA-256: EVP_MD_CTX_new");
+  Bytes out(kSha256Length);
+  unsigned int length = 0;
+  if (EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), out.data(), &length) != 1 || length != kSha256Length) {
+    return OpenSslError("SHA-256");
+  }
+  return out;
+}
+
+Result<Bytes> HmacSha256(ByteSpan key, ByteSpan data) {
+  EVP_MAC* mac = HmacAlgorithm();
+  if (mac == nullptr) return OpenSslError("HMAC-SHA256: EVP_MAC_fetch");
+  EvpMacCtxPtr ctx(EVP_MAC_CTX_new(mac));
+  if (!ctx) return OpenSslError("HMAC-SHA256: EVP_MAC_CTX_new");
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  static const uint8_t kEmpty[1] = {0};
+  const uint8_t* key_ptr = key.empty() ? kEmpty : key.data();
+  Bytes out(kSha256Length);
+  size_t length = 0;
+  if (EVP_MAC_init(ctx.get(), key_ptr, key.size(), params) != 1 ||
+      EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_MAC_final(ctx.get(), out.data(), &length, out.size()) != 1 || length != kSha256Length) {
+    return OpenSslError("HMAC-SHA256");
+  }
+  return out;
+}
+
+Result<SecretBytes> HkdfSha256Extract(ByteSpan salt, ByteSpan ikm) {
+  return RunHkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, salt, {}, kSha256Length);
+}
+
+Result<SecretBytes> HkdfSha256Expand(ByteSpan prk, ByteSpan info, size_t length) {
+  if (prk.size() < kSha256Length) {
+    return Status::InvalidArgument("HKDF-Expand: PRK must be at least 32 bytes, got " + std::to_string(prk.size()));
+  }
+  if (length == 0 || length > 255 * kSha256Length) {
+    return Status::InvalidArgument("HKDF-Expand: length must be 1..8160, got " + std::to_string(length));
+  }
+  return RunHkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, {}, info, length);
+}
+
+// ---- AES-GCM ---------------------------------------------------------------
+
+Result<Bytes> AesGcmSeal(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan plaintext) {
+  PPML_RETURN_IF_ERROR(CheckGcmArgs(key, nonce, aad, plaintext.size()));
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return OpenSslError("AES-GCM seal: EVP_CIPHER_CTX_new");
+  Bytes out(plaintext.size() + kAesGcmTagLength);
+  int length = 0;
+  int final_length = 0;
+  if (EVP_EncryptInit_ex(ctx.get(), AesGcmCipher(key.size()), nullptr, nullptr, nullptr) != 1 ||
+      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data()) != 1) {
+    return OpenSslError("AES-GCM seal: init");
+  }
+  if (!aad.empty() && EVP_EncryptUpdate(ctx.get(), nullptr, &length, aad.data(), static_cast<int>(aad.size())) != 1) {
+    return OpenSslError("AES-GCM seal: aad");
+  }
+  length = 0;
+  if (!plaintext.empty() &&
+      EVP_EncryptUpdate(ctx.get(), out.data(), &length, plaintext.data(), static_cast<int>(plaintext.size())) != 1) {
+    return OpenSslError("AES-GCM seal: update");
+  }
+  if (EVP_EncryptFinal_ex(ctx.get(), out.data() + length, &final_length) != 1 ||
+      static_cast<size_t>(length + final_length) != plaintext.size()) {
+    return OpenSslError("AES-GCM seal: final");
+  }
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(kAesGcmTagLength),
+                          out.data() + plaintext.size()) != 1) {
+    return OpenSslError("AES-GCM seal: get tag");
+  }
+  return out;
+}
+
+Result<Bytes> AesGcmOpen(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan sealed) {
+  if (sealed.size() < kAesGcmTagLength) {
+    return Status::DataLoss("AES-GCM open: sealed message of " + std::to_string(sealed.size()) +
+                            " bytes is shorter than the 16-byte tag");
+  }
+  const size_t text_length = sealed.size() - kAesGcmTagLength;
+  PPML_RETURN_IF_ERROR(CheckGcmArgs(key, nonce, aad, text_length));
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return OpenSslError("AES-GCM open: EVP_CIPHER_CTX_new");
+  // Decrypt into a wiped-on-failure buffer: the plaintext leaves only once
+  // the tag has verified.
+  SecretBytes out(text_length);
+  int length = 0;
+  int final_length = 0;
+  if (EVP_DecryptInit_ex(ctx.get(), AesGcmCipher(key.size()), nullptr, nullptr, nullptr) != 1 ||
+      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data()) != 1) {
+    return OpenSslError("AES-GCM open: init");
+  }
+  if (!aad.empty() && EVP_DecryptUpdate(ctx.get(), nullptr, &length, aad.data(), static_cast<int>(aad.size())) != 1) {
+    return OpenSslError("AES-GCM open: aad");
+  }
+  length = 0;
+  if (text_length > 0 &&
+      EVP_DecryptUpdate(ctx.get(), out.data(), &length, sealed.data(), static_cast<int>(text_length)) != 1) {
+    return OpenSslError("AES-GCM open: update");
+  }
+  uint8_t tag[kAesGcmTagLength];
+  std::copy(sealed.begin() + static_cast<std::ptrdiff_t>(text_length), sealed.end(), tag);
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(kAesGcmTagLength), tag) != 1) {
+    return OpenSslError("AES-GCM open: set tag");
+  }
+  if (EVP_DecryptFinal_ex(ctx.get(), out.data() + length, &final_length) != 1) {
+    ERR_clear_error();
+    return Status::DataLoss("AES-GCM open: authentication failed (wrong key, nonce or aad, or the message was altered)");
+  }
+  return out.Reveal();
+}
+
+// ---- X25519 ----------------------------------------------------------------
+
+Result<EvpPkeyPtr> X25519PrivateKeyFromRaw(ByteSpan private_key) {
+  if (private_key.size() != kX25519KeyLength) {
+    return Status::InvalidArgument("X25519: private key must be 32 bytes, got " + std::to_string(private_key.size()));
+  }
+  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(), private_key.size()));
+  if (!key) return OpenSslError("X25519: import private key");
+  return key;
+}
+
+Result<EvpPkeyPtr> X25519PublicKeyFromRaw(ByteSpan public_key) {
+  if (public_key.size() != kX25519KeyLength) {
+    return Status::InvalidArgument("X25519: public key must be 32 bytes, got " + std::to_string(public_key.size()));
+  }
+  EvpPkeyPtr key(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, public_key.data(), public_key.size()));
+  if (!key) return OpenSslError("X25519: import public key");
+  return key;
+}
+
+Result<Bytes> RawPublicKey(const EVP_PKEY* key) {
+  if (key == nullptr) return Status::InvalidArgument("raw public key: null key");
+  size_t length = 0;
+  if (EVP_PKEY_get_raw_public_key(key, nullptr, &length) != 1) return OpenSslError("raw public key: size");
+  Bytes out(length);
+  if (EVP_PKEY_get_raw_public_key(key, out.data(), &length) != 1) return OpenSslError("raw public key");
+  out.resize(length);
+  return out;
+}
+
+Result<SecretBytes> RawPrivateKey(const EVP_PKEY* key) {
+  if (key == nullptr) return Status::InvalidArgument("raw private key: null key");
+  size_t length = 0;
+  if (EVP_PKEY_get_raw_private_key(key, nullptr, &length) != 1) return OpenSslError("raw private key: size");
+  SecretBytes out(length);
+  if (EVP_PKEY_get_raw_private_key(key, out.data(), &length) != 1 || length != out.size()) {
+    return OpenSslError("raw private key");
+  }
+  return out;
+}
+
+Result<X25519KeyPair> X25519GenerateKeyPair() {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));
+  if (!ctx) return OpenSslError("X25519 keygen: EVP_PKEY_CTX_new_id");
+  EVP_PKEY* raw = nullptr;
+  if (EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
+    return OpenSslError("X25519 keygen");
+  }
+  EvpPkeyPtr key(raw);
+  X25519KeyPair pair;
+  PPML_ASSIGN_OR_RETURN(pair.private_key, RawPrivateKey(key.get()));
+  PPML_ASSIGN_OR_RETURN(pair.public_key, RawPublicKey(key.get()));
+  return pair;
+}
+
+Result<Bytes> X25519PublicFromPrivate(ByteSpan private_key) {
+  PPML_ASSIGN_OR_RETURN(EvpPkeyPtr key, X25519PrivateKeyFromRaw(private_key));
+  return RawPublicKey(key.get());
+}
+
+Result<SecretBytes> X25519(ByteSpan private_key, ByteSpan peer_public_key) {
+  PPML_ASSIGN_OR_RETURN(EvpPkeyPtr own, X25519PrivateKeyFromRaw(private_key));
+  PPML_ASSIGN_OR_RETURN(EvpPkeyPtr peer, X25519PublicKeyFromRaw(peer_public_key));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(own.get(), nullptr));
+  if (!ctx) return OpenSslError("X25519: EVP_PKEY_CTX_new");
+  if (EVP_PKEY_derive_init(ctx.get()) != 1) return OpenSslError("X25519: derive init");
+  if (EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1) {
+    ERR_clear_error();
+    return Status::InvalidArgument("X25519: peer public key rejected");
+  }
+  SecretBytes shared(kX25519KeyLength);
+  size_t length = shared.size();
+  // OpenSSL fails the derivation itself when the result is all zeros.
+  if (EVP_PKEY_derive(ctx.get(), shared.data(), &length) != 1) {
+    ERR_clear_error();
+    return Status::InvalidArgument("X25519: key agreement failed (low-order peer public key)");
+  }
+  static const uint8_t kZeros[kX25519KeyLength] = {};
+  if (length != kX25519KeyLength || CRYPTO_memcmp(shared.data(), kZeros, kX25519KeyLength) == 0) {
+    return Status::InvalidArgument("X25519: all-zero shared secret (low-order peer public key)");
+  }
+  return shared;
+}
+
+// ---- Randomness and comparison ----------------------------------------------
+
+Status FillRandom(std::span<uint8_t> out) {
+  if (out.empty()) return Status::Ok();
+  if (!FitsInt(out.size())) return Status::InvalidArgument("random: request larger than 2 GiB");
+  if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) return OpenSslError("RAND_bytes");
+  return Status::Ok();
+}
+
+Result<Bytes> RandomBytes(size_t length) {
+  Bytes out(length);
+  PPML_RETURN_IF_ERROR(FillRandom(out));
+  return out;
+}
+
+bool ConstantTimeEquals(ByteSpan a, ByteSpan b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace ppml::crypto
