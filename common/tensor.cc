@@ -33,6 +33,17 @@ int64_t ElementCount(const Shape& shape) {
   return n;
 }
 
+double ElementAsDouble(DataType type, const void* data, int64_t i) {
+  switch (type) {
+    case DataType::kF32: return static_cast<const float*>(data)[i];
+    case DataType::kU8: return static_cast<const uint8_t*>(data)[i];
+    case DataType::kS8: return static_cast<const int8_t*>(data)[i];
+    case DataType::kS32: return static_cast<const int32_t*>(data)[i];
+    case DataType::kS64: return static_cast<double>(static_cast<const int64_t*>(data)[i]);
+  }
+  return 0;
+}
+
 std::string ShapeToString(const Shape& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {

@@ -23,6 +23,10 @@ const char* DataTypeName(DataType type);  // "f32", "u8", ...
 using Shape = std::vector<int64_t>;
 
 int64_t ElementCount(const Shape& shape);  // 1 for a scalar (empty shape)
+
+// Element i of `data` (elements of `type`) as a double, whatever the type:
+// for scale and zero-point constants, printing and checks, not hot loops.
+double ElementAsDouble(DataType type, const void* data, int64_t i);
 std::string ShapeToString(const Shape& shape);  // "[16,3,224,224]"
 
 // Maps C++ element types to DataType.
@@ -67,6 +71,8 @@ class Tensor {
   // Typed views; the element type must match dtype() (checked in debug builds).
   template <typename T> T* data();
   template <typename T> const T* data() const;
+  double ElementAsDouble(int64_t i) const { return ppml::ElementAsDouble(dtype_, raw_data(), i); }
+
   template <typename T> std::span<T> values() { return {data<T>(), static_cast<size_t>(element_count_)}; }
   template <typename T> std::span<const T> values() const {
     return {data<T>(), static_cast<size_t>(element_count_)};

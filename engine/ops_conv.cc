@@ -99,7 +99,7 @@ struct Int8Conv {
 
 std::optional<Int8Conv> PlanInt8(const Node& n, PlanBuilder& b, ValueId x_raw) {
   const PlanValue& x = b.Value(x_raw);
-  if (!x.quant || x.quant->zero_point != 0 || b.RawInput(2) != kNoValue && !b.IsConstant(b.RawInput(2))) {
+  if (!x.quant || x.quant->zero_point != 0 || (b.RawInput(2) != kNoValue && !b.IsConstant(b.RawInput(2)))) {
     return std::nullopt;
   }
   if (b.RawInput(1) == kNoValue) return std::nullopt;

@@ -10,17 +10,7 @@
 namespace ppml::engine {
 namespace {
 
-// Reads element i of an integer or float tensor as a double.
-double ElementAt(const ref::ConstView& v, int64_t i) {
-  switch (v.dtype) {
-    case DataType::kF32: return static_cast<const float*>(v.data)[i];
-    case DataType::kU8: return static_cast<const uint8_t*>(v.data)[i];
-    case DataType::kS8: return static_cast<const int8_t*>(v.data)[i];
-    case DataType::kS32: return static_cast<const int32_t*>(v.data)[i];
-    case DataType::kS64: return static_cast<double>(static_cast<const int64_t*>(v.data)[i]);
-  }
-  return 0;
-}
+double ElementAt(const ref::ConstView& v, int64_t i) { return ElementAsDouble(v.dtype, v.data, i); }
 
 struct AxisLayout {
   int64_t channels = 1;  // 1: per tensor

@@ -211,12 +211,7 @@ Status BuildPad(const Node& n, PlanBuilder& b) {
       const Tensor* v = b.Constant(b.Input(2));
       if (!v) return b.Unsupported("a run-time constant_value");
       if (v->element_count() != 1) return b.Error("constant_value must be a scalar");
-      switch (v->dtype()) {
-        case DataType::kF32: value = v->data<float>()[0]; break;
-        case DataType::kS64: value = static_cast<double>(v->data<int64_t>()[0]); break;
-        case DataType::kS32: value = v->data<int32_t>()[0]; break;
-        default: return b.Unsupported("constant_value of type " + std::string(DataTypeName(v->dtype())));
-      }
+      value = v->ElementAsDouble(0);
     }
     if (b.Input(3) != kNoValue) return b.Unsupported("the axes input of Pad");
   }
@@ -319,12 +314,7 @@ Status BuildWhere(const Node& n, PlanBuilder& b) {
 Result<double> ScalarOf(PlanBuilder& b, size_t index) {
   const Tensor* t = b.Constant(b.Input(index));
   if (!t || t->element_count() != 1) return b.Unsupported("Range inputs must be constant scalars");
-  switch (t->dtype()) {
-    case DataType::kF32: return static_cast<double>(t->data<float>()[0]);
-    case DataType::kS32: return static_cast<double>(t->data<int32_t>()[0]);
-    case DataType::kS64: return static_cast<double>(t->data<int64_t>()[0]);
-    default: return b.Unsupported("Range of this data type");
-  }
+  return t->ElementAsDouble(0);
 }
 
 Status BuildRange(const Node& n, PlanBuilder& b) {

@@ -99,14 +99,8 @@ bool ScalarConstant(const Graph& graph, const std::string& name, double* value, 
   const Tensor* t = graph.Constant(name);
   if (!t || t->element_count() != 1) return false;
   *type = t->dtype();
-  switch (t->dtype()) {
-    case DataType::kF32: *value = t->data<float>()[0]; return true;
-    case DataType::kU8: *value = t->data<uint8_t>()[0]; return true;
-    case DataType::kS8: *value = t->data<int8_t>()[0]; return true;
-    case DataType::kS32: *value = t->data<int32_t>()[0]; return true;
-    case DataType::kS64: *value = static_cast<double>(t->data<int64_t>()[0]); return true;
-  }
-  return false;
+  *value = t->ElementAsDouble(0);
+  return true;
 }
 
 // Per-tensor quantization parameters of a Q or DQ node; false unless both are constant scalars.
@@ -214,12 +208,7 @@ Status CollapseQdqPairs(Graph& graph) {
     q.zero_points.assign(q.scales.size(), 0);
     if (const Tensor* zp = graph.Constant(n.Input(2))) {
       if (zp->element_count() != scales->element_count()) continue;
-      for (int64_t i = 0; i < zp->element_count(); ++i) {
-        q.zero_points[i] = zp->dtype() == DataType::kS8    ? zp->data<int8_t>()[i]
-                           : zp->dtype() == DataType::kU8  ? zp->data<uint8_t>()[i]
-                           : zp->dtype() == DataType::kS32 ? zp->data<int32_t>()[i]
-                                                           : 0;
-      }
+      for (int64_t i = 0; i < zp->element_count(); ++i) q.zero_points[i] = static_cast<int32_t>(zp->ElementAsDouble(i));
     } else if (!n.Input(2).empty()) {
       continue;
     }

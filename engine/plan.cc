@@ -255,7 +255,7 @@ void PlanBuilder::ApplyOutputQuantization(const Node& node) {
     auto q = graph_.activation_quant.find(name);
     if (q == graph_.activation_quant.end()) continue;
     const ValueId id = by_name_[name];
-    if (Value(id).constant || Value(id).dtype != DataType::kF32 && !Value(id).quant) continue;
+    if (Value(id).constant || (Value(id).dtype != DataType::kF32 && !Value(id).quant)) continue;
     if (Value(id).quant != q->second) by_name_[name] = Quantized(id, q->second);
   }
 }

@@ -30,17 +30,7 @@ struct RunOptions {
   int threads = 2;
 };
 
-// Element i as a double, whatever the type, for printing.
-double ValueAt(const Tensor& tensor, int64_t i) {
-  switch (tensor.dtype()) {
-    case DataType::kF32: return tensor.data<float>()[i];
-    case DataType::kU8: return tensor.data<uint8_t>()[i];
-    case DataType::kS8: return tensor.data<int8_t>()[i];
-    case DataType::kS32: return tensor.data<int32_t>()[i];
-    case DataType::kS64: return static_cast<double>(tensor.data<int64_t>()[i]);
-  }
-  return 0;
-}
+double ValueAt(const Tensor& tensor, int64_t i) { return tensor.ElementAsDouble(i); }
 
 std::string FormatValue(double value) {
   char buffer[32];
