@@ -169,13 +169,16 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   const memory::desc w_any(w_dims, DnnlType(w_type), tag::any);
   const memory::desc dst_any = AnyDesc(dst_type, out_shape);
   const memory::desc bias_desc({p.w_shape[0]}, memory::data_type::f32, tag::a);
+  // FP32: let oneDNN pick Winograd for 3x3 layers where it has it (AVX-512);
+  // it falls back to direct convolution elsewhere.
+  const auto algorithm = int8 ? dnnl::algorithm::convolution_direct : dnnl::algorithm::convolution_auto;
   auto desc = p.bias != kNoValue
                   ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                    dnnl::algorithm::convolution_direct, src_any, w_any, bias_desc,
+                                                    algorithm, src_any, w_any, bias_desc,
                                                     dst_any, win.strides, win.dilations_minus_one, win.pad_begin,
                                                     win.pad_end)
                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                    dnnl::algorithm::convolution_direct, src_any, w_any, dst_any,
+                                                    algorithm, src_any, w_any, dst_any,
                                                     win.strides, win.dilations_minus_one, win.pad_begin, win.pad_end);
   dnnl::convolution_forward::primitive_desc pd(desc, attr, b.engine());
 
