@@ -66,16 +66,4 @@ const Tensor* Graph::Constant(const std::string& value) const {
   return it == constants.end() ? nullptr : it->second.get();
 }
 
-std::map<std::string, int> Graph::ConsumerCounts() const {
-  std::map<std::string, int> counts;
-  for (const Node& n : nodes) {
-    for (const std::string& in : n.inputs) {
-      if (!in.empty()) ++counts[in];
-    }
-    if (!n.fused_sum_input.empty()) ++counts[n.fused_sum_input];
-  }
-  for (const GraphValue& out : outputs) ++counts[out.name];
-  return counts;
-}
-
 }  // namespace ppml::engine

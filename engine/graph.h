@@ -94,8 +94,6 @@ struct Graph {
 
   bool IsConstant(const std::string& value) const { return constants.count(value) > 0; }
   const Tensor* Constant(const std::string& value) const;
-  // Number of nodes reading each value (graph outputs count as one reader).
-  std::map<std::string, int> ConsumerCounts() const;
 };
 
 }  // namespace ppml::engine

@@ -25,10 +25,4 @@ const OpEntry* FindOp(const std::string& op_type) {
   return it == r.end() ? nullptr : &it->second;
 }
 
-std::vector<std::string> SupportedOps() {
-  std::vector<std::string> ops;
-  for (const auto& [name, builder] : Registry()) ops.push_back(name);
-  return ops;
-}
-
 }  // namespace ppml::engine

@@ -23,7 +23,6 @@ struct OpEntry {
 
 // nullptr when the op type is not supported.
 const OpEntry* FindOp(const std::string& op_type);
-std::vector<std::string> SupportedOps();
 std::vector<OpEntry> ConvOps();       // Conv, ConvTranspose
 std::vector<OpEntry> ElementwiseOps();  // activations, binary arithmetic, BatchNormalization
 std::vector<OpEntry> LinearOps();     // Gemm, MatMul

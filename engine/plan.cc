@@ -83,17 +83,12 @@ memory WeightCache::Get(const dnnl::engine& engine, const std::shared_ptr<const 
   dnnl::stream stream(engine);
   dnnl::reorder(src, dst).execute(stream, src, dst);
   stream.wait();
-  bytes_ += wanted.get_size();
   entries_.push_back({source, source_desc, wanted, dst});
   return dst;
 }
 
 void WeightCache::Prune() {
-  std::erase_if(entries_, [this](const Entry& e) {
-    if (e.source.use_count() > 1) return false;
-    bytes_ -= e.wanted.get_size();
-    return true;
-  });
+  std::erase_if(entries_, [](const Entry& e) { return e.source.use_count() == 1; });
 }
 
 // ----------------------------------------------------------------------- Plan

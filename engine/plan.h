@@ -108,7 +108,6 @@ class WeightCache {
                    const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted);
   // Drops entries whose source nobody but the cache holds (the constants of evicted plans).
   void Prune();
-  size_t bytes() const { return bytes_; }
  private:
   struct Entry {
     std::shared_ptr<const Tensor> source;
@@ -116,7 +115,6 @@ class WeightCache {
     dnnl::memory memory;
   };
   std::vector<Entry> entries_;
-  size_t bytes_ = 0;
 };
 
 class PlanBuilder {
