@@ -15,20 +15,7 @@
 namespace ppml::crypto {
 namespace {
 
-// "what: <first OpenSSL error>" as an Internal status; clears the queue so
-// the next call starts clean.
-Status OpenSslError(const std::string& what) {
-  unsigned long code = ERR_get_error();
-  std::string message = what;
-  if (code != 0) {
-    char buf[256];
-    ERR_error_string_n(code, buf, sizeof(buf));
-    message += ": ";
-    message += buf;
-  }
-  ERR_clear_error();
-  return Status::Internal(message);
-}
+Status OpenSslError(const std::string& what) { return Status::Internal(OpenSslErrorMessage(what)); }
 
 // OSSL_PARAM wants non-const pointers even for inputs it only reads.
 void* Mutable(const uint8_t* p) { return const_cast<uint8_t*>(p); }
@@ -360,6 +347,52 @@ bool ConstantTimeEquals(ByteSpan a, ByteSpan b) {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string OpenSslErrorMessage(const std::string& what) {
+  unsigned long code = ERR_get_error();
+  std::string message = what;
+  if (code != 0) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof(buf));
+    message += ": ";
+    message += buf;
+  }
+  ERR_clear_error();
+  return message;
+}
+
+std::string ToHex(ByteSpan bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0x0f]);
+  }
+  return out;
+}
+
+Result<Bytes> FromHex(std::string_view hex) {
+  if (hex.size() % 2 != 0) {
+    return Status::InvalidArgument("hex string has odd length " + std::to_string(hex.size()));
+  }
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  Bytes out;
+  out.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = digit(hex[i]), lo = digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) {
+      return Status::InvalidArgument("non-hex character at offset " + std::to_string(hi < 0 ? i : i + 1));
+    }
+    out.push_back(static_cast<uint8_t>(hi << 4 | lo));
+  }
+  return out;
 }
 
 }  // namespace ppml::crypto

@@ -87,6 +87,15 @@ using EvpKdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, EvpKdfCtxDeleter>;
 
 // ---- Hashes, MACs, KDFs --------------------------------------------------
 
+// Lower-case hex, and its inverse (either case; odd length or a non-hex
+// character is InvalidArgument naming the offset).
+std::string ToHex(ByteSpan bytes);
+Result<Bytes> FromHex(std::string_view hex);
+
+// "what: <first queued OpenSSL error>"; clears OpenSSL's error queue so the
+// next call starts clean.
+std::string OpenSslErrorMessage(const std::string& what);
+
 Result<Bytes> Sha256(ByteSpan data);
 Result<Bytes> HmacSha256(ByteSpan key, ByteSpan data);
 

@@ -29,19 +29,6 @@ namespace {
 struct BioDeleter { void operator()(BIO* b) const { BIO_free(b); } };
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
-// "what: <first OpenSSL error>"; clears the queue so the next call starts clean.
-std::string OpenSslMessage(const std::string& what) {
-  unsigned long code = ERR_get_error();
-  std::string message = what;
-  if (code != 0) {
-    char buf[256];
-    ERR_error_string_n(code, buf, sizeof(buf));
-    message += ": ";
-    message += buf;
-  }
-  ERR_clear_error();
-  return message;
-}
 
 void AppendU32(Bytes& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
@@ -120,7 +107,7 @@ Status CheckP256(const EVP_PKEY* key, const std::string& what) {
   char group[64] = {0};
   size_t group_len = 0;
   if (EVP_PKEY_get_group_name(key, group, sizeof(group), &group_len) != 1) {
-    return Status::InvalidArgument(OpenSslMessage(what + ": EC key without a named group"));
+    return Status::InvalidArgument(crypto::OpenSslErrorMessage(what + ": EC key without a named group"));
   }
   std::string_view name(group, group_len);
   if (name != "prime256v1" && name != "P-256" && name != "secp256r1") {
@@ -174,9 +161,9 @@ std::string BioContents(BIO* bio) {
 
 Result<crypto::EvpPkeyPtr> PublicFromPem(std::string_view pem, const std::string& what) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) return Status::Internal(OpenSslMessage(what + ": BIO_new_mem_buf"));
+  if (!bio) return Status::Internal(crypto::OpenSslErrorMessage(what + ": BIO_new_mem_buf"));
   crypto::EvpPkeyPtr key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) return Status::InvalidArgument(OpenSslMessage(what + ": not a PEM public key"));
+  if (!key) return Status::InvalidArgument(crypto::OpenSslErrorMessage(what + ": not a PEM public key"));
   PPML_RETURN_IF_ERROR(CheckP256(key.get(), what));
   return key;
 }
@@ -220,39 +207,6 @@ Bytes SealHeader() {
 
 // ---- Hex -------------------------------------------------------------------
 
-std::string ToHex(ByteSpan bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0x0f]);
-  }
-  return out;
-}
-
-Result<Bytes> FromHex(std::string_view hex) {
-  if (hex.size() % 2 != 0) {
-    return Status::InvalidArgument("hex string has odd length " + std::to_string(hex.size()));
-  }
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  Bytes out;
-  out.reserve(hex.size() / 2);
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = digit(hex[i]), lo = digit(hex[i + 1]);
-    if (hi < 0 || lo < 0) {
-      return Status::InvalidArgument("non-hex character at offset " + std::to_string(hi < 0 ? i : i + 1));
-    }
-    out.push_back(static_cast<uint8_t>(hi << 4 | lo));
-  }
-  return out;
-}
-
 Result<Measurement> MeasurementFromHex(std::string_view hex) {
   if (hex.size() != 2 * kMeasurementLength) {
     return Status::InvalidArgument("measurement must be 64 hex characters, got " + std::to_string(hex.size()));
@@ -273,7 +227,7 @@ Result<Measurement> ComputeMeasurement(const EnclaveIdentity& identity) {
 
 Result<crypto::EvpPkeyPtr> GeneratePlatformKey() {
   crypto::EvpPkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
-  if (!key) return Status::Internal(OpenSslMessage("platform key: EC P-256 key generation"));
+  if (!key) return Status::Internal(crypto::OpenSslErrorMessage("platform key: EC P-256 key generation"));
   return key;
 }
 
@@ -281,9 +235,9 @@ Status SavePlatformPrivateKeyPem(const EVP_PKEY* key, const std::string& path) {
   PPML_RETURN_IF_ERROR(CheckP256(key, "platform private key for " + path));
   // Secure-heap BIO: the PEM text of the private key is wiped when freed.
   BioPtr bio(BIO_new(BIO_s_secmem()));
-  if (!bio) return Status::Internal(OpenSslMessage("platform private key " + path + ": BIO_new"));
+  if (!bio) return Status::Internal(crypto::OpenSslErrorMessage("platform private key " + path + ": BIO_new"));
   if (PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return Status::Internal(OpenSslMessage("platform private key " + path + ": PEM encoding"));
+    return Status::Internal(crypto::OpenSslErrorMessage("platform private key " + path + ": PEM encoding"));
   }
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
@@ -293,9 +247,9 @@ Status SavePlatformPrivateKeyPem(const EVP_PKEY* key, const std::string& path) {
 Result<std::string> PlatformPublicKeyToPem(const EVP_PKEY* key) {
   PPML_RETURN_IF_ERROR(CheckP256(key, "platform public key"));
   BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio) return Status::Internal(OpenSslMessage("platform public key: BIO_new"));
+  if (!bio) return Status::Internal(crypto::OpenSslErrorMessage("platform public key: BIO_new"));
   if (PEM_write_bio_PUBKEY(bio.get(), key) != 1) {
-    return Status::Internal(OpenSslMessage("platform public key: PEM encoding"));
+    return Status::Internal(crypto::OpenSslErrorMessage("platform public key: PEM encoding"));
   }
   return BioContents(bio.get());
 }
@@ -309,10 +263,10 @@ Status SavePlatformPublicKeyPem(const EVP_PKEY* key, const std::string& path) {
 Result<crypto::EvpPkeyPtr> LoadPlatformPrivateKeyPem(const std::string& path) {
   PPML_ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) return Status::Internal(OpenSslMessage(path + ": BIO_new_mem_buf"));
+  if (!bio) return Status::Internal(crypto::OpenSslErrorMessage(path + ": BIO_new_mem_buf"));
   crypto::EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   OPENSSL_cleanse(pem.data(), pem.size());
-  if (!key) return Status::InvalidArgument(OpenSslMessage(path + ": not a PEM private key"));
+  if (!key) return Status::InvalidArgument(crypto::OpenSslErrorMessage(path + ": not a PEM private key"));
   PPML_RETURN_IF_ERROR(CheckP256(key.get(), path));
   return key;
 }
@@ -337,7 +291,7 @@ Result<ReportData> ComputeReportData(ByteSpan enclave_public_key, ByteSpan nonce
   unsigned int len = 0;
   if (EVP_Digest(input.data(), input.size(), out.data(), &len, EVP_sha512(), nullptr) != 1 ||
       len != kReportDataLength) {
-    return Status::Internal(OpenSslMessage("report data: SHA-512"));
+    return Status::Internal(crypto::OpenSslErrorMessage("report data: SHA-512"));
   }
   return out;
 }
@@ -387,19 +341,19 @@ Result<Quote> SignQuote(const EVP_PKEY* platform_private_key, const Measurement&
   Bytes body = EncodeQuoteBody(quote);
 
   crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx) return Status::Internal(OpenSslMessage("quote signing: EVP_MD_CTX_new"));
+  if (!ctx) return Status::Internal(crypto::OpenSslErrorMessage("quote signing: EVP_MD_CTX_new"));
   // EVP_DigestSignInit takes a non-const key; it only reads it.
   if (EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, const_cast<EVP_PKEY*>(platform_private_key)) !=
       1) {
-    return Status::Internal(OpenSslMessage("quote signing: EVP_DigestSignInit"));
+    return Status::Internal(crypto::OpenSslErrorMessage("quote signing: EVP_DigestSignInit"));
   }
   size_t sig_len = 0;
   if (EVP_DigestSign(ctx.get(), nullptr, &sig_len, body.data(), body.size()) != 1) {
-    return Status::Internal(OpenSslMessage("quote signing: EVP_DigestSign (length)"));
+    return Status::Internal(crypto::OpenSslErrorMessage("quote signing: EVP_DigestSign (length)"));
   }
   quote.signature.resize(sig_len);
   if (EVP_DigestSign(ctx.get(), quote.signature.data(), &sig_len, body.data(), body.size()) != 1) {
-    return Status::Internal(OpenSslMessage("quote signing: EVP_DigestSign"));
+    return Status::Internal(crypto::OpenSslErrorMessage("quote signing: EVP_DigestSign"));
   }
   quote.signature.resize(sig_len);
   return quote;
@@ -418,10 +372,10 @@ Status VerifyQuote(const Quote& quote, const EVP_PKEY* platform_public_key,
 
   Bytes body = EncodeQuoteBody(quote);
   crypto::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx) return Status::Internal(OpenSslMessage("quote verification: EVP_MD_CTX_new"));
+  if (!ctx) return Status::Internal(crypto::OpenSslErrorMessage("quote verification: EVP_MD_CTX_new"));
   if (EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, const_cast<EVP_PKEY*>(platform_public_key)) !=
       1) {
-    return Status::Internal(OpenSslMessage("quote verification: EVP_DigestVerifyInit"));
+    return Status::Internal(crypto::OpenSslErrorMessage("quote verification: EVP_DigestVerifyInit"));
   }
   int verified = EVP_DigestVerify(ctx.get(), quote.signature.data(), quote.signature.size(), body.data(), body.size());
   ERR_clear_error();  // a malformed DER signature leaves decoding errors behind

@@ -62,9 +62,9 @@ using ReportData = std::array<uint8_t, kReportDataLength>;
 // ---- Hex -------------------------------------------------------------------
 
 // Lower-case hex.
-std::string ToHex(ByteSpan bytes);
+using crypto::ToHex;
 // Upper or lower case; InvalidArgument for an odd length or a non-hex digit.
-Result<Bytes> FromHex(std::string_view hex);
+using crypto::FromHex;
 // Exactly 64 hex digits.
 Result<Measurement> MeasurementFromHex(std::string_view hex);
 

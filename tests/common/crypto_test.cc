@@ -8,13 +8,7 @@
 namespace ppml::crypto {
 namespace {
 
-Bytes Hex(std::string_view hex) {
-  Bytes out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  }
-  return out;
-}
+Bytes Hex(std::string_view hex) { return crypto::FromHex(hex).value(); }
 
 Bytes Text(std::string_view text) { return Bytes(text.begin(), text.end()); }
 
