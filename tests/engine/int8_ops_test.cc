@@ -1,0 +1,138 @@
+// INT8 execution of QDQ models: a quantized Conv (with fused ReLU and a
+// residual sum) and a quantized Gemm, run by the engine's INT8 path, against
+// the exact QDQ semantics computed here in floating point. The engine folds
+// requantization into oneDNN output scales, so its result may differ from
+// the reference by rounding only: at most one quantization step.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tests/engine/onnx_builder.h"
+
+namespace ppml::engine {
+namespace {
+
+using test::OnnxBuilder;
+
+void AddTensor(OnnxBuilder& b, const std::string& name, const Shape& shape, int type,
+               const std::vector<int32_t>& values) {
+  onnx::TensorProto* t = b.proto().mutable_graph()->add_initializer();
+  t->set_name(name);
+  t->set_data_type(type);
+  for (int64_t d : shape) t->add_dims(d);
+  for (int32_t v : values) t->add_int32_data(v);
+}
+
+// x -> QuantizeLinear -> DequantizeLinear, the QDQ pattern the engine keeps in INT8.
+void AddQdq(OnnxBuilder& b, const std::string& x, const std::string& out, float scale, int type) {
+  b.ScalarFloat(out + "_scale", scale);
+  AddTensor(b, out + "_zp", {}, type, {0});
+  b.Node("QuantizeLinear", {x, out + "_scale", out + "_zp"}, {out + "_q"});
+  b.Node("DequantizeLinear", {out + "_q", out + "_scale", out + "_zp"}, {out});
+}
+
+// Symmetric per-channel weights (7-bit values, exact on any ISA) behind a DequantizeLinear.
+std::vector<float> AddQuantizedWeights(OnnxBuilder& b, const std::string& name, const Shape& shape, int64_t axis,
+                                       uint64_t seed) {
+  const int64_t channels = shape[axis];
+  int64_t inner = 1;
+  for (size_t d = axis + 1; d < shape.size(); ++d) inner *= shape[d];
+  std::vector<float> scales;
+  for (int64_t c = 0; c < channels; ++c) scales.push_back(0.01f + 0.002f * static_cast<float>(c));
+  test::Rng rng(seed);
+  std::vector<int32_t> q(static_cast<size_t>(ElementCount(shape)));
+  std::vector<float> dequantized(q.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    q[i] = static_cast<int32_t>(std::lround(rng.Uniform(-63.f, 63.f)));
+    dequantized[i] = static_cast<float>(q[i]) * scales[(i / inner) % channels];
+  }
+  AddTensor(b, name + "_q", shape, onnx::TensorProto::INT8, q);
+  b.Initializer(name + "_scale", {channels}, scales);
+  AddTensor(b, name + "_zp", {channels}, onnx::TensorProto::INT8, std::vector<int32_t>(channels, 0));
+  b.Node("DequantizeLinear", {name + "_q", name + "_scale", name + "_zp"}, {name}).Int("axis", axis);
+  return dequantized;
+}
+
+// What a QDQ pair does to a value.
+float FakeQuantize(float x, float scale, bool is_unsigned) {
+  const float q = std::nearbyint(x / scale);
+  return std::clamp(q, is_unsigned ? 0.f : -128.f, is_unsigned ? 255.f : 127.f) * scale;
+}
+
+std::vector<float> FakeQuantize(std::vector<float> v, float scale, bool is_unsigned) {
+  for (float& x : v) x = FakeQuantize(x, scale, is_unsigned);
+  return v;
+}
+
+void ExpectWithinOneStep(const std::vector<float>& got, const std::vector<float>& want, float step) {
+  ASSERT_EQ(got.size(), want.size());
+  size_t exact = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_LE(std::fabs(got[i] - want[i]), step * 1.001f) << "element " << i;
+    exact += got[i] == want[i];
+  }
+  // Rounding ties aside, the INT8 result is the QDQ result.
+  EXPECT_GT(static_cast<double>(exact) / static_cast<double>(got.size()), 0.95);
+}
+
+TEST(Int8Ops, ConvReluWithResidualMatchesQdqSemantics) {
+  const Shape xs = {2, 8, 10, 10}, ws = {8, 8, 3, 3};
+  const float sx = 4.f / 255, sy = 6.f / 255;
+  OnnxBuilder b;
+  b.Input("x", xs).Output("y");
+  AddQdq(b, "x", "xq", sx, onnx::TensorProto::UINT8);
+  const std::vector<float> w = AddQuantizedWeights(b, "w", ws, 0, 7);
+  const std::vector<float> bias = test::RandomFloats(8, 11, -0.5f, 0.5f);
+  b.Initializer("bias", {8}, bias);
+  b.Node("Conv", {"xq", "w", "bias"}, {"conv"}).Ints("pads", {1, 1, 1, 1});
+  b.Node("Add", {"conv", "xq"}, {"sum"});
+  b.Node("Relu", {"sum"}, {"relu"});
+  AddQdq(b, "relu", "y", sy, onnx::TensorProto::UINT8);
+
+  const std::vector<float> x = test::RandomFloats(ElementCount(xs), 3, 0.f, 4.f);
+  auto model = b.Load();
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_GT((*model)->stats().quantized_tensors, 0);
+  std::vector<Tensor> inputs;
+  inputs.push_back(test::MakeTensor(xs, x));
+  auto out = (*model)->Run(inputs);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+
+  const std::vector<float> xq = FakeQuantize(x, sx, true);
+  Shape ys;
+  std::vector<float> want = test::naive::Conv2D(xq, xs, w, ws, bias, {.pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1}, &ys);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = FakeQuantize(std::max(0.f, want[i] + xq[i]), sy, true);
+  ExpectWithinOneStep(test::ToVector((*out)[0]), want, sy);
+}
+
+TEST(Int8Ops, GemmMatchesQdqSemantics) {
+  const float sx = 2.f / 255, sy = 3.f / 127;
+  OnnxBuilder b;
+  b.Input("x", {4, 32}).Output("y");
+  AddQdq(b, "x", "xq", sx, onnx::TensorProto::UINT8);
+  const std::vector<float> w = AddQuantizedWeights(b, "w", {10, 32}, 0, 5);  // transB: [N,K], per row
+  const std::vector<float> c = test::RandomFloats(10, 9, -0.3f, 0.3f);
+  b.Initializer("c", {10}, c);
+  b.Node("Gemm", {"xq", "w", "c"}, {"gemm"}).Int("transB", 1);
+  AddQdq(b, "gemm", "y", sy, onnx::TensorProto::INT8);
+
+  const std::vector<float> x = test::RandomFloats(4 * 32, 13, 0.f, 2.f);
+  std::vector<Tensor> inputs;
+  inputs.push_back(test::MakeTensor({4, 32}, x));
+  auto out = test::LoadAndRun(b, inputs);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+
+  const std::vector<float> xq = FakeQuantize(x, sx, true);
+  std::vector<float> want(4 * 10);
+  for (int m = 0; m < 4; ++m) {
+    for (int n = 0; n < 10; ++n) {
+      double acc = c[n];
+      for (int k = 0; k < 32; ++k) acc += static_cast<double>(xq[m * 32 + k]) * w[n * 32 + k];
+      want[m * 10 + n] = FakeQuantize(static_cast<float>(acc), sy, false);
+    }
+  }
+  ExpectWithinOneStep(test::ToVector((*out)[0]), want, sy);
+}
+
+}  // namespace
+}  // namespace ppml::engine
