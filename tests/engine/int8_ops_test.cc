@@ -79,7 +79,7 @@ TEST(Int8Ops, ConvReluWithResidualMatchesQdqSemantics) {
   const Shape xs = {2, 8, 10, 10}, ws = {8, 8, 3, 3};
   const float sx = 4.f / 255, sy = 6.f / 255;
   OnnxBuilder b;
-  b.Input("x", xs).Output("y");
+  b.Input("x", xs).Output("out");
   AddQdq(b, "x", "xq", sx, onnx::TensorProto::UINT8);
   const std::vector<float> w = AddQuantizedWeights(b, "w", ws, 0, 7);
   const std::vector<float> bias = test::RandomFloats(8, 11, -0.5f, 0.5f);
@@ -88,6 +88,8 @@ TEST(Int8Ops, ConvReluWithResidualMatchesQdqSemantics) {
   b.Node("Add", {"conv", "xq"}, {"sum"});
   b.Node("Relu", {"sum"}, {"relu"});
   AddQdq(b, "relu", "y", sy, onnx::TensorProto::UINT8);
+  // A reader after the pair (not the graph output itself) lets the engine keep y in INT8.
+  b.Node("Identity", {"y"}, {"out"});
 
   const std::vector<float> x = test::RandomFloats(ElementCount(xs), 3, 0.f, 4.f);
   auto model = b.Load();
@@ -108,13 +110,14 @@ TEST(Int8Ops, ConvReluWithResidualMatchesQdqSemantics) {
 TEST(Int8Ops, GemmMatchesQdqSemantics) {
   const float sx = 2.f / 255, sy = 3.f / 127;
   OnnxBuilder b;
-  b.Input("x", {4, 32}).Output("y");
+  b.Input("x", {4, 32}).Output("out");
   AddQdq(b, "x", "xq", sx, onnx::TensorProto::UINT8);
   const std::vector<float> w = AddQuantizedWeights(b, "w", {10, 32}, 0, 5);  // transB: [N,K], per row
   const std::vector<float> c = test::RandomFloats(10, 9, -0.3f, 0.3f);
   b.Initializer("c", {10}, c);
   b.Node("Gemm", {"xq", "w", "c"}, {"gemm"}).Int("transB", 1);
   AddQdq(b, "gemm", "y", sy, onnx::TensorProto::INT8);
+  b.Node("Identity", {"y"}, {"out"});
 
   const std::vector<float> x = test::RandomFloats(4 * 32, 13, 0.f, 2.f);
   std::vector<Tensor> inputs;
