@@ -1,0 +1,127 @@
+// EHBP: the Encrypted HTTP Body Protocol framing that encrypted inference
+// requests and replies use (DESIGN.md, "Request life", step 2).
+//
+// Source: tinfoilsh/encrypted-http-body-protocol, SPEC.md §4 (headers, body
+// framing, response keys), §5.5 and §6.2.1 (empty frames, sequence numbers),
+// and identity/derive.go (labels, response nonce XOR). Read from the stored
+// copy of that repository; not checked against a running EHBP peer.
+//
+// Suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM (SPEC §3.2).
+//
+// Request (client -> server)
+//   enc, ctx = SetupBaseS(pkR, info = "ehbp request")
+//   header  Ehbp-Encapsulated-Key: lowercase hex of enc, 64 chars, no prefix
+//   body    zero or more frames, end of body = end of the HTTP entity:
+//
+//     0        4                       4 + LEN
+//     +--------+-----------------------+--------+--------------- ...
+//     |  LEN   | ctx.Seal(aad = "",    |  LEN   | next frame ...
+//     | u32 BE |   chunk_i) = ct||tag  | u32 BE |
+//     +--------+-----------------------+--------+--------------- ...
+//
+//   LEN counts ciphertext bytes only (chunk plaintext + 16-byte tag). The
+//   HPKE context's own sequence number (0, 1, 2, ...) nonces the frames, so
+//   a reordered or dropped frame fails to authenticate. A frame with LEN = 0
+//   MAY appear; receivers skip it and the sequence number does not advance.
+//   There is no terminator frame: EHBP cannot detect a body cut exactly at a
+//   frame boundary (the application must check completeness, SPEC §6.2.1).
+//
+// Response (server -> client)
+//   response_nonce = random 32 bytes (max(Nn, Nk))
+//   header  Ehbp-Response-Nonce: lowercase hex of response_nonce, 64 chars
+//   secret  = ctx.Export("ehbp response", 32)     (RFC 9458 §4.4, EHBP label)
+//   prk     = HKDF-Extract(salt = enc || response_nonce, secret)
+//   key     = HKDF-Expand(prk, "key", 32);  nonce = HKDF-Expand(prk, "nonce", 12)
+//   body    the same frames; frame i = AES-256-GCM(key,
+//             nonce XOR (i as big-endian u64 in the last 8 bytes), aad = "")
+//
+// Choices of ours (EHBP leaves them to the implementation):
+//   - Plaintext chunk size: 64 KiB by default. Receiver maximum LEN:
+//     kMaxFrameLength (16 MiB); a larger prefix is rejected before copying.
+//   - An empty request plaintext is sent as one frame sealing "" (LEN = 16),
+//     so the encapsulated key is still authenticated (SPEC §7.4 sends such
+//     requests unencrypted instead). DecryptRequest rejects a body with no
+//     non-empty frame: an unauthenticated enc must not key a reply.
+//   - An empty response plaintext is sent as zero frames (an empty body).
+//   - Header values: hex of either case is accepted; no whitespace trimming.
+//
+// Errors: a malformed header value or a bad length prefix (non-zero but
+// shorter than the tag, or over the maximum) is InvalidArgument; a body ending
+// inside a prefix or a frame, or a frame that fails to authenticate (tampered,
+// reordered, dropped, wrong key), is DataLoss. Messages name the frame index
+// and byte offset, never the key material.
+//
+// Thread safety: free functions are stateless. ClientState and ServerState
+// hold an HPKE context whose sequence number advances: one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/crypto.h"
+#include "common/hpke.h"
+#include "common/status.h"
+
+namespace ppml::ehbp {
+
+using crypto::Bytes;
+using crypto::ByteSpan;
+
+inline constexpr std::string_view kEncapsulatedKeyHeader = "Ehbp-Encapsulated-Key";
+inline constexpr std::string_view kResponseNonceHeader = "Ehbp-Response-Nonce";
+inline constexpr std::string_view kRequestInfo = "ehbp request";          // HPKE info
+inline constexpr std::string_view kResponseExportLabel = "ehbp response"; // HPKE export context
+inline constexpr hpke::Aead kAead = hpke::Aead::kAes256Gcm;
+inline constexpr size_t kLengthPrefixLength = 4;
+inline constexpr size_t kResponseNonceLength = 32;
+inline constexpr size_t kDefaultChunkSize = 64 * 1024;     // plaintext bytes per frame
+inline constexpr size_t kMaxFrameLength = 16 * 1024 * 1024; // largest LEN accepted
+
+// What the client keeps to decrypt the reply.
+struct ClientState {
+  Bytes enc;
+  hpke::SenderContext context;
+};
+
+// What the server keeps to encrypt the reply.
+struct ServerState {
+  Bytes enc;
+  hpke::ReceiverContext context;
+};
+
+struct EncryptedRequest {
+  std::string encapsulated_key_header_value;
+  Bytes body;
+  ClientState client_state;
+};
+
+struct DecryptedRequest {
+  Bytes plaintext;
+  ServerState server_state;
+};
+
+struct EncryptedResponse {
+  std::string response_nonce_header_value;
+  Bytes body;
+};
+
+// `chunk_size` is the plaintext bytes per frame (1 .. kMaxFrameLength - 16).
+// `fixed_ephemeral_private_key` is for test vectors only; empty draws a fresh one.
+Result<EncryptedRequest> EncryptRequest(ByteSpan recipient_public_key, ByteSpan plaintext,
+                                        size_t chunk_size = kDefaultChunkSize,
+                                        ByteSpan fixed_ephemeral_private_key = {});
+
+Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header_value, ByteSpan body,
+                                        ByteSpan recipient_private_key);
+
+// Draws a fresh response nonce per call. `fixed_response_nonce` (32 bytes) is
+// for test vectors only.
+Result<EncryptedResponse> EncryptResponse(ServerState& state, ByteSpan plaintext,
+                                          size_t chunk_size = kDefaultChunkSize,
+                                          ByteSpan fixed_response_nonce = {});
+
+Result<Bytes> DecryptResponse(ClientState& state, std::string_view response_nonce_header_value, ByteSpan body);
+
+}  // namespace ppml::ehbp
