@@ -27,11 +27,7 @@ memory::dims WeightDims(const Shape& w, int64_t group, bool transposed) {
 
 // Plain layout of ONNX weights seen through `dims` (ConvTranspose stores I before O).
 memory::desc SourceWeightDesc(const memory::dims& dims, int64_t group, bool transposed) {
-  if (!transposed) {
-    memory::dims strides(dims.size(), 1);
-    for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
-    return memory::desc(dims, memory::data_type::f32, strides);
-  }
+  if (!transposed) return PlainDesc(DataType::kF32, Shape(dims.begin(), dims.end()));
   // ONNX ConvTranspose weights are [I, O/g, k..] = [g, I/g, O/g, k..] in memory;
   // oneDNN wants logical [g, O/g, I/g, k..] (or [O, I, k..] without groups).
   const size_t spatial = dims.size() - (group == 1 ? 2 : 3);

@@ -1543,6 +1543,34 @@ TEST(PlanCacheTest, BatchSizesInterleaved) {
 }
 
 
+// Runs batch sizes 1..20 ten times over (more batch sizes than the model
+// keeps plans for) and checks every run against `reference`. Whether a
+// dropped plan's memory gets reused for a new plan's weights depends on the
+// allocator, so it tries many plans and counts the wrong ones.
+void ExpectCorrectAcrossManyPlans(
+    engine::Model& model, uint64_t seed,
+    const std::function<std::vector<float>(const std::vector<float>&, const Shape&, Shape*)>& reference) {
+  int wrong = 0, runs = 0;
+  std::string first_wrong;
+  for (int round = 0; round < 10; ++round) {
+    for (int64_t batch = 1; batch <= 20; ++batch) {
+      const Shape xs = {batch, 3, 5, 5};
+      const auto x = RandomFloats(ElementCount(xs), seed + batch);
+      Shape ys;
+      const std::vector<float> want = reference(x, xs, &ys);
+      auto out = model.Run(Inputs(MakeTensor(xs, x)));
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      ++runs;
+      if (auto close = AllClose((*out)[0], ys, want, 1e-4f, 1e-4f); !close) {
+        if (wrong++ == 0) {
+          first_wrong = "round " + std::to_string(round) + ", batch " + std::to_string(batch) + ": " + close.message();
+        }
+      }
+    }
+  }
+  EXPECT_EQ(wrong, 0) << wrong << " of " << runs << " runs were wrong; first: " << first_wrong;
+}
+
 // Conv weights computed at plan time (Reshape of a flat constant), two convs
 // with same-shaped but different weights, over more batch sizes (20) than the
 // model keeps plans for (16): every run must use the right weights, also
@@ -1565,30 +1593,13 @@ TEST(PlanCacheTest, ComputedWeightsAcrossManyPlans) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   naive::Conv2DArgs a;
   a.pad_top = a.pad_left = a.pad_bottom = a.pad_right = 1;
-  // Whether a dropped plan's memory gets reused for a new plan's weights
-  // depends on the allocator, so try many plans and count the wrong ones.
-  int wrong = 0, runs = 0;
-  std::string first_wrong;
-  for (int round = 0; round < 10; ++round) {
-    for (int64_t batch = 1; batch <= 20; ++batch) {
-      const Shape xs = {batch, 3, 5, 5};
-      const auto x = RandomFloats(ElementCount(xs), 1610 + batch);
-      Shape ys;
-      const auto c1 = naive::Conv2D(x, xs, w1, ws, {}, a, &ys);
-      const auto c2 = naive::Conv2D(x, xs, w2, ws, {}, a, &ys);
-      std::vector<float> want(c1.size());
-      for (size_t i = 0; i < want.size(); ++i) want[i] = c1[i] - c2[i];
-      auto out = (*model)->Run(Inputs(MakeTensor(xs, x)));
-      ASSERT_TRUE(out.ok()) << out.status().ToString();
-      ++runs;
-      if (auto close = AllClose((*out)[0], ys, want, 1e-4f, 1e-4f); !close) {
-        if (wrong++ == 0) {
-          first_wrong = "round " + std::to_string(round) + ", batch " + std::to_string(batch) + ": " + close.message();
-        }
-      }
-    }
-  }
-  EXPECT_EQ(wrong, 0) << wrong << " of " << runs << " runs were wrong; first: " << first_wrong;
+  ExpectCorrectAcrossManyPlans(**model, 1610, [&](const std::vector<float>& x, const Shape& xs, Shape* ys) {
+    const auto c1 = naive::Conv2D(x, xs, w1, ws, {}, a, ys);
+    const auto c2 = naive::Conv2D(x, xs, w2, ws, {}, a, ys);
+    std::vector<float> want(c1.size());
+    for (size_t i = 0; i < want.size(); ++i) want[i] = c1[i] - c2[i];
+    return want;
+  });
 }
 
 // Conv weights that depend on the batch size (W * batch, folded at plan time,
@@ -1612,27 +1623,11 @@ TEST(PlanCacheTest, BatchDependentWeightsAcrossManyPlans) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   naive::Conv2DArgs a;
   a.pad_top = a.pad_left = a.pad_bottom = a.pad_right = 1;
-  int wrong = 0, runs = 0;
-  std::string first_wrong;
-  for (int round = 0; round < 10; ++round) {
-    for (int64_t batch = 1; batch <= 20; ++batch) {
-      const Shape xs = {batch, 3, 5, 5};
-      const auto x = RandomFloats(ElementCount(xs), 1710 + batch);
-      std::vector<float> wb = w;
-      for (float& v : wb) v *= static_cast<float>(batch);
-      Shape ys;
-      const auto want = naive::Conv2D(x, xs, wb, ws, {}, a, &ys);
-      auto out = (*model)->Run(Inputs(MakeTensor(xs, x)));
-      ASSERT_TRUE(out.ok()) << out.status().ToString();
-      ++runs;
-      if (auto close = AllClose((*out)[0], ys, want, 1e-4f, 1e-4f); !close) {
-        if (wrong++ == 0) {
-          first_wrong = "round " + std::to_string(round) + ", batch " + std::to_string(batch) + ": " + close.message();
-        }
-      }
-    }
-  }
-  EXPECT_EQ(wrong, 0) << wrong << " of " << runs << " runs were wrong; first: " << first_wrong;
+  ExpectCorrectAcrossManyPlans(**model, 1710, [&](const std::vector<float>& x, const Shape& xs, Shape* ys) {
+    std::vector<float> wb = w;
+    for (float& v : wb) v *= static_cast<float>(xs[0]);
+    return naive::Conv2D(x, xs, wb, ws, {}, a, ys);
+  });
 }
 
 }  // namespace
