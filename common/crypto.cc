@@ -206,18 +206,21 @@ Result<Bytes> AesGcmSeal(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan pl
   return out;
 }
 
-Result<Bytes> AesGcmOpen(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan sealed) {
+Status AesGcmOpenInto(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan sealed, std::span<uint8_t> out) {
   if (sealed.size() < kAesGcmTagLength) {
     return Status::DataLoss("AES-GCM open: sealed message of " + std::to_string(sealed.size()) +
                             " bytes is shorter than the 16-byte tag");
   }
   const size_t text_length = sealed.size() - kAesGcmTagLength;
+  if (out.size() != text_length) {
+    return Status::InvalidArgument("AES-GCM open: output of " + std::to_string(out.size()) + " bytes for " +
+                                   std::to_string(text_length) + " bytes of plaintext");
+  }
   PPML_RETURN_IF_ERROR(CheckGcmArgs(key, nonce, aad, text_length));
   EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return OpenSslError("AES-GCM open: EVP_CIPHER_CTX_new");
-  // Decrypt into a wiped-on-failure buffer: the plaintext leaves only once
-  // the tag has verified.
-  SecretBytes out(text_length);
+  // Unverified plaintext must not survive a failed tag check.
+  auto wipe = [&] { OPENSSL_cleanse(out.data(), out.size()); };
   int length = 0;
   int final_length = 0;
   if (EVP_DecryptInit_ex(ctx.get(), AesGcmCipher(key.size()), nullptr, nullptr, nullptr) != 1 ||
@@ -230,17 +233,26 @@ Result<Bytes> AesGcmOpen(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan se
   length = 0;
   if (text_length > 0 &&
       EVP_DecryptUpdate(ctx.get(), out.data(), &length, sealed.data(), static_cast<int>(text_length)) != 1) {
+    wipe();
     return OpenSslError("AES-GCM open: update");
   }
   uint8_t tag[kAesGcmTagLength];
   std::copy(sealed.begin() + static_cast<std::ptrdiff_t>(text_length), sealed.end(), tag);
   if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(kAesGcmTagLength), tag) != 1) {
+    wipe();
     return OpenSslError("AES-GCM open: set tag");
   }
   if (EVP_DecryptFinal_ex(ctx.get(), out.data() + length, &final_length) != 1) {
     ERR_clear_error();
+    wipe();
     return Status::DataLoss("AES-GCM open: authentication failed (wrong key, nonce or aad, or the message was altered)");
   }
+  return Status::Ok();
+}
+
+Result<Bytes> AesGcmOpen(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan sealed) {
+  SecretBytes out(sealed.size() < kAesGcmTagLength ? 0 : sealed.size() - kAesGcmTagLength);
+  PPML_RETURN_IF_ERROR(AesGcmOpenInto(key, nonce, aad, sealed, std::span<uint8_t>(out.data(), out.size())));
   return out.Reveal();
 }
 

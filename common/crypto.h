@@ -120,6 +120,9 @@ Result<Bytes> AesGcmSeal(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan pl
 // DataLoss when the tag does not verify (wrong key, nonce, aad, or altered
 // bytes); no plaintext is ever returned unless the tag verified.
 Result<Bytes> AesGcmOpen(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan sealed);
+// The same into caller memory of exactly the plaintext length (an enclave's
+// weight pool); `out` is wiped when the tag does not verify.
+Status AesGcmOpenInto(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan sealed, std::span<uint8_t> out);
 
 // ---- X25519 ----------------------------------------------------------------
 

@@ -16,6 +16,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -31,11 +32,74 @@ struct TensorInfo {
   Shape shape;
 };
 
+// Accounts the bytes the engine allocates for a model (constants, reordered
+// weights, activation arenas, scratchpads): an enclave's memory budget.
+// Reserve is called before an allocation and may refuse it; every reserved
+// byte is released again when its allocation is freed. Called from the thread
+// that loads or runs the model.
+class MemoryBudget {
+ public:
+  virtual ~MemoryBudget() = default;
+  // An error (ResourceExhausted, naming `what`) makes the load or run fail.
+  virtual Status Reserve(size_t bytes, std::string_view what) = 0;
+  virtual void Release(size_t bytes) = 0;
+};
+
+// Bytes reserved in a budget, released when the reservation dies. A null
+// budget reserves nothing and always succeeds.
+class Reservation {
+ public:
+  Reservation() = default;
+  static Result<Reservation> Make(MemoryBudget* budget, size_t bytes, std::string_view what);
+  Reservation(Reservation&& other) noexcept { *this = std::move(other); }
+  Reservation& operator=(Reservation&& other) noexcept;
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  ~Reservation() { Reset(); }
+  void Reset();
+  size_t bytes() const { return bytes_; }
+
+ private:
+  MemoryBudget* budget_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Keeps a model's large constants outside the engine's memory and hands them
+// back when needed (an enclave's on-demand weights: the store keeps them
+// encrypted outside and decrypts them into a small pool just before use).
+// The engine knows nothing of how; it only calls, in order:
+//   at load   ReadExternal for ONNX initializers stored as external data
+//             (data_location EXTERNAL, key "location"), with offloading also
+//   at build  Put (prepared weights, once per layout) and Get (copy back)
+//   at run    BeginRun(handles in the order they will be acquired), then per
+//             layer Acquire -> compute -> Release, then EndRun.
+class WeightStore {
+ public:
+  virtual ~WeightStore() = default;
+  virtual Status ReadExternal(const std::string& location, std::span<std::byte> out) = 0;
+  virtual Result<uint64_t> Put(const std::string& label, std::span<const std::byte> bytes) = 0;
+  virtual Status Get(uint64_t handle, std::span<std::byte> out) = 0;
+  virtual Status BeginRun(std::span<const uint64_t> order) = 0;
+  // The bytes of the next handle in the announced order, valid until Release.
+  virtual Result<const std::byte*> Acquire(uint64_t handle) = 0;
+  virtual void Release(uint64_t handle) = 0;
+  virtual void EndRun() = 0;
+};
+
 struct EngineOptions {
   // OpenMP threads for oneDNN; 0 leaves the process default.
   int threads = 0;
   // Fold BatchNormalization into Conv, fuse eltwise/residual post-ops.
   bool fuse = true;
+  // Accounts every allocation of the model when set (not owned; must outlive the model).
+  MemoryBudget* memory_budget = nullptr;
+  // Source of external initializers and, with offload_weights, where large
+  // constants and prepared weights live between uses (not owned; must outlive the model).
+  WeightStore* weight_store = nullptr;
+  // Keep constants of at least offload_min_bytes in weight_store instead of
+  // in memory, and stream them in per layer while running.
+  bool offload_weights = false;
+  size_t offload_min_bytes = 64 * 1024;
 };
 
 // Counters describing what Load made of the graph (for logs and tests).
@@ -48,6 +112,8 @@ struct ModelStats {
   size_t arena_bytes = 0;      // activation arena of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built
   int quantized_tensors = 0;   // tensors a QDQ model keeps in INT8 (0: an FP32 model)
+  size_t offloaded_bytes = 0;  // prepared weights kept in the WeightStore (offload_weights)
+  size_t streamed_bytes_per_run = 0;  // of those, fetched per run of the last plan built
 };
 
 class Model {

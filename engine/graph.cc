@@ -1,5 +1,7 @@
 #include "engine/graph.h"
 
+#include "engine/memory.h"
+
 namespace ppml::engine {
 
 Result<int64_t> Node::Int(const std::string& key) const {
@@ -61,9 +63,53 @@ const std::string& Node::Input(size_t i) const {
   return i < inputs.size() ? inputs[i] : kEmpty;
 }
 
-const Tensor* Graph::Constant(const std::string& value) const {
-  auto it = constants.find(value);
-  return it == constants.end() ? nullptr : it->second.get();
+std::shared_ptr<const Tensor> Graph::Constant(const std::string& value) const {
+  if (auto it = constants.find(value); it != constants.end()) return it->second;
+  auto it = offloaded.find(value);
+  if (it == offloaded.end()) return nullptr;
+  const OffloadedConstant& c = it->second;
+  if (!env.store) throw StatusError(Status::Internal("constant '" + value + "' is offloaded but there is no store"));
+  std::shared_ptr<Tensor> t = NewAccountedTensor(env.budget, c.dtype, c.shape, "constant '" + value + "'");
+  auto out = std::as_writable_bytes(std::span<char>(static_cast<char*>(t->raw_data()), t->byte_size()));
+  const Status fetched = c.handle ? env.store->Get(*c.handle, out) : env.store->ReadExternal(c.location, out);
+  if (!fetched.ok()) throw StatusError(fetched.WithContext("constant '" + value + "'"));
+  return t;
+}
+
+void Graph::SetConstant(const std::string& name, Tensor value) {
+  EraseConstant(name);
+  if (env.offload && env.store && value.byte_size() >= env.offload_min_bytes) {
+    auto bytes = std::as_bytes(std::span<const char>(static_cast<const char*>(value.raw_data()), value.byte_size()));
+    Result<uint64_t> handle = env.store->Put(name, bytes);
+    if (!handle.ok()) throw StatusError(handle.status().WithContext("constant '" + name + "'"));
+    offloaded[name] = {value.dtype(), value.shape(), "", *handle};
+    return;
+  }
+  constants[name] = Accounted(env.budget, std::move(value), "constant '" + name + "'");
+}
+
+void Graph::AliasConstant(const std::string& alias, const std::string& name) {
+  if (auto it = constants.find(name); it != constants.end()) constants[alias] = it->second;
+  if (auto it = offloaded.find(name); it != offloaded.end()) offloaded[alias] = it->second;
+}
+
+void Graph::EraseConstant(const std::string& name) {
+  constants.erase(name);
+  offloaded.erase(name);
+}
+
+bool Graph::ConstantInfo(const std::string& value, DataType* dtype, Shape* shape) const {
+  if (auto it = constants.find(value); it != constants.end()) {
+    *dtype = it->second->dtype();
+    *shape = it->second->shape();
+    return true;
+  }
+  if (auto it = offloaded.find(value); it != offloaded.end()) {
+    *dtype = it->second.dtype;
+    *shape = it->second.shape;
+    return true;
+  }
+  return false;
 }
 
 }  // namespace ppml::engine

@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "common/tensor.h"
+#include "engine/engine.h"
 
 namespace ppml::engine {
 
@@ -66,7 +67,8 @@ struct QuantParams {
 // An integer constant behind a DequantizeLinear (quantized weights or bias),
 // per-axis or per-tensor (a single scale).
 struct QuantizedConstant {
-  std::shared_ptr<Tensor> values;
+  std::string values;  // the integer constant's name in Graph
+  DataType dtype = DataType::kS8;
   std::vector<float> scales;
   std::vector<int32_t> zero_points;
   int64_t axis = 0;
@@ -78,12 +80,33 @@ struct GraphValue {
   Shape shape;  // -1 for a symbolic dimension
 };
 
+// A constant whose bytes live in the WeightStore, not in memory: an
+// initializer stored as external data, or a large constant moved there when
+// the model offloads its weights.
+struct OffloadedConstant {
+  DataType dtype = DataType::kF32;
+  Shape shape;
+  std::string location;    // external data location, until the store holds it under `handle`
+  std::optional<uint64_t> handle;
+  size_t bytes() const { return static_cast<size_t>(ElementCount(shape)) * ElementSize(dtype); }
+};
+
+// Where a graph's constants live and whom they are accounted to.
+struct ConstantEnv {
+  MemoryBudget* budget = nullptr;
+  WeightStore* store = nullptr;
+  bool offload = false;          // keep constants of at least min_bytes in the store
+  size_t offload_min_bytes = 64 * 1024;
+};
+
 struct Graph {
   std::string name;
   int opset = 13;
   std::vector<GraphValue> inputs;   // runtime inputs only (initializers excluded)
   std::vector<GraphValue> outputs;
-  std::map<std::string, std::shared_ptr<Tensor>> constants;  // initializers and Constant nodes
+  std::map<std::string, std::shared_ptr<Tensor>> constants;  // resident initializers and Constant nodes
+  std::map<std::string, OffloadedConstant> offloaded;        // constants kept in env.store
+  ConstantEnv env;
   std::vector<Node> nodes;  // topologically sorted
 
   // QDQ models (see passes.h, CollapseQdqPairs): float tensors the model says
@@ -92,8 +115,19 @@ struct Graph {
   std::map<std::string, QuantParams> activation_quant;
   std::map<std::string, QuantizedConstant> quantized_constants;
 
-  bool IsConstant(const std::string& value) const { return constants.count(value) > 0; }
-  const Tensor* Constant(const std::string& value) const;
+  bool IsConstant(const std::string& value) const { return constants.count(value) || offloaded.count(value); }
+  // The constant's data, null when `value` is not a constant. An offloaded
+  // constant is fetched from the store into accounted memory that lives as
+  // long as the caller holds it; a fetch or budget failure throws StatusError.
+  std::shared_ptr<const Tensor> Constant(const std::string& value) const;
+  // Adds or replaces a constant; with offloading, a large one goes straight to
+  // the store (throws StatusError when it or the budget fails).
+  void SetConstant(const std::string& name, Tensor value);
+  // Makes `alias` name the same constant as `name`.
+  void AliasConstant(const std::string& alias, const std::string& name);
+  void EraseConstant(const std::string& name);
+  // Element type and shape without fetching; false when not a constant.
+  bool ConstantInfo(const std::string& value, DataType* dtype, Shape* shape) const;
 };
 
 }  // namespace ppml::engine

@@ -9,6 +9,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "engine/engine.h"
+#include "engine/memory.h"
 #include "engine/onnx_import.h"
 #include "engine/ops.h"
 #include "engine/passes.h"
@@ -20,11 +21,12 @@ namespace {
 class OnnxModel final : public Model {
  public:
   OnnxModel(Graph graph, PassStats passes, int nodes_in_file)
-      : graph_(std::move(graph)), engine_(dnnl::engine::kind::cpu, 0) {
+      : graph_(std::move(graph)), engine_(dnnl::engine::kind::cpu, 0), weights_(graph_.env) {
     stats_.nodes_in_file = nodes_in_file;
     stats_.folded_batchnorms = passes.folded_batchnorms;
     stats_.fused_post_ops = passes.fused_post_ops;
     for (const auto& [name, t] : graph_.constants) stats_.weight_bytes += t->byte_size();
+    for (const auto& [name, c] : graph_.offloaded) stats_.weight_bytes += c.bytes();
     stats_.quantized_tensors = static_cast<int>(graph_.activation_quant.size());
     for (const auto& in : graph_.inputs) inputs_.push_back({in.name, in.dtype, in.shape});
     for (const auto& out : graph_.outputs) outputs_.push_back({out.name, out.dtype, out.shape});
@@ -69,8 +71,12 @@ class OnnxModel final : public Model {
       }
       shapes.push_back(inputs[i].shape());
     }
-    PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor(shapes));
-    return plan->Run(inputs);
+    try {
+      PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor(shapes));
+      return plan->Run(inputs);
+    } catch (const StatusError& e) {
+      return e.status();
+    }
   }
 
  private:
@@ -82,6 +88,8 @@ class OnnxModel final : public Model {
     stats_.kernels = static_cast<int>(plan->step_count());
     stats_.arena_bytes = plan->arena_bytes();
     stats_.macs = plan->macs();
+    stats_.offloaded_bytes = weights_.offloaded_bytes();
+    stats_.streamed_bytes_per_run = plan->streamed_bytes();
     // Bound the cache: a client sending ever new shapes must not grow memory without limit.
     if (plans_.size() >= kMaxPlans) {
       plans_.erase(plans_.begin());
@@ -101,12 +109,11 @@ class OnnxModel final : public Model {
   ModelStats stats_;
 };
 
-}  // namespace
-
-Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes, const std::string& name,
-                                                const EngineOptions& options) {
-  SetThreads(options.threads);
-  PPML_ASSIGN_OR_RETURN(Graph graph, ImportOnnx(bytes, name));
+Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std::string& name,
+                                    const EngineOptions& options) {
+  const ConstantEnv env{options.memory_budget, options.weight_store, options.offload_weights,
+                        options.offload_min_bytes};
+  PPML_ASSIGN_OR_RETURN(Graph graph, ImportOnnx(bytes, name, env));
   const int nodes_in_file = static_cast<int>(graph.nodes.size());
   static const std::set<std::string> kDecomposed = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"};
   for (const Node& n : graph.nodes) {
@@ -123,13 +130,24 @@ Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes
     PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
   }
   auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file);
+  PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
+  return std::unique_ptr<Model>(std::move(model));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes, const std::string& name,
+                                                const EngineOptions& options) {
+  SetThreads(options.threads);
   try {
-    PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
+    return Load(bytes, name, options);
+  } catch (const StatusError& e) {
+    return e.status().WithContext(name);
   } catch (const std::exception& e) {
     return Status::Internal(name + ": " + e.what());
   }
-  return std::unique_ptr<Model>(std::move(model));
 }
+
 
 Result<std::unique_ptr<Model>> Model::LoadFile(const std::string& path, const EngineOptions& options) {
   std::ifstream file(path, std::ios::binary);

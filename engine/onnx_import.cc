@@ -66,6 +66,7 @@ Status SortTopologically(Graph& graph, const std::string& name) {
   std::set<std::string> available;
   for (const auto& in : graph.inputs) available.insert(in.name);
   for (const auto& [c, t] : graph.constants) available.insert(c);
+  for (const auto& [c, t] : graph.offloaded) available.insert(c);
   std::vector<Node> sorted;
   std::vector<bool> done(graph.nodes.size(), false);
   for (size_t placed = 0; placed < graph.nodes.size();) {
@@ -97,9 +98,43 @@ Status SortTopologically(Graph& graph, const std::string& name) {
   return Status::Ok();
 }
 
+// An initializer whose bytes live at `location` in the WeightStore (an
+// encrypted model package): offloaded as is when large and offloading,
+// otherwise read into accounted memory now.
+Status ImportExternalInitializer(const onnx::TensorProto& init, const std::string& context, Graph& graph) {
+  std::string location;
+  for (const auto& entry : init.external_data()) {
+    if (entry.key() == "location") {
+      location = entry.value();
+    } else {
+      return Status::Unsupported(context + ": external data key '" + entry.key() + "' (only 'location' is supported)");
+    }
+  }
+  if (location.empty()) return Status::InvalidArgument(context + ": external data without a location");
+  if (!graph.env.store) {
+    return Status::Unsupported(context + ": external data needs a weight store (load the model from its package)");
+  }
+  OffloadedConstant c;
+  PPML_ASSIGN_OR_RETURN(c.dtype, DataTypeFromOnnx(init.data_type(), context));
+  for (int64_t d : init.dims()) {
+    if (d < 0) return Status::InvalidArgument(context + ": negative dimension");
+    c.shape.push_back(d);
+  }
+  c.location = location;
+  if (graph.env.offload && c.bytes() >= graph.env.offload_min_bytes) {
+    graph.offloaded[init.name()] = std::move(c);
+    return Status::Ok();
+  }
+  graph.offloaded[init.name()] = c;  // read once through the store, then kept resident
+  std::shared_ptr<const Tensor> t = graph.Constant(init.name());
+  graph.offloaded.erase(init.name());
+  graph.constants[init.name()] = std::const_pointer_cast<Tensor>(t);
+  return Status::Ok();
+}
+
 }  // namespace
 
-Result<Graph> ImportOnnx(std::span<const std::byte> bytes, const std::string& name) {
+Result<Graph> ImportOnnx(std::span<const std::byte> bytes, const std::string& name, const ConstantEnv& env) {
   onnx::ModelProto model;
   if (bytes.empty()) return Status::DataLoss(name + ": the file is empty, not an ONNX model");
   if (!model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
@@ -129,12 +164,18 @@ Result<Graph> ImportOnnx(std::span<const std::byte> bytes, const std::string& na
 
   const auto& g = model.graph();
   if (g.sparse_initializer_size() > 0) return Status::Unsupported(name + ": sparse initializers are not supported");
+  graph.env = env;
   for (const auto& init : g.initializer()) {
-    PPML_ASSIGN_OR_RETURN(Tensor t, TensorFromProto(init, name + ": initializer '" + init.name() + "'"));
-    graph.constants[init.name()] = std::make_shared<Tensor>(std::move(t));
+    const std::string context = name + ": initializer '" + init.name() + "'";
+    if (init.data_location() == onnx::TensorProto::EXTERNAL) {
+      PPML_RETURN_IF_ERROR(ImportExternalInitializer(init, context, graph));
+      continue;
+    }
+    PPML_ASSIGN_OR_RETURN(Tensor t, TensorFromProto(init, context));
+    graph.SetConstant(init.name(), std::move(t));
   }
   for (const auto& in : g.input()) {
-    if (graph.constants.count(in.name())) continue;  // IR < 4 lists initializers as inputs too
+    if (graph.IsConstant(in.name())) continue;  // IR < 4 lists initializers as inputs too
     PPML_ASSIGN_OR_RETURN(GraphValue v, ValueFromInfo(in, name + ": input"));
     graph.inputs.push_back(std::move(v));
   }
@@ -161,7 +202,7 @@ Result<Graph> ImportOnnx(std::span<const std::byte> bytes, const std::string& na
     if (node.op_type == "Constant") {
       PPML_ASSIGN_OR_RETURN(Tensor value, ConstantValue(node));
       if (node.outputs.size() != 1) return Status::InvalidArgument(name + ": " + node.Describe() + " needs one output");
-      graph.constants[node.outputs[0]] = std::make_shared<Tensor>(std::move(value));
+      graph.SetConstant(node.outputs[0], std::move(value));
       continue;
     }
     graph.nodes.push_back(std::move(node));

@@ -72,7 +72,7 @@ const QuantizedConstant* Int8Weights(const PlanBuilder& b, const std::string& na
   auto it = b.graph().quantized_constants.find(name);
   if (it == b.graph().quantized_constants.end()) return nullptr;
   const QuantizedConstant& q = it->second;
-  if (q.values->dtype() != DataType::kS8) return nullptr;
+  if (q.dtype != DataType::kS8) return nullptr;
   if (q.scales.size() != 1 && (q.axis != axis || static_cast<int64_t>(q.scales.size()) != channels)) return nullptr;
   for (int32_t zp : q.zero_points) {
     if (zp != 0) return nullptr;

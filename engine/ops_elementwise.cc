@@ -120,7 +120,7 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
     if (!commutative || b.Value(c).shape != out_shape) return false;
     std::swap(a, c);
   }
-  const memory::desc dst = b.Value(a).constant ? PlainDesc(DataType::kF32, out_shape) : b.Value(a).desc;
+  const memory::desc dst = b.IsConstant(a) ? PlainDesc(DataType::kF32, out_shape) : b.Value(a).desc;
   ValueId src1 = c;
   if (b.Value(c).shape == out_shape) {
     src1 = b.InLayout(c, dst);

@@ -1,5 +1,7 @@
 #include "engine/passes.h"
 
+#include "engine/memory.h"
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -48,7 +50,7 @@ bool AllConstant(const Graph& graph, const Node& node, size_t first, size_t coun
 
 std::string FreshName(const Graph& graph, const std::string& base) {
   std::string name = base;
-  for (int i = 1; graph.constants.count(name); ++i) name = base + "_" + std::to_string(i);
+  for (int i = 1; graph.IsConstant(name); ++i) name = base + "_" + std::to_string(i);
   return name;
 }
 
@@ -75,7 +77,7 @@ bool AsEltwise(const Graph& graph, const Node& n, FusedEltwise* out) {
     } else {
       for (size_t i = 1; i < 3 && i < n.inputs.size(); ++i) {
         if (n.inputs[i].empty()) continue;
-        const Tensor* t = graph.Constant(n.inputs[i]);
+        const auto t = graph.Constant(n.inputs[i]);
         if (!t || t->dtype() != DataType::kF32 || t->element_count() != 1) return false;
         (i == 1 ? lo : hi) = t->data<float>()[0];
       }
@@ -96,7 +98,7 @@ void RemoveNodes(Graph& graph, const std::set<int>& dead) {
 
 // A scalar constant as (value, element type); false when not a constant scalar.
 bool ScalarConstant(const Graph& graph, const std::string& name, double* value, DataType* type) {
-  const Tensor* t = graph.Constant(name);
+  const auto t = graph.Constant(name);
   if (!t || t->element_count() != 1) return false;
   *type = t->dtype();
   *value = t->ElementAsDouble(0);
@@ -153,7 +155,7 @@ Status DecomposeQLinearOps(Graph& graph) {
     std::string w_scale = qlinear ? n.Input(4) : "", w_zp = qlinear ? n.Input(5) : n.Input(3);
     if (integer) {  // integer products: unit scales, the result cast to int32
       x_scale = w_scale = fresh("unit_scale");
-      graph.constants[x_scale] = std::make_shared<Tensor>(Tensor::FromVector<float>({}, {1.f}));
+      graph.SetConstant(x_scale, Tensor::FromVector<float>({}, {1.f}));
     }
     const std::string xf = fresh("x_float"), wf = fresh("w_float"), yf = fresh("y_float");
     rewritten.push_back(MakeNode("DequantizeLinear", fresh("dq_x"), {x, x_scale, x_zp}, {xf}, 13));
@@ -165,15 +167,15 @@ Status DecomposeQLinearOps(Graph& graph) {
     if (conv) op.attributes = n.attributes;
     if (n.op_type == "QLinearConv" && !n.Input(8).empty()) {
       // The int32 bias is quantized with x_scale * w_scale; both must be constants.
-      const Tensor* xs = graph.Constant(x_scale);
-      const Tensor* ws = graph.Constant(w_scale);
+      const auto xs = graph.Constant(x_scale);
+      const auto ws = graph.Constant(w_scale);
       if (!xs || !ws) return Status::Unsupported(n.Describe() + ": run-time scales with a bias");
       Tensor bias_scale(DataType::kF32, {ws->element_count()});
       for (int64_t i = 0; i < ws->element_count(); ++i) {
         bias_scale.data<float>()[i] = xs->data<float>()[0] * ws->data<float>()[i];
       }
       const std::string bs = fresh("bias_scale"), bf = fresh("bias_float");
-      graph.constants[bs] = std::make_shared<Tensor>(std::move(bias_scale));
+      graph.SetConstant(bs, std::move(bias_scale));
       Node dq_b = MakeNode("DequantizeLinear", fresh("dq_b"), {n.Input(8), bs}, {bf}, 13);
       dq_b.attributes["axis"].value = int64_t{0};
       rewritten.push_back(std::move(dq_b));
@@ -196,24 +198,26 @@ Status CollapseQdqPairs(Graph& graph) {
   // Integer constants behind DequantizeLinear: the INT8 kernels read them directly.
   for (const Node& n : graph.nodes) {
     if (n.op_type != "DequantizeLinear") continue;
-    const Tensor* values = graph.Constant(n.Input(0));
-    const Tensor* scales = graph.Constant(n.Input(1));
-    if (!values || !scales || scales->dtype() != DataType::kF32) continue;
-    if (values->dtype() != DataType::kS8 && values->dtype() != DataType::kU8 && values->dtype() != DataType::kS32) {
+    DataType values_type;
+    Shape values_shape;
+    const auto scales = graph.Constant(n.Input(1));
+    if (!graph.ConstantInfo(n.Input(0), &values_type, &values_shape) || !scales || scales->dtype() != DataType::kF32) {
       continue;
     }
+    if (values_type != DataType::kS8 && values_type != DataType::kU8 && values_type != DataType::kS32) continue;
     QuantizedConstant q;
-    q.values = graph.constants.at(n.Input(0));
+    q.values = n.Input(0);
+    q.dtype = values_type;
     q.scales.assign(scales->data<float>(), scales->data<float>() + scales->element_count());
     q.zero_points.assign(q.scales.size(), 0);
-    if (const Tensor* zp = graph.Constant(n.Input(2))) {
+    if (const auto zp = graph.Constant(n.Input(2))) {
       if (zp->element_count() != scales->element_count()) continue;
       for (int64_t i = 0; i < zp->element_count(); ++i) q.zero_points[i] = static_cast<int32_t>(zp->ElementAsDouble(i));
     } else if (!n.Input(2).empty()) {
       continue;
     }
     q.axis = n.Int("axis", 1);
-    if (q.axis < 0) q.axis += values->rank();
+    if (q.axis < 0) q.axis += static_cast<int64_t>(values_shape.size());
     graph.quantized_constants[n.outputs[0]] = std::move(q);
   }
 
@@ -253,9 +257,8 @@ Status PropagateConstantIdentities(Graph& graph) {
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     const Node& n = graph.nodes[i];
     if ((n.op_type != "Identity" && n.op_type != "Dropout") || n.outputs.size() != 1) continue;
-    auto source = graph.constants.find(n.Input(0));
-    if (source == graph.constants.end()) continue;
-    graph.constants[n.outputs[0]] = source->second;
+    if (!graph.IsConstant(n.Input(0))) continue;
+    graph.AliasConstant(n.outputs[0], n.Input(0));
     dead.insert(static_cast<int>(i));
   }
   RemoveNodes(graph, dead);
@@ -273,10 +276,12 @@ Status FoldBatchNorms(Graph& graph, PassStats* stats) {
     Node& bn = graph.nodes[b];
     if (bn.op_type != "BatchNormalization" || bn.outputs.size() != 1 || bn.Input(0) != conv.outputs[0]) continue;
     if (bn.Int("training_mode", 0) != 0 || !AllConstant(graph, bn, 1, 4)) continue;
-    const Tensor& w = *graph.Constant(conv.inputs[1]);
-    if (w.dtype() != DataType::kF32 || w.rank() < 3) continue;
-    const int64_t out_channels = w.dim(0);
-    const Tensor* params[4];
+    DataType w_type;
+    Shape w_shape;
+    graph.ConstantInfo(conv.inputs[1], &w_type, &w_shape);
+    if (w_type != DataType::kF32 || w_shape.size() < 3) continue;
+    const int64_t out_channels = w_shape[0];
+    std::shared_ptr<const Tensor> params[4];
     bool shapes_ok = true;
     for (int k = 0; k < 4; ++k) {
       params[k] = graph.Constant(bn.inputs[k + 1]);
@@ -289,10 +294,21 @@ Status FoldBatchNorms(Graph& graph, PassStats* stats) {
     const float* mean = params[2]->data<float>();
     const float* var = params[3]->data<float>();
 
-    Tensor new_w = w.Clone();
+    // An offloaded weight comes back as a private, accounted copy: fold it in
+    // place (its reservation lasts as long as `fetched`). A resident one is
+    // shared: fold a copy.
+    const std::shared_ptr<const Tensor> fetched = graph.Constant(conv.inputs[1]);
+    Reservation folding;
+    Tensor new_w;
+    if (graph.offloaded.count(conv.inputs[1])) {
+      new_w = std::move(*std::const_pointer_cast<Tensor>(fetched));
+    } else {
+      folding = ReserveOrThrow(graph.env.budget, fetched->byte_size(), "folding " + conv.name);
+      new_w = fetched->Clone();
+    }
     Tensor new_b(DataType::kF32, {out_channels});
-    const Tensor* old_b = conv.inputs.size() > 2 && !conv.inputs[2].empty() ? graph.Constant(conv.inputs[2]) : nullptr;
-    const int64_t per_channel = w.element_count() / out_channels;
+    const auto old_b = conv.inputs.size() > 2 && !conv.inputs[2].empty() ? graph.Constant(conv.inputs[2]) : nullptr;
+    const int64_t per_channel = new_w.element_count() / out_channels;
     for (int64_t c = 0; c < out_channels; ++c) {
       const float scale = gamma[c] / std::sqrt(var[c] + eps);
       float* wc = new_w.data<float>() + c * per_channel;
@@ -301,9 +317,9 @@ Status FoldBatchNorms(Graph& graph, PassStats* stats) {
       new_b.data<float>()[c] = (bias - mean[c]) * scale + beta[c];
     }
     const std::string w_name = FreshName(graph, conv.name + "/folded_weight");
-    graph.constants[w_name] = std::make_shared<Tensor>(std::move(new_w));
+    graph.SetConstant(w_name, std::move(new_w));
     const std::string b_name = FreshName(graph, conv.name + "/folded_bias");
-    graph.constants[b_name] = std::make_shared<Tensor>(std::move(new_b));
+    graph.SetConstant(b_name, std::move(new_b));
     conv.inputs.resize(3);
     conv.inputs[1] = w_name;
     conv.inputs[2] = b_name;
@@ -316,9 +332,14 @@ Status FoldBatchNorms(Graph& graph, PassStats* stats) {
   std::set<std::string> used;
   for (const Node& n : graph.nodes) used.insert(n.inputs.begin(), n.inputs.end());
   for (const auto& out : graph.outputs) used.insert(out.name);
-  for (auto it = graph.constants.begin(); it != graph.constants.end();) {
-    it = used.count(it->first) ? std::next(it) : graph.constants.erase(it);
+  std::vector<std::string> unused;
+  for (const auto& [name, t] : graph.constants) {
+    if (!used.count(name)) unused.push_back(name);
   }
+  for (const auto& [name, c] : graph.offloaded) {
+    if (!used.count(name)) unused.push_back(name);
+  }
+  for (const std::string& name : unused) graph.EraseConstant(name);
   return Status::Ok();
 }
 

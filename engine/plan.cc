@@ -73,25 +73,72 @@ size_t PlanValue::bytes() const {
 
 // ---------------------------------------------------------------- WeightCache
 
-memory WeightCache::Get(const dnnl::engine& engine, const std::shared_ptr<const Tensor>& source,
-                        const memory::desc& source_desc, const memory::desc& wanted) {
-  for (const Entry& e : entries_) {
-    if (e.source == source && e.source_desc == source_desc && e.wanted == wanted) return e.memory;
-  }
-  memory src(source_desc, engine, const_cast<void*>(source->raw_data()));
+PreparedWeight PrepareWeight(const dnnl::engine& engine, const ConstantEnv& env, const memory& source,
+                             const memory::desc& wanted, const std::string& label) {
+  const size_t bytes = wanted.get_size();
+  PreparedWeight out;
+  out.reservation = ReserveOrThrow(env.budget, bytes, "weights of " + label);
   memory dst(wanted, engine);
-  dnnl::stream stream(engine);
-  dnnl::reorder(src, dst).execute(stream, src, dst);
-  stream.wait();
-  entries_.push_back({source, source_desc, wanted, dst});
-  return dst;
+  if (source.get_desc() == wanted) {
+    std::memcpy(dst.get_data_handle(), source.get_data_handle(), bytes);
+  } else {
+    dnnl::stream stream(engine);
+    dnnl::reorder(source, dst).execute(stream, const_cast<memory&>(source), dst);
+    stream.wait();
+  }
+  if (!env.offload || !env.store || bytes < env.offload_min_bytes) {
+    out.memory = dst;
+    return out;
+  }
+  auto prepared = std::as_bytes(std::span<const char>(static_cast<const char*>(dst.get_data_handle()), bytes));
+  Result<uint64_t> handle = env.store->Put(label, prepared);
+  if (!handle.ok()) throw StatusError(handle.status().WithContext("weights of " + label));
+  out.memory = memory(wanted, engine, DNNL_MEMORY_NONE);
+  out.streamed = *handle;
+  out.reservation.Reset();  // the bytes now live in the store; dst is freed on return
+  return out;
+}
+
+const PreparedWeight& WeightCache::Get(const dnnl::engine& engine, const Graph& graph,
+                                       const std::shared_ptr<const Tensor>& resident,
+                                       const std::string& offloaded_name, const memory::desc& source_desc,
+                                       const memory::desc& wanted) {
+  for (const Entry& e : entries_) {
+    const bool same_source = resident ? e.source == resident : !e.source && e.offloaded_name == offloaded_name;
+    if (same_source && e.source_desc == source_desc && e.wanted == wanted) return e.weight;
+  }
+  // An offloaded source is fetched for the reorder only and released after it.
+  const std::shared_ptr<const Tensor> source = resident ? resident : graph.Constant(offloaded_name);
+  memory src(source_desc, engine, const_cast<void*>(source->raw_data()));
+  Entry e{resident, offloaded_name, source_desc, wanted, {}};
+  e.weight = PrepareWeight(engine, env_, src, wanted, "'" + (resident ? std::string("constant") : offloaded_name) + "'");
+  if (e.weight.streamed) offloaded_bytes_ += wanted.get_size();
+  entries_.push_back(std::move(e));
+  return entries_.back().weight;
 }
 
 void WeightCache::Prune() {
-  std::erase_if(entries_, [](const Entry& e) { return e.source.use_count() == 1; });
+  std::erase_if(entries_, [](const Entry& e) { return e.source && e.source.use_count() == 1; });
 }
 
 // ----------------------------------------------------------------------- Plan
+
+namespace {
+
+// Brackets one run's use of the WeightStore, ending it on every path.
+class StreamedRun {
+ public:
+  StreamedRun(WeightStore* store, std::span<const uint64_t> order) : store_(order.empty() ? nullptr : store) {}
+  Status Begin(std::span<const uint64_t> order) { return store_ ? store_->BeginRun(order) : Status::Ok(); }
+  ~StreamedRun() {
+    if (store_) store_->EndRun();
+  }
+
+ private:
+  WeightStore* store_;
+};
+
+}  // namespace
 
 Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
   for (size_t i = 0; i < inputs_.size(); ++i) {
@@ -104,9 +151,17 @@ Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
     if (memories_[alias]) memories_[alias].set_data_handle(data_[alias]);
   }
   RunContext context(&data_, &values_);
+  StreamedRun streamed(store_, stream_order_);
+  PPML_RETURN_IF_ERROR(streamed.Begin(stream_order_));
   for (Step& step : steps_) {
     if (step.primitive) {
+      for (auto [arg, handle] : step.streamed_args) {
+        PPML_ASSIGN_OR_RETURN(const std::byte* weights, store_->Acquire(handle));
+        step.bound_args[arg].set_data_handle(const_cast<std::byte*>(weights));
+      }
+      // CPU primitives run synchronously: the weights are no longer read after execute.
       step.primitive->execute(stream_, step.bound_args);
+      for (auto [arg, handle] : step.streamed_args) store_->Release(handle);
     } else {
       PPML_RETURN_IF_ERROR(step.custom(context).WithContext(step.label));
     }
@@ -127,6 +182,28 @@ Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
 
 PlanBuilder::PlanBuilder(const Graph& graph, const dnnl::engine& engine, WeightCache* weights)
     : graph_(graph), engine_(engine), weights_(weights) {}
+
+const Tensor* PlanBuilder::Constant(ValueId id) const {
+  if (id == kNoValue) return nullptr;
+  const PlanValue& v = Value(id);
+  if (v.constant) return v.constant.get();
+  if (!v.offloaded) return nullptr;
+  auto& fetched = fetched_[id];
+  if (!fetched) fetched = graph_.Constant(v.name);
+  return fetched.get();
+}
+
+void PlanBuilder::Pin(ValueId id) {
+  PlanValue& v = plan_->values_[id];
+  if (!v.offloaded || v.constant) return;
+  Constant(id);
+  v.constant = std::const_pointer_cast<Tensor>(fetched_[id]);
+}
+
+memory PlanBuilder::Track(const PreparedWeight& weight) {
+  if (weight.streamed) streamed_[weight.memory.get()] = *weight.streamed;
+  return weight.memory;
+}
 
 ValueId PlanBuilder::AddValue(PlanValue value) {
   plan_->values_.push_back(std::move(value));
@@ -170,6 +247,15 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
     v.constant = tensor;
     by_name_[name] = AddValue(std::move(v));
   }
+  for (const auto& [name, c] : graph_.offloaded) {
+    PlanValue v;
+    v.name = name;
+    v.dtype = c.dtype;
+    v.shape = c.shape;
+    v.desc = PlainDesc(v.dtype, v.shape);
+    v.offloaded = true;
+    by_name_[name] = AddValue(std::move(v));
+  }
   if (input_shapes.size() != graph_.inputs.size()) {
     return Status::InvalidArgument("model expects " + std::to_string(graph_.inputs.size()) + " inputs, got " +
                                    std::to_string(input_shapes.size()));
@@ -199,7 +285,9 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
 
   for (int i = 0; i < end; ++i) {
     node_index_ = i;
-    PPML_RETURN_IF_ERROR(BuildNode(graph_.nodes[i], i));
+    const Status built = BuildNode(graph_.nodes[i], i);
+    fetched_.clear();  // offloaded constants are held only while their node is built
+    PPML_RETURN_IF_ERROR(built);
   }
   node_index_ = end;
   node_ = nullptr;
@@ -233,6 +321,8 @@ Status PlanBuilder::BuildNode(const Node& node, int index) {
   } catch (const dnnl::error& e) {
     // oneDNN refuses a configuration (an unsupported shape, stride or type mix).
     return Unsupported(std::string("oneDNN cannot run this configuration: ") + e.what());
+  } catch (const StatusError& e) {
+    return e.status().WithContext(node.Describe());
   }
   for (const std::string& out : node.outputs) {
     if (!out.empty() && !by_name_.count(out)) return Error("the op builder did not define output '" + out + "'");
@@ -250,7 +340,7 @@ void PlanBuilder::ApplyOutputQuantization(const Node& node) {
     auto q = graph_.activation_quant.find(name);
     if (q == graph_.activation_quant.end()) continue;
     const ValueId id = by_name_[name];
-    if (Value(id).constant || (Value(id).dtype != DataType::kF32 && !Value(id).quant)) continue;
+    if (IsConstant(id) || (Value(id).dtype != DataType::kF32 && !Value(id).quant)) continue;
     if (Value(id).quant != q->second) by_name_[name] = Quantized(id, q->second);
   }
 }
@@ -334,7 +424,7 @@ Result<std::vector<int64_t>> PlanBuilder::ConstantInts(size_t input_index) const
 
 ValueId PlanBuilder::Plain(ValueId id) {
   const PlanValue& v = Value(id);
-  if (v.constant || !HasDnnlType(v.dtype) || v.desc == PlainDesc(v.dtype, v.shape)) return id;
+  if (IsConstant(id) || !HasDnnlType(v.dtype) || v.desc == PlainDesc(v.dtype, v.shape)) return id;
   if (auto it = plain_of_.find(id); it != plain_of_.end()) return it->second;
   const ValueId plain = InLayout(id, PlainDesc(v.dtype, v.shape));
   plain_of_[id] = plain;
@@ -390,9 +480,12 @@ ValueId PlanBuilder::AliasValue(ValueId source, const Shape& shape, std::optiona
   // Same shape: keep the source's layout (an Identity on a blocked tensor costs nothing).
   v.desc = desc ? *desc : shape == src.shape ? src.desc : PlainDesc(v.dtype, shape);
   v.quant = src.quant;
-  if (src.constant) {
+  if (IsConstant(source)) {
+    Pin(source);
     v.constant = src.constant;
-    if (shape != src.shape) v.constant = std::make_shared<Tensor>(src.constant->Reshaped(shape).value());
+    if (shape != src.shape) {
+      v.constant = Accounted(graph_.env.budget, src.constant->Reshaped(shape).value(), "constant '" + v.name + "'");
+    }
     return AddValue(std::move(v));
   }
   v.alias_of = src.alias_of != kNoValue ? src.alias_of : source;
@@ -415,7 +508,7 @@ void PlanBuilder::DefineConstantOutput(size_t index, Tensor value) {
   v.dtype = value.dtype();
   v.shape = value.shape();
   v.desc = PlainDesc(v.dtype, v.shape);
-  v.constant = std::make_shared<Tensor>(std::move(value));
+  v.constant = Accounted(graph_.env.budget, std::move(value), "constant '" + v.name + "'");
   const ValueId id = AddValue(std::move(v));
   if (!Value(id).name.empty()) by_name_[Value(id).name] = id;
 }
@@ -434,11 +527,21 @@ void PlanBuilder::AddPrimitive(const dnnl::primitive& primitive, const dnnl::pri
   step.primitive = primitive;
   step.value_args = std::move(value_args);
   step.fixed_args = std::move(fixed_args);
+  for (auto [arg, id] : step.value_args) Pin(id);
+  for (const auto& [arg, m] : step.fixed_args) {
+    if (auto it = streamed_.find(m.get()); it != streamed_.end()) step.streamed_args.push_back({arg, it->second});
+  }
   scratchpad_bytes_ = std::max(scratchpad_bytes_, pd.scratchpad_desc().get_size());
   plan_->steps_.push_back(std::move(step));
 }
 
 void PlanBuilder::AddCustom(CustomKernel kernel) {
+  // A reference kernel reads its constant inputs at run time.
+  if (node_) {
+    for (size_t i = 0; i < node_->inputs.size(); ++i) {
+      if (const ValueId id = RawInput(i); id != kNoValue) Pin(id);
+    }
+  }
   Step step;
   step.label = node_ ? node_->name : "output";
   step.custom = std::move(kernel);
@@ -451,26 +554,24 @@ void PlanBuilder::AddCopy(ValueId from, ValueId to) {
 }
 
 memory PlanBuilder::ConstantMemory(ValueId id, const memory::desc& source_desc, const memory::desc& wanted) {
-  return ConstantMemory(Value(id).constant, source_desc, wanted);
-}
-
-memory PlanBuilder::ConstantMemory(const std::shared_ptr<Tensor>& t, const memory::desc& source_desc,
-                                   const memory::desc& wanted) {
-  if (source_desc == wanted) return memory(wanted, engine_, t->raw_data());
-  return weights_->Get(engine_, t, source_desc, wanted);
+  const PlanValue& v = Value(id);
+  if (v.constant && source_desc == wanted && !(graph_.env.offload && wanted.get_size() >= graph_.env.offload_min_bytes)) {
+    return memory(wanted, engine_, v.constant->raw_data());
+  }
+  return Track(weights_->Get(engine_, graph_, v.constant, v.offloaded ? v.name : "", source_desc, wanted));
 }
 
 memory PlanBuilder::OwnedConstantMemory(Tensor tensor, const memory::desc& wanted) {
-  auto owned = std::make_shared<Tensor>(std::move(tensor));
-  plan_->owned_constants_.push_back(owned);
-  const memory::desc plain = PlainDesc(owned->dtype(), owned->shape());
-  memory src(plain.get_size() == wanted.get_size() && plain == wanted ? wanted : plain, engine_, owned->raw_data());
-  if (plain == wanted) return src;
-  memory dst(wanted, engine_);
-  dnnl::stream stream(engine_);
-  dnnl::reorder(src, dst).execute(stream, src, dst);
-  stream.wait();
-  return dst;
+  const memory::desc plain = PlainDesc(tensor.dtype(), tensor.shape());
+  memory src(plain, engine_, tensor.raw_data());
+  const std::string label = "'" + (node_ ? node_->name : std::string("plan")) + "'";
+  PreparedWeight prepared = PrepareWeight(engine_, graph_.env, src, wanted, label);
+  plan_->owned_reservations_.push_back(std::move(prepared.reservation));
+  if (!prepared.streamed) {
+    // Keep the memory object (it owns its bytes) alive with the plan via the step's fixed args.
+    return prepared.memory;
+  }
+  return Track(prepared);
 }
 
 Status PlanBuilder::Error(const std::string& what) const {
@@ -488,6 +589,12 @@ Status PlanBuilder::FoldConstantNode(size_t first_step, size_t first_value) {
   std::vector<void*> data(values.size(), nullptr);
   std::vector<memory> memories(values.size());
   std::vector<std::shared_ptr<void>> storage;
+  size_t storage_bytes = scratchpad_bytes_;
+  for (size_t id = first_value; id < values.size(); ++id) {
+    if (!values[id].constant && values[id].alias_of == kNoValue) storage_bytes += AlignUp(values[id].bytes());
+  }
+  PPML_ASSIGN_OR_RETURN(Reservation reserved,
+                        Reservation::Make(graph_.env.budget, storage_bytes, "folding " + node_->Describe()));
   for (size_t id = 0; id < values.size(); ++id) {
     PlanValue& v = values[id];
     if (v.constant) {
@@ -525,7 +632,7 @@ Status PlanBuilder::FoldConstantNode(size_t first_step, size_t first_value) {
     const ValueId id = by_name_[name];
     PlanValue& v = values[id];
     if (v.constant) continue;
-    auto t = std::make_shared<Tensor>(v.dtype, v.shape);
+    auto t = NewAccountedTensor(graph_.env.budget, v.dtype, v.shape, "constant '" + name + "'");
     const memory::desc plain = PlainDesc(v.dtype, v.shape);
     if (v.desc.get_size() == 0 || v.desc == plain) {
       if (t->byte_size()) std::memcpy(t->raw_data(), data[id], t->byte_size());
@@ -575,6 +682,10 @@ Status PlanBuilder::Finalize() {
     placed.push_back(b);
   }
   Plan& plan = *plan_;
+  PPML_ASSIGN_OR_RETURN(plan.arena_reservation_,
+                        Reservation::Make(graph_.env.budget, arena, "the activation arena"));
+  PPML_ASSIGN_OR_RETURN(plan.scratchpad_reservation_,
+                        Reservation::Make(graph_.env.budget, scratchpad_bytes_, "the oneDNN scratchpad"));
   plan.arena_bytes_ = arena;
   plan.arena_ = AlignedBytes(arena);
   plan.scratchpad_ = AlignedBytes(scratchpad_bytes_);
@@ -600,8 +711,13 @@ Status PlanBuilder::Finalize() {
                              ? memory(v.desc, engine_, DNNL_MEMORY_NONE)
                              : memory(v.desc, engine_, plan.data_[id]);
   }
+  plan.store_ = graph_.env.store;
   for (Step& step : plan.steps_) {
     if (!step.primitive) continue;
+    for (auto [arg, handle] : step.streamed_args) {
+      plan.stream_order_.push_back(handle);
+      plan.streamed_bytes_ += step.fixed_args.at(arg).get_desc().get_size();
+    }
     step.bound_args = step.fixed_args;
     for (auto [arg, id] : step.value_args) {
       if (!plan.memories_[id]) return Status::Internal("value '" + plan.values_[id].name + "' has no oneDNN memory");

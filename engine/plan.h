@@ -29,6 +29,7 @@
 #include "common/status.h"
 #include "common/tensor.h"
 #include "engine/graph.h"
+#include "engine/memory.h"
 
 namespace ppml::engine {
 
@@ -46,6 +47,10 @@ struct PlanValue {
   // Set when the value holds a float tensor in quantized form (dtype u8/s8).
   std::optional<QuantParams> quant;
   bool graph_input = false;
+  // A graph constant kept in the WeightStore: `constant` stays null (its
+  // bytes are fetched while the plan is built) unless a run-time kernel needs
+  // them, which pins them in memory.
+  bool offloaded = false;
   size_t bytes() const;
 };
 
@@ -69,6 +74,8 @@ struct Step {
   std::unordered_map<int, dnnl::memory> fixed_args;       // weights and other prepared memories
   CustomKernel custom;
   std::unordered_map<int, dnnl::memory> bound_args;       // filled when the plan is finalized
+  // Weights kept in the WeightStore: DNNL_ARG_* -> handle, fetched per run.
+  std::vector<std::pair<int, uint64_t>> streamed_args;
 };
 
 class Plan {
@@ -79,6 +86,8 @@ class Plan {
   size_t step_count() const { return steps_.size(); }
   // Multiply-accumulates of the convolutions and matrix products per run.
   int64_t macs() const { return macs_; }
+  // Bytes of weights fetched from the WeightStore per run.
+  size_t streamed_bytes() const { return streamed_bytes_; }
 
  private:
   friend class PlanBuilder;
@@ -91,30 +100,56 @@ class Plan {
   std::vector<dnnl::memory> memories_;   // per value; empty for values oneDNN cannot hold
   std::vector<void*> data_;              // per value
   std::shared_ptr<void> arena_, scratchpad_;
-  std::vector<std::shared_ptr<Tensor>> owned_constants_;
+  std::vector<Reservation> owned_reservations_;  // resident prepared weights the plan computed
   std::vector<ValueId> input_aliases_;   // values sharing a graph input's bytes
   dnnl::memory scratchpad_memory_;
+  Reservation arena_reservation_, scratchpad_reservation_;
+  WeightStore* store_ = nullptr;
+  std::vector<uint64_t> stream_order_;   // handles in the order the steps acquire them
   size_t arena_bytes_ = 0;
+  size_t streamed_bytes_ = 0;
   int64_t macs_ = 0;
 };
+
+// A weight in the layout a primitive wants: resident (memory has data), or
+// kept in the WeightStore (memory without a data handle, fetched per run).
+struct PreparedWeight {
+  dnnl::memory memory;
+  std::optional<uint64_t> streamed;
+  Reservation reservation;  // of resident bytes
+};
+
+// Reorders `source` into `wanted` and, with offloading and at least the
+// minimum size, moves the result to the store. Throws StatusError.
+PreparedWeight PrepareWeight(const dnnl::engine& engine, const ConstantEnv& env, const dnnl::memory& source,
+                             const dnnl::memory::desc& wanted, const std::string& label);
 
 // Weights reordered into primitive-preferred layouts, shared across the plans
 // (batch sizes) of one model.
 class WeightCache {
  public:
-  // The entry keeps `source` alive, so its address cannot be reused by
-  // another tensor while the entry exists.
-  dnnl::memory Get(const dnnl::engine& engine, const std::shared_ptr<const Tensor>& source,
-                   const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted);
+  explicit WeightCache(const ConstantEnv& env) : env_(env) {}
+  // `resident` is the source tensor, or null for the offloaded graph constant
+  // `offloaded_name` (fetched from the store for the reorder). A resident
+  // entry keeps its source alive, so the address cannot be reused by another
+  // tensor while the entry exists. Throws StatusError.
+  const PreparedWeight& Get(const dnnl::engine& engine, const Graph& graph,
+                            const std::shared_ptr<const Tensor>& resident, const std::string& offloaded_name,
+                            const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted);
   // Drops entries whose source nobody but the cache holds (the constants of evicted plans).
   void Prune();
+  size_t offloaded_bytes() const { return offloaded_bytes_; }
+
  private:
   struct Entry {
     std::shared_ptr<const Tensor> source;
+    std::string offloaded_name;
     dnnl::memory::desc source_desc, wanted;
-    dnnl::memory memory;
+    PreparedWeight weight;
   };
-  std::vector<Entry> entries_;
+  ConstantEnv env_;
+  std::deque<Entry> entries_;  // a deque: Get hands out references
+  size_t offloaded_bytes_ = 0;
 };
 
 class PlanBuilder {
@@ -136,8 +171,10 @@ class PlanBuilder {
   // Value by name (a fused residual), kNoValue when undefined.
   ValueId Lookup(const std::string& name) const;
   const PlanValue& Value(ValueId id) const { return plan_->values_[id]; }
-  bool IsConstant(ValueId id) const { return id != kNoValue && Value(id).constant != nullptr; }
-  const Tensor* Constant(ValueId id) const { return IsConstant(id) ? Value(id).constant.get() : nullptr; }
+  bool IsConstant(ValueId id) const { return id != kNoValue && (Value(id).constant || Value(id).offloaded); }
+  // The constant's data (fetched from the store when offloaded, valid while
+  // the node is built), null when not a constant. Throws StatusError.
+  const Tensor* Constant(ValueId id) const;
   // Reads a constant integer input (a shape, axes, pads) as int64s; an error if it is not constant.
   Result<std::vector<int64_t>> ConstantInts(size_t input_index) const;
 
@@ -183,9 +220,11 @@ class PlanBuilder {
   dnnl::memory ConstantMemory(ValueId id, const dnnl::memory::desc& wanted) {
     return ConstantMemory(id, Value(id).desc, wanted);
   }
-  // The same for a constant of the graph that is not a value (quantized weights).
-  dnnl::memory ConstantMemory(const std::shared_ptr<Tensor>& constant, const dnnl::memory::desc& source_desc,
-                              const dnnl::memory::desc& wanted);
+  // The same for a graph constant by name (the integers behind quantized weights).
+  dnnl::memory ConstantMemory(const std::string& constant_name, const dnnl::memory::desc& source_desc,
+                              const dnnl::memory::desc& wanted) {
+    return ConstantMemory(Lookup(constant_name), source_desc, wanted);
+  }
   // Memory for a tensor computed by the builder; the plan keeps it alive.
   dnnl::memory OwnedConstantMemory(Tensor tensor, const dnnl::memory::desc& wanted);
 
@@ -207,6 +246,11 @@ class PlanBuilder {
   void ApplyOutputQuantization(const Node& node);
   ValueId Reorder(ValueId id, const dnnl::memory::desc& desc, const dnnl::primitive_attr& attr);
   Status Finalize();
+  // Keeps an offloaded constant's data in memory for the plan's lifetime (a
+  // run-time kernel reads it).
+  void Pin(ValueId id);
+  // Remembers which memories are fetched from the store per run.
+  dnnl::memory Track(const PreparedWeight& weight);
 
   const Graph& graph_;
   dnnl::engine engine_;
@@ -220,6 +264,9 @@ class PlanBuilder {
   int node_index_ = 0;
   bool int8_aware_ = false;
   size_t scratchpad_bytes_ = 0;
+  // Offloaded constants fetched for the node being built, by value.
+  mutable std::unordered_map<ValueId, std::shared_ptr<const Tensor>> fetched_;
+  std::unordered_map<const void*, uint64_t> streamed_;  // dnnl_memory_t -> store handle
 };
 
 // Helpers shared by op builders.
