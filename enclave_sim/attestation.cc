@@ -428,22 +428,24 @@ std::string QuoteToJson(const Quote& quote) {
 
 namespace {
 
-Status FieldError(std::string_view field, const std::string& why) {
-  return Status::InvalidArgument("quote JSON: field \"" + std::string(field) + "\": " + why);
+// `what` names the JSON document in messages.
+Status FieldError(std::string_view field, const std::string& why, std::string_view what = "quote JSON") {
+  return Status::InvalidArgument(std::string(what) + ": field \"" + std::string(field) + "\": " + why);
 }
 
 // A required string field of hex, decoding to exactly `length` bytes (or 1 to
 // `length` bytes when `exact` is false).
-Result<Bytes> HexField(simdjson::dom::object& object, std::string_view field, size_t length, bool exact) {
+Result<Bytes> HexField(simdjson::dom::object& object, std::string_view field, size_t length, bool exact,
+                       std::string_view what = "quote JSON") {
   simdjson::dom::element element;
-  if (object[field].get(element) != simdjson::SUCCESS) return FieldError(field, "missing");
+  if (object[field].get(element) != simdjson::SUCCESS) return FieldError(field, "missing", what);
   std::string_view text;
-  if (element.get_string().get(text) != simdjson::SUCCESS) return FieldError(field, "not a string");
+  if (element.get_string().get(text) != simdjson::SUCCESS) return FieldError(field, "not a string", what);
   Result<Bytes> bytes = FromHex(text);
-  if (!bytes.ok()) return FieldError(field, bytes.status().message());
+  if (!bytes.ok()) return FieldError(field, bytes.status().message(), what);
   if (exact ? bytes->size() != length : (bytes->empty() || bytes->size() > length)) {
     return FieldError(field, std::to_string(bytes->size()) + " bytes, expected " +
-                                 (exact ? "" : "1 to ") + std::to_string(length));
+                                 (exact ? "" : "1 to ") + std::to_string(length), what);
   }
   return bytes;
 }
@@ -493,6 +495,59 @@ Result<Quote> QuoteFromJson(std::string_view json) {
   quote.signer_id = ToArray<kSignerIdLength>(signer_id);
   quote.report_data = ToArray<kReportDataLength>(report_data);
   return quote;
+}
+
+// ---- Attestation document ------------------------------------------------------
+
+std::string AttestationDocumentToJson(const AttestationDocument& document) {
+  JsonLine json;
+  json.AddRaw("quote", QuoteToJson(document.quote))
+      .Add("enclave_public_key", ToHex(document.enclave_public_key))
+      .Add("nonce", ToHex(document.nonce));
+  return json.str();
+}
+
+Result<AttestationDocument> AttestationDocumentFromJson(std::string_view json) {
+  constexpr std::string_view kWhat = "attestation document";
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  simdjson::padded_string padded(json);
+  if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
+    return Status::InvalidArgument(std::string(kWhat) + ": not valid JSON: " + simdjson::error_message(error));
+  }
+  simdjson::dom::object object;
+  if (root.get_object().get(object) != simdjson::SUCCESS) {
+    return Status::InvalidArgument(std::string(kWhat) + ": not a JSON object");
+  }
+  simdjson::dom::object quote_object;
+  if (auto error = object["quote"].get(quote_object); error != simdjson::SUCCESS) {
+    return FieldError("quote", error == simdjson::NO_SUCH_FIELD ? "missing" : "not an object", kWhat);
+  }
+  AttestationDocument document;
+  // The quote keeps its own parser and messages; it gets its JSON text back.
+  Result<Quote> quote = QuoteFromJson(simdjson::minify(quote_object));
+  if (!quote.ok()) return quote.status().WithContext(std::string(kWhat));
+  document.quote = std::move(*quote);
+  PPML_ASSIGN_OR_RETURN(document.enclave_public_key,
+                        HexField(object, "enclave_public_key", kEnclavePublicKeyLength, true, kWhat));
+  PPML_ASSIGN_OR_RETURN(document.nonce, HexField(object, "nonce", kMaxNonceLength, false, kWhat));
+  if (document.nonce.size() < kMinNonceLength) {
+    return FieldError("nonce", std::to_string(document.nonce.size()) + " bytes, expected " +
+                                   std::to_string(kMinNonceLength) + " to " + std::to_string(kMaxNonceLength),
+                      kWhat);
+  }
+  return document;
+}
+
+Status VerifyAttestationDocument(const AttestationDocument& document, const EVP_PKEY* platform_public_key,
+                                 const Measurement& expected_measurement, int64_t max_age_seconds,
+                                 int64_t now_unix, ByteSpan expected_nonce) {
+  if (!expected_nonce.empty() && !crypto::ConstantTimeEquals(document.nonce, expected_nonce)) {
+    return Status::PermissionDenied(
+        "the attestation document answers another nonce than the one sent (a replayed document)");
+  }
+  return VerifyQuote(document.quote, platform_public_key, expected_measurement, document.enclave_public_key,
+                     document.nonce, max_age_seconds, now_unix);
 }
 
 // ---- Sealing -------------------------------------------------------------------

@@ -154,6 +154,34 @@ std::string QuoteToJson(const Quote& quote);
 // does not verify the quote: call VerifyQuote.
 Result<Quote> QuoteFromJson(std::string_view json);
 
+// ---- Attestation document ------------------------------------------------------
+
+// What an enclave hands out to be attested (GET /v2/attestation, and the
+// quote.json a model owner checks before `ppml model seal`): the quote and the
+// two values its report data binds. The document is not trusted by itself:
+// VerifyAttestationDocument checks that the quote binds exactly this key and
+// nonce.
+struct AttestationDocument {
+  Quote quote;
+  Bytes enclave_public_key;  // 32-byte X25519 HPKE service key of the enclave
+  Bytes nonce;               // the verifier's challenge, kMinNonceLength to kMaxNonceLength bytes
+};
+
+// One line, keys in this order:
+//   {"quote":{...QuoteToJson...},"enclave_public_key":"<64 hex>","nonce":"<hex>"}
+std::string AttestationDocumentToJson(const AttestationDocument& document);
+// Parses and validates the shape (InvalidArgument naming the field, quote
+// fields included); does not verify it.
+Result<AttestationDocument> AttestationDocumentFromJson(std::string_view json);
+
+// VerifyQuote over the document's own key and nonce (same errors, same
+// order). When `expected_nonce` is not empty, the document's nonce must equal
+// it first (PermissionDenied otherwise): a client that sent a fresh challenge
+// passes it here to reject a replayed document.
+Status VerifyAttestationDocument(const AttestationDocument& document, const EVP_PKEY* platform_public_key,
+                                 const Measurement& expected_measurement, int64_t max_age_seconds,
+                                 int64_t now_unix, ByteSpan expected_nonce = {});
+
 // ---- Sealing -------------------------------------------------------------------
 
 inline constexpr uint8_t kSealVersion = 1;
