@@ -13,6 +13,10 @@ void AddConformanceCommand(CLI::App& app, int* exit_code);  // ppml conformance
 void AddBenchCommands(CLI::App& app, int* exit_code);       // ppml bench engine
 void AddEvalCommand(CLI::App& app, int* exit_code);         // ppml eval
 void AddRunCommand(CLI::App& app, int* exit_code);          // ppml run
-void AddModelCommands(CLI::App& app, int* exit_code);       // ppml model quantize
+void AddModelCommands(CLI::App& app, int* exit_code);       // ppml model quantize|seal|inspect
+void AddKeygenCommands(CLI::App& app, int* exit_code);      // ppml keygen platform
+void AddEnclaveCommands(CLI::App& app, int* exit_code);     // ppml enclave provision
+// ppml bench enclave, registered by AddBenchCommands on its `bench` group.
+void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code);
 
 }  // namespace ppml::tools

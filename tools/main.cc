@@ -10,7 +10,8 @@
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"ppml: privacy-preserving inference: conformance, benchmarks, evaluation, single runs"};
+  CLI::App app{
+      "ppml: privacy-preserving inference: conformance, benchmarks, evaluation, single runs, model packages, keys"};
   app.require_subcommand(1);
   int exit_code = ppml::tools::kExitOk;
   ppml::tools::AddConformanceCommand(app, &exit_code);
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
   ppml::tools::AddEvalCommand(app, &exit_code);
   ppml::tools::AddRunCommand(app, &exit_code);
   ppml::tools::AddModelCommands(app, &exit_code);
+  ppml::tools::AddKeygenCommands(app, &exit_code);
+  ppml::tools::AddEnclaveCommands(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,483 @@
+#include "enclave_sim/enclave.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "common/ehbp.h"
+#include "common/kserve.h"
+#include "enclave_sim/package.h"
+#include "enclave_sim/weight_store.h"
+#include "engine/engine.h"
+
+namespace ppml::enclave {
+namespace {
+
+constexpr std::string_view kServiceKeyAad = "ppml service key v1";
+
+ByteSpan AsBytes(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
+Result<Measurement> Measure(const EnclaveConfig& config, const Sha256Digest& manifest_hash) {
+  EnclaveIdentity identity;
+  identity.code_version = std::string(kEnclaveCodeVersion);
+  identity.config = config.security_config;
+  identity.config.push_back("replay_window=" + std::to_string(config.replay_window));
+  identity.manifest_hash = manifest_hash;
+  return ComputeMeasurement(identity);
+}
+
+Result<crypto::Bytes> ReadSmallFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return Status::NotFound(path + ": cannot open");
+  crypto::Bytes bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) return Status::IoError(path + ": read failed");
+  return bytes;
+}
+
+// Row-major tensors that differ only in their first dimension, stacked along it.
+Tensor Stack(const std::vector<const Tensor*>& parts) {
+  Shape shape = parts[0]->shape();
+  shape[0] = 0;
+  for (const Tensor* t : parts) shape[0] += t->dim(0);
+  Tensor out(parts[0]->dtype(), shape);
+  auto* dst = static_cast<uint8_t*>(out.raw_data());
+  for (const Tensor* t : parts) {
+    std::memcpy(dst, t->raw_data(), t->byte_size());
+    dst += t->byte_size();
+  }
+  return out;
+}
+
+// Rows [first, first + count) of a row-major tensor.
+Tensor Rows(const Tensor& t, int64_t first, int64_t count) {
+  Shape shape = t.shape();
+  shape[0] = count;
+  Tensor out(t.dtype(), shape);
+  const size_t row = t.byte_size() / static_cast<size_t>(t.dim(0));
+  std::memcpy(out.raw_data(), static_cast<const uint8_t*>(t.raw_data()) + row * first, row * count);
+  return out;
+}
+
+}  // namespace
+
+Result<Platform> Platform::Load(const std::string& dir) {
+  Platform platform;
+  const std::string secret_path = dir + "/" + std::string(kPlatformSecretFile);
+  PPML_ASSIGN_OR_RETURN(crypto::Bytes secret, ReadSmallFile(secret_path));
+  if (secret.size() != kPlatformSecretLength) {
+    return Status::InvalidArgument(secret_path + ": must hold " + std::to_string(kPlatformSecretLength) +
+                                   " bytes, has " + std::to_string(secret.size()));
+  }
+  platform.secret = crypto::SecretBytes(secret.size());
+  std::copy(secret.begin(), secret.end(), platform.secret.data());
+  OPENSSL_cleanse(secret.data(), secret.size());
+  PPML_ASSIGN_OR_RETURN(platform.signing_key, LoadPlatformPrivateKeyPem(dir + "/" + std::string(kPlatformKeyFile)));
+  PPML_ASSIGN_OR_RETURN(crypto::Bytes signer, crypto::Sha256(AsBytes("ppml-serving enclave signer v1")));
+  std::copy(signer.begin(), signer.end(), platform.signer_id.begin());
+  return platform;
+}
+
+Result<WeightMode> ParseWeightMode(std::string_view text) {
+  if (text == "auto") return WeightMode::kAuto;
+  if (text == "resident") return WeightMode::kResident;
+  if (text == "on-demand") return WeightMode::kOnDemand;
+  return Status::InvalidArgument("weight mode '" + std::string(text) + "' (expected auto, resident or on-demand)");
+}
+
+std::string_view WeightModeName(WeightMode mode) {
+  switch (mode) {
+    case WeightMode::kAuto: return "auto";
+    case WeightMode::kResident: return "resident";
+    case WeightMode::kOnDemand: return "on-demand";
+  }
+  return "auto";
+}
+
+struct Enclave::Impl {
+  EnclaveConfig config;
+  crypto::SecretBytes platform_secret;
+  crypto::EvpPkeyPtr signing_key;
+  SignerId signer_id{};
+  crypto::SecretBytes private_key;
+  std::unique_ptr<EpcBudget> budget;
+  std::shared_ptr<const crypto::Bytes> package_file;  // host memory
+  std::optional<PackageView> package;
+  crypto::SecretBytes model_key;
+  std::unique_ptr<OnDemandWeights> store;
+  std::unique_ptr<engine::Model> model;
+  bool on_demand = false;
+  size_t resident_weight_bytes = 0;
+  // Encapsulated keys already answered: an EHBP request is replayed by resending them.
+  std::deque<std::string> replay_order;
+  std::unordered_set<std::string> replay_seen;
+
+  ~Impl() {
+    model.reset();  // before the store and the budget it uses
+    store.reset();
+  }
+
+  bool SeenBefore(const std::string& enc);
+  SealedReply PlainError(const SealedRequest& r, int status, const std::string& message) const;
+};
+
+bool Enclave::Impl::SeenBefore(const std::string& enc) {
+  std::string key = enc;
+  std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (replay_seen.count(key)) return true;
+  replay_seen.insert(key);
+  replay_order.push_back(std::move(key));
+  if (replay_order.size() > config.replay_window) {
+    replay_seen.erase(replay_order.front());
+    replay_order.pop_front();
+  }
+  return false;
+}
+
+SealedReply Enclave::Impl::PlainError(const SealedRequest& r, int status, const std::string& message) const {
+  SealedReply reply;
+  reply.request_id = r.request_id;
+  reply.http_status = status;
+  const std::string body = kserve::ErrorJson(message);
+  reply.body.assign(body.begin(), body.end());
+  return reply;
+}
+
+Enclave::Enclave(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Enclave::~Enclave() = default;
+
+Result<Measurement> Enclave::BaseMeasurement(const EnclaveConfig& config) { return Measure(config, {}); }
+
+Result<ProvisionResult> Enclave::Provision(const EnclaveConfig& config, const Platform& platform, ByteSpan nonce) {
+  ProvisionResult out;
+  PPML_ASSIGN_OR_RETURN(out.base_measurement, BaseMeasurement(config));
+  PPML_ASSIGN_OR_RETURN(crypto::X25519KeyPair keys, crypto::X25519GenerateKeyPair());
+  PPML_ASSIGN_OR_RETURN(out.sealed_keys, Seal({platform.secret.data(), platform.secret.size()}, out.base_measurement,
+                                              {keys.private_key.data(), keys.private_key.size()},
+                                              AsBytes(kServiceKeyAad)));
+  AttestationDocument doc;
+  PPML_ASSIGN_OR_RETURN(doc.quote, SignQuote(platform.signing_key.get(), out.base_measurement, platform.signer_id,
+                                             keys.public_key, nonce));
+  doc.enclave_public_key = keys.public_key;
+  doc.nonce.assign(nonce.begin(), nonce.end());
+  out.attestation_json = AttestationDocumentToJson(doc);
+  return out;
+}
+
+Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, const Platform& platform,
+                                                 ByteSpan sealed_keys, std::shared_ptr<const crypto::Bytes> package) {
+  if (!package) return Status::InvalidArgument("enclave init: no model package");
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->platform_secret = crypto::SecretBytes(platform.secret.size());
+  std::copy(platform.secret.data(), platform.secret.data() + platform.secret.size(), impl->platform_secret.data());
+  if (EVP_PKEY_up_ref(platform.signing_key.get()) != 1) return Status::Internal("enclave init: EVP_PKEY_up_ref");
+  impl->signing_key.reset(platform.signing_key.get());
+  impl->signer_id = platform.signer_id;
+  impl->budget = std::make_unique<EpcBudget>(config.memory_budget_bytes);
+
+  PPML_ASSIGN_OR_RETURN(Measurement base, BaseMeasurement(config));
+  Result<crypto::Bytes> key = Unseal({platform.secret.data(), platform.secret.size()}, base, sealed_keys,
+                                     AsBytes(kServiceKeyAad));
+  if (!key.ok()) {
+    return Status::PermissionDenied("enclave init: the sealed service key does not unseal for this enclave (" +
+                                    key.status().message() + "); provision it again for this code and config");
+  }
+  impl->private_key = crypto::SecretBytes(key->size());
+  std::copy(key->begin(), key->end(), impl->private_key.data());
+  OPENSSL_cleanse(key->data(), key->size());
+  PPML_ASSIGN_OR_RETURN(crypto::Bytes public_key,
+                        crypto::X25519PublicFromPrivate({impl->private_key.data(), impl->private_key.size()}));
+
+  impl->package_file = std::move(package);
+  PPML_ASSIGN_OR_RETURN(PackageView view, OpenPackage(ByteSpan(*impl->package_file)));
+  impl->package = std::move(view);
+  PPML_ASSIGN_OR_RETURN(Sha256Digest manifest_hash, ManifestHash(*impl->package));
+  PPML_ASSIGN_OR_RETURN(Measurement serving, Measure(config, manifest_hash));
+  PPML_ASSIGN_OR_RETURN(impl->model_key,
+                        UnwrapModelKey(*impl->package, {impl->private_key.data(), impl->private_key.size()}));
+
+  size_t weight_bytes = 0;
+  for (const PackageChunk& c : impl->package->manifest().chunks) {
+    if (c.kind == ChunkKind::kTensor) weight_bytes += c.plaintext_length();
+  }
+  // Resident weights take their bytes twice while the kernels' copies are made;
+  // past half the budget they would crowd out activations: stream them instead.
+  impl->on_demand = config.weights == WeightMode::kOnDemand ||
+                    (config.weights == WeightMode::kAuto && weight_bytes > config.memory_budget_bytes / 2);
+  Impl* raw = impl.get();
+  PPML_ASSIGN_OR_RETURN(impl->store, OnDemandWeights::Create(
+                                         impl->budget.get(),
+                                         [raw](size_t index, std::span<uint8_t> out) {
+                                           return DecryptChunkInto(*raw->package, raw->model_key, index, out);
+                                         },
+                                         {config.weight_pool_bytes, config.prefetch}));
+
+  engine::EngineOptions options;
+  options.threads = config.threads;
+  options.memory_budget = impl->budget.get();
+  options.weight_store = impl->store.get();
+  options.offload_weights = impl->on_demand;
+  {
+    const size_t graph_bytes = impl->package->manifest().chunks.at(0).plaintext_length();
+    PPML_ASSIGN_OR_RETURN(engine::Reservation graph_reserved,
+                          engine::Reservation::Make(impl->budget.get(), graph_bytes, "the model graph"));
+    PPML_ASSIGN_OR_RETURN(crypto::Bytes graph, DecryptChunk(*impl->package, impl->model_key, 0));
+    const std::string& name = impl->package->manifest().model_name;
+    Result<std::unique_ptr<engine::Model>> model =
+        engine::Model::LoadBytes(std::as_bytes(std::span<const uint8_t>(graph)), name, options);
+    OPENSSL_cleanse(graph.data(), graph.size());
+    if (!model.ok()) return model.status().WithContext("enclave init");
+    impl->model = std::move(model).value();
+  }
+  impl->resident_weight_bytes = impl->model->stats().weight_bytes - impl->model->stats().offloaded_bytes;
+
+  auto enclave = std::unique_ptr<Enclave>(new Enclave(std::move(impl)));
+  enclave->base_measurement_ = base;
+  enclave->measurement_ = serving;
+  enclave->public_key_ = std::move(public_key);
+  return enclave;
+}
+
+const std::string& Enclave::model_name() const { return impl_->package->manifest().model_name; }
+
+EnclaveStats Enclave::stats() const {
+  EnclaveStats s;
+  s.memory = impl_->budget->report();
+  s.on_demand = impl_->on_demand;
+  s.weight_pool_bytes = impl_->store->pool_bytes();
+  s.streamed_bytes_per_run = impl_->model->stats().streamed_bytes_per_run;
+  s.resident_weight_bytes = impl_->resident_weight_bytes;
+  return s;
+}
+
+crypto::Bytes Enclave::HpkeKeyConfig() const {
+  crypto::Bytes config = {0x00, 0x00, 0x20};  // key id 0, KEM DHKEM(X25519, HKDF-SHA256)
+  config.insert(config.end(), public_key_.begin(), public_key_.end());
+  const crypto::Bytes suites = {0x00, 0x04, 0x00, 0x01, 0x00, 0x02};  // length 4: HKDF-SHA256, AES-256-GCM
+  config.insert(config.end(), suites.begin(), suites.end());
+  return config;
+}
+
+Result<std::string> Enclave::Attest(ByteSpan nonce) const {
+  AttestationDocument doc;
+  PPML_ASSIGN_OR_RETURN(doc.quote,
+                        SignQuote(impl_->signing_key.get(), measurement_, impl_->signer_id, public_key_, nonce));
+  doc.enclave_public_key = public_key_;
+  doc.nonce.assign(nonce.begin(), nonce.end());
+  return AttestationDocumentToJson(doc);
+}
+
+namespace {
+
+// A decrypted, parsed and validated request waiting for its batch.
+struct Pending {
+  size_t index = 0;
+  std::optional<ehbp::ServerState> state;  // set once the request decrypted
+  kserve::InferRequest request;
+  std::vector<const Tensor*> inputs;  // in model input order
+  int64_t rows = 0;
+};
+
+Status ValidateInputs(const engine::Model& model, Pending& p) {
+  const auto& wanted = model.inputs();
+  if (p.request.inputs.size() != wanted.size()) {
+    return Status::InvalidArgument("the model takes " + std::to_string(wanted.size()) + " inputs, the request has " +
+                                   std::to_string(p.request.inputs.size()));
+  }
+  p.inputs.assign(wanted.size(), nullptr);
+  for (const kserve::NamedTensor& in : p.request.inputs) {
+    auto it = std::find_if(wanted.begin(), wanted.end(), [&](const auto& w) { return w.name == in.name; });
+    if (it == wanted.end()) return Status::InvalidArgument("unknown input '" + in.name + "'");
+    const engine::TensorInfo& info = *it;
+    if (in.tensor.dtype() != info.dtype) {
+      return Status::InvalidArgument("input '" + in.name + "' must be " + DataTypeName(info.dtype) + ", got " +
+                                     DataTypeName(in.tensor.dtype()));
+    }
+    bool matches = in.tensor.rank() == info.shape.size();
+    for (size_t d = 0; matches && d < info.shape.size(); ++d) {
+      matches = info.shape[d] < 0 || info.shape[d] == in.tensor.dim(d);
+    }
+    if (!matches) {
+      return Status::InvalidArgument("input '" + in.name + "' has shape " + ShapeToString(in.tensor.shape()) +
+                                     ", the model expects " + ShapeToString(info.shape) + " (-1: any)");
+    }
+    p.inputs[it - wanted.begin()] = &in.tensor;
+  }
+  return Status::Ok();
+}
+
+// Requests whose inputs may be stacked along a symbolic first dimension share one run.
+bool Batchable(const engine::Model& model, const Pending& p) {
+  for (size_t i = 0; i < p.inputs.size(); ++i) {
+    const Shape& s = model.inputs()[i].shape;
+    if (s.empty() || s[0] >= 0 || p.inputs[i]->rank() == 0 || p.inputs[i]->dim(0) != p.inputs[0]->dim(0)) return false;
+  }
+  return !p.inputs.empty() && p.inputs[0]->dim(0) > 0;
+}
+
+std::string BatchKey(const Pending& p) {
+  std::string key;
+  for (const Tensor* t : p.inputs) {
+    Shape rest(t->shape().begin() + 1, t->shape().end());
+    key += ShapeToString(rest) + ";";
+  }
+  return key;
+}
+
+}  // namespace
+
+std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requests) {
+  Impl& impl = *impl_;
+  std::vector<SealedReply> replies(requests.size());
+  std::vector<std::unique_ptr<Pending>> pending;
+  std::vector<engine::Reservation> held;
+
+  // An error the client can read: encrypted under its response key.
+  auto encrypted_error = [&](Pending& p, int status, const std::string& message) {
+    SealedReply& reply = replies[p.index];
+    reply.request_id = requests[p.index].request_id;
+    reply.http_status = status;
+    const std::string body = kserve::ErrorJson(message);
+    Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(*p.state, AsBytes(body));
+    if (!sealed.ok()) {
+      reply = impl.PlainError(requests[p.index], 500, "the reply could not be encrypted");
+      return;
+    }
+    reply.response_nonce = sealed->response_nonce_header_value;
+    reply.body = std::move(sealed->body);
+  };
+
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const SealedRequest& r = requests[i];
+    replies[i].request_id = r.request_id;
+    if (r.body.size() > impl.config.max_request_bytes) {
+      replies[i] = impl.PlainError(r, 413, "request body of " + std::to_string(r.body.size()) +
+                                               " bytes is over the limit of " +
+                                               std::to_string(impl.config.max_request_bytes));
+      continue;
+    }
+    // Decrypted bytes and parsed tensors: about twice the body inside the enclave.
+    Result<engine::Reservation> reserved =
+        engine::Reservation::Make(impl.budget.get(), 2 * r.body.size(), "request " + r.request_id);
+    if (!reserved.ok()) {
+      replies[i] = impl.PlainError(r, 503, reserved.status().message());
+      continue;
+    }
+    held.push_back(std::move(reserved).value());
+    Result<ehbp::DecryptedRequest> decrypted =
+        ehbp::DecryptRequest(r.encapsulated_key, r.body, {impl.private_key.data(), impl.private_key.size()});
+    if (!decrypted.ok()) {
+      replies[i] = impl.PlainError(r, 400, "the request does not decrypt: " + decrypted.status().message());
+      continue;
+    }
+    if (impl.SeenBefore(r.encapsulated_key)) {
+      replies[i] = impl.PlainError(r, 409, "replayed request: this encapsulated key was already used");
+      continue;
+    }
+    auto p = std::make_unique<Pending>();
+    p->index = i;
+    p->state = std::move(decrypted->server_state);
+    Result<kserve::InferRequest> parsed = kserve::ParseInferRequest(decrypted->plaintext, r.json_length);
+    OPENSSL_cleanse(decrypted->plaintext.data(), decrypted->plaintext.size());
+    if (!parsed.ok()) {
+      encrypted_error(*p, 400, parsed.status().message());
+      continue;
+    }
+    p->request = std::move(parsed).value();
+    if (const Status valid = ValidateInputs(*impl.model, *p); !valid.ok()) {
+      encrypted_error(*p, 400, valid.message());
+      continue;
+    }
+    p->rows = Batchable(*impl.model, *p) ? p->inputs[0]->dim(0) : -1;
+    pending.push_back(std::move(p));
+  }
+
+  // Group: same non-batch shapes share a run; others run alone.
+  std::map<std::string, std::vector<Pending*>> groups;
+  std::vector<std::vector<Pending*>> runs;
+  for (auto& p : pending) {
+    if (p->rows > 0) {
+      groups[BatchKey(*p)].push_back(p.get());
+    } else {
+      runs.push_back({p.get()});
+    }
+  }
+  for (auto& [key, members] : groups) runs.push_back(std::move(members));
+
+  const auto& output_info = impl.model->outputs();
+  for (const std::vector<Pending*>& run : runs) {
+    std::vector<Tensor> stacked;
+    const bool stack = run.size() > 1;
+    for (size_t in = 0; stack && in < run[0]->inputs.size(); ++in) {
+      std::vector<const Tensor*> parts;
+      for (Pending* p : run) parts.push_back(p->inputs[in]);
+      stacked.push_back(Stack(parts));
+    }
+    std::vector<Tensor> single;
+    if (!stack) {
+      for (const Tensor* t : run[0]->inputs) single.push_back(t->Clone());
+    }
+    Result<std::vector<Tensor>> outputs = impl.model->Run(stack ? stacked : single);
+    int64_t total_rows = 0;
+    for (Pending* p : run) total_rows += std::max<int64_t>(p->rows, 0);
+    if (outputs.ok() && stack) {
+      for (const Tensor& out : *outputs) {
+        if (out.rank() == 0 || out.dim(0) != total_rows) {
+          outputs = Status::Internal("output '" + output_info[&out - outputs->data()].name +
+                                     "' does not keep the batch dimension; cannot split a batch");
+          break;
+        }
+      }
+    }
+    int64_t row = 0;
+    for (Pending* p : run) {
+      if (!outputs.ok()) {
+        encrypted_error(*p, 500, "inference failed: " + outputs.status().message());
+        continue;
+      }
+      kserve::InferResponse response;
+      response.model_name = model_name();
+      response.id = p->request.id;
+      for (size_t o = 0; o < outputs->size(); ++o) {
+        const std::string& name = output_info[o].name;
+        const bool wanted = p->request.outputs.empty() ||
+                            std::any_of(p->request.outputs.begin(), p->request.outputs.end(),
+                                        [&](const kserve::RequestedOutput& r) { return r.name == name; });
+        if (!wanted) continue;
+        response.outputs.push_back({name, stack ? Rows((*outputs)[o], row, p->rows) : (*outputs)[o].Clone()});
+      }
+      row += std::max<int64_t>(p->rows, 0);
+      for (const kserve::RequestedOutput& r : p->request.outputs) {
+        if (std::none_of(output_info.begin(), output_info.end(), [&](const auto& o) { return o.name == r.name; })) {
+          response.outputs.clear();
+          encrypted_error(*p, 400, "unknown output '" + r.name + "'");
+          break;
+        }
+      }
+      if (replies[p->index].http_status != 200) continue;
+      Result<kserve::EncodedBody> body = kserve::EncodeInferResponse(response, p->request);
+      if (!body.ok()) {
+        encrypted_error(*p, 500, body.status().message());
+        continue;
+      }
+      Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(*p->state, body->body);
+      OPENSSL_cleanse(body->body.data(), body->body.size());
+      if (!sealed.ok()) {
+        replies[p->index] = impl.PlainError(requests[p->index], 500, "the reply could not be encrypted");
+        continue;
+      }
+      SealedReply& reply = replies[p->index];
+      reply.http_status = 200;
+      reply.response_nonce = sealed->response_nonce_header_value;
+      reply.body = std::move(sealed->body);
+      reply.json_length = body->json_length;
+    }
+  }
+  return replies;
+}
+
+}  // namespace ppml::enclave
