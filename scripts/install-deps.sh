@@ -3,6 +3,7 @@
 # what is missing, so a second run does nothing. The one list of build and
 # test dependencies: run.sh, test.sh and the Dockerfile all call this.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
@@ -27,9 +28,6 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 echo "install-deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+source scripts/apt-install.sh
+apt_install "${missing[@]}"
 echo "install-deps: done"
