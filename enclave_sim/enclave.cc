@@ -221,6 +221,8 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
   options.memory_budget = impl->budget.get();
   options.weight_store = impl->store.get();
   options.offload_weights = impl->on_demand;
+  // Under a tight budget one plan (one arena) at a time; another batch size replaces it.
+  if (impl->on_demand) options.max_plans = 1;
   {
     const size_t graph_bytes = impl->package->manifest().chunks.at(0).plaintext_length();
     PPML_ASSIGN_OR_RETURN(engine::Reservation graph_reserved,

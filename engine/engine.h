@@ -100,6 +100,9 @@ struct EngineOptions {
   // in memory, and stream them in per layer while running.
   bool offload_weights = false;
   size_t offload_min_bytes = 64 * 1024;
+  // Plans (one per set of input shapes) kept at once; each holds an
+  // activation arena, so a tight memory budget keeps only one.
+  size_t max_plans = 16;
 };
 
 // Counters describing what Load made of the graph (for logs and tests).

@@ -20,8 +20,9 @@ namespace {
 
 class OnnxModel final : public Model {
  public:
-  OnnxModel(Graph graph, PassStats passes, int nodes_in_file)
-      : graph_(std::move(graph)), engine_(dnnl::engine::kind::cpu, 0), weights_(graph_.env) {
+  OnnxModel(Graph graph, PassStats passes, int nodes_in_file, size_t max_plans)
+      : graph_(std::move(graph)), engine_(dnnl::engine::kind::cpu, 0), weights_(graph_.env),
+        max_plans_(std::max<size_t>(max_plans, 1)) {
     stats_.nodes_in_file = nodes_in_file;
     stats_.folded_batchnorms = passes.folded_batchnorms;
     stats_.fused_post_ops = passes.fused_post_ops;
@@ -83,6 +84,12 @@ class OnnxModel final : public Model {
   Result<Plan*> PlanFor(const std::vector<Shape>& shapes) {
     auto it = plans_.find(shapes);
     if (it != plans_.end()) return it->second.get();
+    // Bound the cache before building: a client sending ever new shapes must
+    // not grow memory without limit, and the evicted arena frees budget.
+    if (plans_.size() >= max_plans_) {
+      plans_.erase(plans_.begin());
+      weights_.Prune();
+    }
     PlanBuilder builder(graph_, engine_, &weights_);
     PPML_ASSIGN_OR_RETURN(std::unique_ptr<Plan> plan, builder.Build(shapes));
     stats_.kernels = static_cast<int>(plan->step_count());
@@ -90,17 +97,12 @@ class OnnxModel final : public Model {
     stats_.macs = plan->macs();
     stats_.offloaded_bytes = weights_.offloaded_bytes();
     stats_.streamed_bytes_per_run = plan->streamed_bytes();
-    // Bound the cache: a client sending ever new shapes must not grow memory without limit.
-    if (plans_.size() >= kMaxPlans) {
-      plans_.erase(plans_.begin());
-      weights_.Prune();
-    }
     Plan* raw = plan.get();
     plans_[shapes] = std::move(plan);
     return raw;
   }
 
-  static constexpr size_t kMaxPlans = 16;
+  size_t max_plans_;
   Graph graph_;
   dnnl::engine engine_;
   WeightCache weights_;
@@ -129,7 +131,7 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
     PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, &passes));
     PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
   }
-  auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file);
+  auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans);
   PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
   return std::unique_ptr<Model>(std::move(model));
 }
