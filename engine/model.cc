@@ -50,8 +50,11 @@ class OnnxModel final : public Model {
     }
     Result<Plan*> plan = PlanFor(shapes);
     // With symbolic dimensions a guess of 1 may be invalid for the model; only
-    // an unsupported op or attribute is then a load error.
-    if (!plan.ok() && (!symbolic || plan.status().code() == StatusCode::kUnsupported)) return plan.status();
+    // an unsupported op or attribute, or a memory budget it cannot fit, is
+    // then a load error.
+    const bool load_error = !symbolic || plan.status().code() == StatusCode::kUnsupported ||
+                            plan.status().code() == StatusCode::kResourceExhausted;
+    if (!plan.ok() && load_error) return plan.status();
     return Status::Ok();
   }
 
