@@ -4,7 +4,7 @@
 //   before `ppml model seal` (attestation.json).
 //
 // ppml bench enclave --model M --precision fp32|int8 --batch B --budget-mib X
-//                    --seconds S [--threads T] [--rounds R] [--json]
+//                    --seconds S [--threads T] [--rounds R] [--no-prefetch] [--json]
 //   Encrypted inference through the enclave (decrypt, KServe parse, run,
 //   encrypt) with on-demand weights under the budget, against the same model
 //   fully resident (no budget), alternating in R rounds. Only InferBatch is
@@ -89,6 +89,7 @@ struct BenchEnclaveOptions {
   double seconds = 20;
   int threads = 2;
   int rounds = 3;
+  bool prefetch = true;
   bool json = false;
 };
 
@@ -157,6 +158,7 @@ int RunBenchEnclave(const BenchEnclaveOptions& options) {
   on_demand.weights = enclave::WeightMode::kOnDemand;
   on_demand.memory_budget_bytes = static_cast<size_t>(options.budget_mib * (1 << 20));
   on_demand.threads = options.threads;
+  on_demand.prefetch = options.prefetch;
   EnclaveConfig resident = on_demand;
   resident.weights = enclave::WeightMode::kResident;
   resident.memory_budget_bytes = size_t{1} << 40;  // unbounded: the fully resident reference
@@ -228,6 +230,7 @@ int RunBenchEnclave(const BenchEnclaveOptions& options) {
         .Add("resident_peak_enclave_mib", mib(resident_stats.memory.peak_bytes))
         .Add("pool_mib", mib(stats.weight_pool_bytes))
         .Add("streamed_mib_per_run", mib(stats.streamed_bytes_per_run))
+        .Add("prefetch", options.prefetch)
         .Add("seconds", options.seconds);
     std::cout << json.str() << std::endl;
   } else {
@@ -265,6 +268,7 @@ void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code) {
   c->add_option("--threads", options->threads, "oneDNN threads")->check(Positive());
   c->add_option("--rounds", options->rounds, "Alternations of the two modes")->check(Positive());
   c->add_flag("--json", options->json, "End with one JSON line");
+  c->add_flag("!--no-prefetch", options->prefetch, "Decrypt each layer's weights when it runs, not ahead on a helper thread");
   c->callback([options, exit_code] { *exit_code = RunBenchEnclave(*options); });
 }
 
