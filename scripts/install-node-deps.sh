@@ -22,6 +22,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
+# Node trusts only its bundled CAs; also trust the system's (a proxy's CA
+# that an organisation installed there, say).
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
+
 # npm ci empties node_modules first, so the stamp only survives a complete install.
 stamp=$DIR/node_modules/.ppml-package-lock.sha256
 want=$(sha256sum "$DIR/package-lock.json" | cut -d' ' -f1)
