@@ -12,6 +12,8 @@
 //   ...             the elements, C order
 #include "common/npy.h"
 
+#include "common/file_io.h"
+
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -34,20 +36,6 @@ struct FileCloser {
 };
 using UniqueFile = std::unique_ptr<std::FILE, FileCloser>;
 
-Result<std::string> ReadWholeFile(const std::string& path) {
-  UniqueFile file(std::fopen(path.c_str(), "rb"));
-  if (!file) {
-    const int error = errno;
-    if (error == ENOENT) return Status::NotFound(path + ": no such file");
-    return Status::IoError(path + ": cannot open: " + std::strerror(error));
-  }
-  std::string bytes;
-  char buffer[1 << 16];
-  size_t got = 0;
-  while ((got = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) bytes.append(buffer, got);
-  if (std::ferror(file.get())) return Status::IoError(path + ": read failed");
-  return bytes;
-}
 
 // The descr strings we accept. One-byte types have no byte order: numpy
 // writes '|', but '<' and '>' mean the same for them.
@@ -277,7 +265,7 @@ std::string EncodeNpy(const Tensor& tensor) {
 }
 
 Result<Tensor> ReadNpyFile(const std::string& path) {
-  PPML_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(path));
+  PPML_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   return ParseNpy(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
 }
 

@@ -1,14 +1,13 @@
 #include "common/x509.h"
 
-#include <fcntl.h>
+#include "common/file_io.h"
+
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -164,27 +163,6 @@ Status CheckValidity(int validity_days, const std::string& what) {
   return Status::Ok();
 }
 
-// Writes `data` to a new or truncated file created with `mode`; fchmod
-// covers a file that existed with looser permissions.
-Status WriteFileWithMode(const std::string& path, std::string_view data, mode_t mode, const char* kind) {
-  auto fail = [&](const char* step) {
-    return Status::IoError(std::string("cannot ") + step + " " + kind + " file " + path + ": " + std::strerror(errno));
-  };
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return fail("create");
-  Status status;
-  if (::fchmod(fd, mode) != 0) status = fail("set the mode of");
-  for (size_t done = 0; status.ok() && done < data.size();) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-    } else if (n == 0 || errno != EINTR) {
-      status = fail("write");
-    }
-  }
-  if (::close(fd) != 0 && status.ok()) status = fail("close");
-  return status;
-}
 
 }  // namespace
 
@@ -244,8 +222,8 @@ Result<CertifiedKey> IssueCertificate(const CertifiedKey& ca, const CertificateR
 }
 
 Status WritePemFiles(const CertifiedKey& key, const std::string& key_path, const std::string& cert_path) {
-  PPML_RETURN_IF_ERROR(WriteFileWithMode(key_path, key.key_pem, 0600, "private key"));
-  return WriteFileWithMode(cert_path, key.cert_pem, 0644, "certificate");
+  PPML_RETURN_IF_ERROR(WriteFile(key_path, key.key_pem, 0600).WithContext("private key"));
+  return WriteFile(cert_path, key.cert_pem, 0644).WithContext("certificate");
 }
 
 }  // namespace ppml::x509

@@ -1,12 +1,11 @@
 #include "enclave_sim/attestation.h"
 
-#include <fcntl.h>
+#include "common/file_io.h"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <simdjson.h>
 
@@ -14,12 +13,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <set>
-#include <sstream>
 
 #include "common/json_line.h"
 
@@ -116,42 +112,6 @@ Status CheckP256(const EVP_PKEY* key, const std::string& what) {
   return Status::Ok();
 }
 
-// Writes `data` to `path` with file mode `mode`, also when the file existed.
-Status WriteFileWithMode(const std::string& path, std::string_view data, mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return Status::IoError("cannot open " + path + " for writing: " + std::strerror(errno));
-  if (::fchmod(fd, mode) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Status::IoError("cannot set mode of " + path + ": " + std::strerror(err));
-  }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Status::IoError("cannot write " + path + ": " + std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0) return Status::IoError("cannot close " + path + ": " + std::strerror(errno));
-  return Status::Ok();
-}
-
-Result<std::string> ReadFile(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) {
-    return Status::NotFound("platform key file " + path + " does not exist");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::IoError("cannot read " + path);
-  return text.str();
-}
 
 std::string BioContents(BIO* bio) {
   char* data = nullptr;
@@ -241,7 +201,7 @@ Status SavePlatformPrivateKeyPem(const EVP_PKEY* key, const std::string& path) {
   }
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
-  return WriteFileWithMode(path, std::string_view(data, len > 0 ? static_cast<size_t>(len) : 0), 0600);
+  return WriteFile(path, std::string_view(data, len > 0 ? static_cast<size_t>(len) : 0), 0600);
 }
 
 Result<std::string> PlatformPublicKeyToPem(const EVP_PKEY* key) {
@@ -257,7 +217,7 @@ Result<std::string> PlatformPublicKeyToPem(const EVP_PKEY* key) {
 Status SavePlatformPublicKeyPem(const EVP_PKEY* key, const std::string& path) {
   Result<std::string> pem = PlatformPublicKeyToPem(key);
   if (!pem.ok()) return pem.status().WithContext(path);
-  return WriteFileWithMode(path, *pem, 0644);
+  return WriteFile(path, *pem, 0644);
 }
 
 Result<crypto::EvpPkeyPtr> LoadPlatformPrivateKeyPem(const std::string& path) {

@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <map>
 
 #include "common/ehbp.h"
+#include "common/file_io.h"
 #include "common/kserve.h"
 #include "enclave_sim/package.h"
 #include "enclave_sim/weight_store.h"
@@ -28,14 +28,6 @@ Result<Measurement> Measure(const EnclaveConfig& config, const Sha256Digest& man
   identity.config.push_back("replay_window=" + std::to_string(config.replay_window));
   identity.manifest_hash = manifest_hash;
   return ComputeMeasurement(identity);
-}
-
-Result<crypto::Bytes> ReadSmallFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return Status::NotFound(path + ": cannot open");
-  crypto::Bytes bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  if (file.bad()) return Status::IoError(path + ": read failed");
-  return bytes;
 }
 
 // Row-major tensors that differ only in their first dimension, stacked along it.
@@ -67,7 +59,9 @@ Tensor Rows(const Tensor& t, int64_t first, int64_t count) {
 Result<Platform> Platform::Load(const std::string& dir) {
   Platform platform;
   const std::string secret_path = dir + "/" + std::string(kPlatformSecretFile);
-  PPML_ASSIGN_OR_RETURN(crypto::Bytes secret, ReadSmallFile(secret_path));
+  PPML_ASSIGN_OR_RETURN(std::string read, ReadFile(secret_path));
+  crypto::Bytes secret(read.begin(), read.end());
+  OPENSSL_cleanse(read.data(), read.size());
   if (secret.size() != kPlatformSecretLength) {
     return Status::InvalidArgument(secret_path + ": must hold " + std::to_string(kPlatformSecretLength) +
                                    " bytes, has " + std::to_string(secret.size()));

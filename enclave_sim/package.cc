@@ -1,5 +1,7 @@
 #include "enclave_sim/package.h"
 
+#include "common/file_io.h"
+
 #include <onnx/onnx_pb.h>
 #include <openssl/crypto.h>
 #include <simdjson.h>
@@ -9,7 +11,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <unordered_map>
@@ -810,18 +811,8 @@ Result<Bytes> ReassembleModel(const PackageView& view, const SecretBytes& model_
 }
 
 Result<Bytes> ReadPackageFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) {
-    const int error = errno;
-    if (error == ENOENT) return Status::NotFound(path + ": no such package file");
-    return Status::IoError(path + ": cannot open: " + std::strerror(error));
-  }
-  const std::streamoff size = in.tellg();
-  if (size < 0) return Status::IoError(path + ": cannot tell its size");
-  Bytes bytes(static_cast<size_t>(size));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) return Status::IoError(path + ": read failed");
-  return bytes;
+  PPML_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  return Bytes(bytes.begin(), bytes.end());
 }
 
 }  // namespace ppml::enclave

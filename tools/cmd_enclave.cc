@@ -22,6 +22,7 @@
 #include <random>
 
 #include "common/ehbp.h"
+#include "common/file_io.h"
 #include "common/json_line.h"
 #include "common/kserve.h"
 #include "enclave_sim/enclave.h"
@@ -35,14 +36,6 @@ namespace {
 
 using enclave::Enclave;
 using enclave::EnclaveConfig;
-
-Status WriteFile(const std::string& path, std::span<const uint8_t> bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return Status::IoError(path + ": cannot open for writing");
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!out) return Status::IoError(path + ": write failed");
-  return Status::Ok();
-}
 
 struct ProvisionOptions {
   std::string platform_dir;
@@ -71,9 +64,9 @@ int RunProvision(const ProvisionOptions& options) {
   std::filesystem::create_directories(options.out_dir, ec);
   const std::string keys_path = options.out_dir + "/sealed_keys.bin";
   const std::string doc_path = options.out_dir + "/attestation.json";
-  if (Status s = WriteFile(keys_path, result->sealed_keys); !s.ok()) return ReportError(kCommand, s);
+  if (Status s = WriteFile(keys_path, std::string_view(reinterpret_cast<const char*>(result->sealed_keys.data()), result->sealed_keys.size()), 0600); !s.ok()) return ReportError(kCommand, s);
   const std::string doc = result->attestation_json + "\n";
-  if (Status s = WriteFile(doc_path, {reinterpret_cast<const uint8_t*>(doc.data()), doc.size()}); !s.ok()) {
+  if (Status s = WriteFile(doc_path, doc); !s.ok()) {
     return ReportError(kCommand, s);
   }
   std::cout << "sealed keys: " << keys_path << "\nattestation: " << doc_path
