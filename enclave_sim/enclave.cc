@@ -240,6 +240,10 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
 
 const std::string& Enclave::model_name() const { return impl_->package->manifest().model_name; }
 
+std::vector<engine::TensorInfo> Enclave::inputs() const { return impl_->model->inputs(); }
+
+bool Enclave::quantized() const { return impl_->model->stats().quantized_tensors > 0; }
+
 EnclaveStats Enclave::stats() const {
   EnclaveStats s;
   s.memory = impl_->budget->report();
@@ -278,7 +282,7 @@ struct Pending {
   int64_t rows = 0;
 };
 
-Status ValidateInputs(const engine::Model& model, Pending& p) {
+Status ValidateRequest(const engine::Model& model, Pending& p) {
   const auto& wanted = model.inputs();
   if (p.request.inputs.size() != wanted.size()) {
     return Status::InvalidArgument("the model takes " + std::to_string(wanted.size()) + " inputs, the request has " +
@@ -302,6 +306,13 @@ Status ValidateInputs(const engine::Model& model, Pending& p) {
                                      ", the model expects " + ShapeToString(info.shape) + " (-1: any)");
     }
     p.inputs[it - wanted.begin()] = &in.tensor;
+  }
+  // Checked before the run, so a request that cannot be answered costs no inference.
+  const auto& outputs = model.outputs();
+  for (const kserve::RequestedOutput& r : p.request.outputs) {
+    if (std::none_of(outputs.begin(), outputs.end(), [&](const auto& o) { return o.name == r.name; })) {
+      return Status::InvalidArgument("unknown output '" + r.name + "'");
+    }
   }
   return Status::Ok();
 }
@@ -384,7 +395,7 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       continue;
     }
     p->request = std::move(parsed).value();
-    if (const Status valid = ValidateInputs(*impl.model, *p); !valid.ok()) {
+    if (const Status valid = ValidateRequest(*impl.model, *p); !valid.ok()) {
       encrypted_error(*p, 400, valid.message());
       continue;
     }
@@ -447,14 +458,6 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
         response.outputs.push_back({name, stack ? Rows((*outputs)[o], row, p->rows) : (*outputs)[o].Clone()});
       }
       row += std::max<int64_t>(p->rows, 0);
-      for (const kserve::RequestedOutput& r : p->request.outputs) {
-        if (std::none_of(output_info.begin(), output_info.end(), [&](const auto& o) { return o.name == r.name; })) {
-          response.outputs.clear();
-          encrypted_error(*p, 400, "unknown output '" + r.name + "'");
-          break;
-        }
-      }
-      if (replies[p->index].http_status != 200) continue;
       Result<kserve::EncodedBody> body = kserve::EncodeInferResponse(response, p->request);
       if (!body.ok()) {
         encrypted_error(*p, 500, body.status().message());

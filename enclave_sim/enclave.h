@@ -40,6 +40,7 @@
 #include "common/status.h"
 #include "enclave_sim/attestation.h"
 #include "enclave_sim/epc.h"
+#include "engine/engine.h"
 
 namespace ppml::enclave {
 
@@ -136,6 +137,10 @@ class Enclave {
   const Measurement& base_measurement() const { return base_measurement_; }
   crypto::Bytes public_key() const { return public_key_; }
   const std::string& model_name() const;
+  // The model's inputs (names, types, shapes; -1 for a symbolic dimension)
+  // and whether it runs INT8: what clients may know of it (GET /v2/models/{m}).
+  std::vector<engine::TensorInfo> inputs() const;
+  bool quantized() const;
   EnclaveStats stats() const;
   // HPKE key config for GET /.well-known/hpke-keys (RFC 9458 §3: one config,
   // key id, KEM 0x0020, key, suites length 4, KDF 0x0001, AEAD 0x0002).

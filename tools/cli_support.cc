@@ -151,4 +151,13 @@ Result<Shape> ShapeForBatch(const engine::TensorInfo& input, int64_t batch) {
   return shape;
 }
 
+Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng) {
+  Tensor tensor(type, shape);
+  if (type == DataType::kF32) {
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    for (float& value : tensor.values<float>()) value = uniform(rng);
+  }
+  return tensor;
+}
+
 }  // namespace ppml::tools

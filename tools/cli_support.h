@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,5 +72,9 @@ LatencySummary SummarizeLatencies(std::vector<double> latencies_ms);
 // dimension becomes `batch`. Any other symbolic dimension, or a fixed first
 // dimension different from `batch`, is InvalidArgument naming the input.
 Result<Shape> ShapeForBatch(const engine::TensorInfo& input, int64_t batch);
+
+// Uniform [0, 1) floats. Integer inputs (indices, shapes) get zeros, the
+// only value that is valid for every such input.
+Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng);
 
 }  // namespace ppml::tools

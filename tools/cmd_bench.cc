@@ -35,17 +35,6 @@ struct BenchEngineOptions {
   bool json = false;
 };
 
-// Uniform [0, 1) floats. Integer inputs (indices, shapes) get zeros, the
-// only value that is valid for every such input.
-Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng) {
-  Tensor tensor(type, shape);
-  if (type == DataType::kF32) {
-    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-    for (float& value : tensor.values<float>()) value = uniform(rng);
-  }
-  return tensor;
-}
-
 int RunBenchEngine(const BenchEngineOptions& options) {
   auto model = LoadModel(options.source);
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);

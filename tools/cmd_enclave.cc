@@ -167,26 +167,16 @@ int RunBenchEnclave(const BenchEnclaveOptions& options) {
   // The input: the model's one input at this batch, uniform [0, 1).
   kserve::InferRequest request;
   std::mt19937 rng(42);
-  {
-    // Learn the input's name and shape from the ONNX file through the engine.
-    auto model = engine::Model::LoadBytes(std::as_bytes(std::span<const uint8_t>(onnx)), options.model);
-    if (!model.ok()) return ReportError(kCommand, model.status());
-    if ((*model)->stats().quantized_tensors > 0 ? options.precision != "int8" : options.precision != "fp32") {
-      return ReportError(kCommand,
-                         options.model + ": --precision " + options.precision +
-                             " does not match the model (give an INT8 QDQ model from `ppml model quantize` for int8)",
-                         kExitUsage);
-    }
-    for (const engine::TensorInfo& info : (*model)->inputs()) {
-      Result<Shape> shape = ShapeForBatch(info, options.batch);
-      if (!shape.ok()) return ReportError(kCommand, shape.status().message(), kExitUsage);
-      Tensor t(info.dtype, *shape);
-      std::uniform_real_distribution<float> uniform(0.f, 1.f);
-      if (info.dtype == DataType::kF32) {
-        for (float& v : t.values<float>()) v = uniform(rng);
-      }
-      request.inputs.push_back({info.name, std::move(t)});
-    }
+  if (full->enclave->quantized() ? options.precision != "int8" : options.precision != "fp32") {
+    return ReportError(kCommand,
+                       options.model + ": --precision " + options.precision +
+                           " does not match the model (give an INT8 QDQ model from `ppml model quantize` for int8)",
+                       kExitUsage);
+  }
+  for (const engine::TensorInfo& info : full->enclave->inputs()) {
+    Result<Shape> shape = ShapeForBatch(info, options.batch);
+    if (!shape.ok()) return ReportError(kCommand, shape.status().message(), kExitUsage);
+    request.inputs.push_back({info.name, RandomInput(info.dtype, *shape, rng)});
   }
   for (BenchSubject* s : {&*streamed, &*full}) {
     for (int i = 0; i < 2; ++i) {

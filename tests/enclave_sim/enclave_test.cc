@@ -174,8 +174,18 @@ TEST(EnclaveTest, EveryBadRequestFailsAloneAndTheRestOfTheBatchIsAnswered) {
   ClientRequest malformed{{"malformed", junk_enc.encapsulated_key_header_value, junk_enc.body, std::nullopt},
                           std::move(junk_enc.client_state)};
 
-  std::vector<SealedRequest> batch = {good.sealed,      tampered.sealed,    truncated.sealed,
-                                      wrong_key.sealed, wrong_shape.sealed, malformed.sealed};
+  // A well-formed request for an output the model does not have.
+  kserve::InferRequest asks_unknown;
+  asks_unknown.inputs.push_back({"input", Images(1, 1.f)});
+  asks_unknown.outputs.push_back({"nope", false});
+  const kserve::EncodedBody unknown_body = kserve::EncodeInferRequest(asks_unknown, false).value();
+  ehbp::EncryptedRequest unknown_enc = ehbp::EncryptRequest(pk, unknown_body.body).value();
+  ClientRequest unknown_output{{"unknown_output", unknown_enc.encapsulated_key_header_value, unknown_enc.body,
+                                std::nullopt},
+                               std::move(unknown_enc.client_state)};
+
+  std::vector<SealedRequest> batch = {good.sealed,        tampered.sealed,    truncated.sealed,      wrong_key.sealed,
+                                      wrong_shape.sealed, malformed.sealed,   unknown_output.sealed};
   std::vector<SealedReply> replies = s.enclave->InferBatch(batch);
   ASSERT_EQ(replies.size(), batch.size());
   const Tensor logits = DecryptLogits(good, replies[0]);
@@ -189,6 +199,8 @@ TEST(EnclaveTest, EveryBadRequestFailsAloneAndTheRestOfTheBatchIsAnswered) {
   EXPECT_NE(DecryptError(wrong_shape, replies[4]).find("has shape"), std::string::npos);
   EXPECT_EQ(replies[5].http_status, 400);
   EXPECT_NE(DecryptError(malformed, replies[5]).find("inputs"), std::string::npos);
+  EXPECT_EQ(replies[6].http_status, 400);
+  EXPECT_NE(DecryptError(unknown_output, replies[6]).find("unknown output 'nope'"), std::string::npos);
 
   // The same ciphertext again (within the window) is refused; the rest of that batch still runs.
   ClientRequest fresh = Encrypt(pk, "fresh", Images(1, 1.f), false);
