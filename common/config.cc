@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -447,6 +448,28 @@ Status ConfigReader::Optional(std::string_view path, std::vector<std::string>* o
 }
 Status ConfigReader::Optional(std::string_view path, std::vector<int64_t>* out) {
   return impl_->Read(path, out, false);
+}
+
+namespace {
+// `value` taken from the folder of `source` when relative.
+std::string FromConfigFolder(const std::string& source, std::string value) {
+  if (value.empty() || value.front() == '/') return value;
+  const std::filesystem::path folder = std::filesystem::path(source).parent_path();
+  return folder.empty() ? value : (folder / value).string();
+}
+}  // namespace
+
+Status ConfigReader::RequiredPath(std::string_view path, std::string* out) {
+  PPML_RETURN_IF_ERROR(Required(path, out));
+  *out = FromConfigFolder(impl_->source, std::move(*out));
+  return Status::Ok();
+}
+
+Status ConfigReader::OptionalPath(std::string_view path, std::string* out) {
+  std::string value;
+  PPML_RETURN_IF_ERROR(Optional(path, &value));
+  if (!value.empty()) *out = FromConfigFolder(impl_->source, std::move(value));
+  return Status::Ok();
 }
 
 bool ConfigReader::Has(std::string_view path) const {

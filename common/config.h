@@ -65,6 +65,11 @@ class ConfigReader {
   Status Optional(std::string_view path, std::vector<std::string>* out);
   Status Optional(std::string_view path, std::vector<int64_t>* out);
 
+  // A file path: like the string forms, but a relative path is taken from
+  // the config file's folder (so a config works from any working directory).
+  Status RequiredPath(std::string_view path, std::string* out);
+  Status OptionalPath(std::string_view path, std::string* out);
+
   // Whether the key is present (and not null). Does not count as reading it.
   bool Has(std::string_view path) const;
 

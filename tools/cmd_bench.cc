@@ -167,6 +167,7 @@ void AddBenchCommands(CLI::App& app, int* exit_code) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks; the last stdout line is a JSON object with --json");
   bench->require_subcommand(1);
   AddBenchEnclaveCommand(*bench, exit_code);
+  AddBenchQueueCommand(*bench, exit_code);
 
   auto options = std::make_shared<BenchEngineOptions>();
   CLI::App* engine_bench = bench->add_subcommand("engine", "Engine throughput and latency on random inputs (FP32 or INT8)");

@@ -18,5 +18,7 @@ void AddKeygenCommands(CLI::App& app, int* exit_code);      // ppml keygen platf
 void AddEnclaveCommands(CLI::App& app, int* exit_code);     // ppml enclave provision
 // ppml bench enclave, registered by AddBenchCommands on its `bench` group.
 void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code);
+// ppml bench queue, likewise.
+void AddBenchQueueCommand(CLI::App& bench, int* exit_code);
 
 }  // namespace ppml::tools

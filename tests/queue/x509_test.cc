@@ -4,6 +4,8 @@
 #include "common/x509.h"
 
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>

@@ -1,0 +1,248 @@
+// ppml-worker as processes against a real redis-server: three workers share
+// a stream under load and every request is answered exactly once, also when
+// one is killed with SIGKILL mid-batch; SIGTERM finishes the batch in hand;
+// metrics and readiness over HTTP; a bad config exits 2 naming the key; and
+// the enclave end to end (encrypted requests of mixed shapes through Redis).
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include "common/ehbp.h"
+#include "common/kserve.h"
+#include "enclave_sim/attestation.h"
+#include "tests/support/http_fetch.h"
+#include "tests/worker/worker_support.h"
+
+namespace ppml::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string EchoYaml(const queue::LocalRedisServer& redis, const std::string& consumer, int64_t delay_us,
+                     int metrics_port = -1) {
+  return RedisYaml(redis) + "model:\n  name: m\n  backend: echo\n  echo_delay_us: " + std::to_string(delay_us) +
+         "\nworker:\n  consumer: " + consumer +
+         "\n  batching:\n    max_batch_size: 16\n    max_queue_delay_us: 1000\n"
+         "  recovery:\n    claim_idle_ms: 1000\n    max_deliveries: 3\n"
+         "  metrics:\n    port: " + std::to_string(metrics_port) + "\n";
+}
+
+class WorkerProcessTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(dir_.ok());
+    redis_ = StartRedis(GetParam());
+    ASSERT_NE(redis_, nullptr);
+    client_ = std::make_unique<queue::RedisClient>(redis_->Endpoint());
+  }
+
+  TempDir dir_{"ppml-worker-test"};
+  std::unique_ptr<queue::LocalRedisServer> redis_;
+  std::unique_ptr<queue::RedisClient> client_;
+};
+
+TEST_P(WorkerProcessTest, ThreeWorkersOneKilledMidBatchEveryRequestAnsweredExactlyOnce) {
+  std::vector<ChildProcess> workers;
+  for (int i = 0; i < 3; ++i) {
+    workers.push_back(StartWorkerProcess(dir_, "w" + std::to_string(i), EchoYaml(*redis_, "w" + std::to_string(i), 20'000)));
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(WaitForServing(dir_, "w" + std::to_string(i), 10s)) << ReadLog(dir_, "w" + std::to_string(i));
+  }
+  constexpr int kRequests = 3000;
+  ResultCollector results(redis_->Endpoint(), "fe");
+  bool killed = false;
+  Clock::time_point killed_at;
+  for (int sent = 0; sent < kRequests; sent += 100) {
+    Push(*client_, "m", "fe", "r" + std::to_string(sent) + "-", 100);
+    results.Poll(0);
+    // Kill w0 while it holds a batch (its pending entries are that batch).
+    if (!killed && sent >= kRequests / 3 && PendingOf(*client_, "m", "w0") > 0) {
+      workers[0].Signal(SIGKILL);
+      killed = true;
+      killed_at = Clock::now();
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(killed) << "w0 never held a batch to be killed in";
+  auto& answers = results.Collect(kRequests, 20s);
+  const auto all_answered = Clock::now();
+  EXPECT_EQ(answers.size(), static_cast<size_t>(kRequests));
+  size_t duplicates = 0;
+  for (const auto& [rid, list] : answers) {
+    duplicates += list.size() - 1;
+    EXPECT_EQ(list.at(0).http_status, 200) << rid;
+  }
+  results.Poll(500);  // nothing more comes
+  EXPECT_EQ(duplicates, 0u);
+  // claim_idle_ms (1 s) plus a batch, with room for a busy 2-core machine.
+  EXPECT_LT(all_answered - killed_at, 6s);
+  EXPECT_EQ(PendingOf(*client_, "m", "w0"), 0) << "w0's batch was taken over";
+  const std::optional<int> status = workers[0].Wait(1s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL);
+  EXPECT_NE(ReadLog(dir_, "w1").find("worker_reclaimed") != std::string::npos ||
+                ReadLog(dir_, "w2").find("worker_reclaimed") != std::string::npos,
+            false)
+      << "a live worker logged the takeover";
+}
+
+TEST_P(WorkerProcessTest, SigtermFinishesTheBatchInHandAndExitsZero) {
+  ChildProcess worker = StartWorkerProcess(dir_, "w", EchoYaml(*redis_, "w", 800'000));
+  ASSERT_TRUE(WaitForServing(dir_, "w", 10s)) << ReadLog(dir_, "w");
+  Push(*client_, "m", "fe", "r", 10);
+  const auto give_up = Clock::now() + 5s;
+  while (PendingOf(*client_, "m", "w") == 0 && Clock::now() < give_up) std::this_thread::sleep_for(5ms);
+  ASSERT_GT(PendingOf(*client_, "m", "w"), 0);
+  worker.Signal(SIGTERM);  // mid-batch: the echo takes 0.8 s
+  const std::optional<int> status = worker.Wait(10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeExit(*status) << ReadLog(dir_, "w");
+  ResultCollector results(redis_->Endpoint(), "fe");
+  EXPECT_EQ(results.Collect(10, 2s).size(), 10u) << "the batch in hand was answered before exiting";
+  EXPECT_EQ(PendingOf(*client_, "m", "w"), 0);
+  const std::string log = ReadLog(dir_, "w");
+  EXPECT_NE(log.find("event=worker_stop"), std::string::npos) << log;
+  EXPECT_EQ(log.find("body-of-"), std::string::npos) << "no payload in the log";
+}
+
+TEST_P(WorkerProcessTest, MetricsAndReadinessOverHttp) {
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  ChildProcess worker = StartWorkerProcess(dir_, "w", EchoYaml(*redis_, "w", 0, *port));
+  ASSERT_TRUE(WaitForServing(dir_, "w", 10s)) << ReadLog(dir_, "w");
+  Push(*client_, "m", "fe", "r", 20);
+  ResultCollector results(redis_->Endpoint(), "fe");
+  ASSERT_EQ(results.Collect(20, 5s).size(), 20u);
+  EXPECT_EQ(Fetch(*port, "GET", "/ready").status, 200);
+  const HttpResponse metrics = Fetch(*port, "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("ppml_worker_requests_total{result=\"ok\"} 20"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("ppml_worker_batch_size_count"), std::string::npos);
+  EXPECT_NE(metrics.body.find("ppml_worker_queue_wait_seconds_bucket"), std::string::npos);
+  EXPECT_NE(metrics.body.find("ppml_worker_inference_seconds_sum"), std::string::npos);
+  EXPECT_NE(metrics.body.find("ppml_worker_reclaimed_total 0"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(PlainAndTls, WorkerProcessTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "Tls" : "Plain"; });
+
+int RunTool(const TempDir& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("ppml"));
+  ProcessOptions options;
+  options.argv = std::move(args);
+  options.log_file = dir.File("tool.log");
+  auto process = ChildProcess::Start(std::move(options));
+  if (!process.ok()) return -1;
+  std::optional<int> status = process->Wait(60s);
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+TEST(WorkerConfigProcessTest, BadConfigExitsTwoNamingTheKey) {
+  TempDir dir("ppml-worker-test");
+  ChildProcess worker = StartWorkerProcess(
+      dir, "bad", "model:\n  name: m\n  backend: echo\nworker:\n  batching:\n    max_batch_size: many\n");
+  const std::optional<int> status = worker.Wait(10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << DescribeExit(*status);
+  const std::string log = ReadLog(dir, "bad");
+  EXPECT_NE(log.find("bad.yaml"), std::string::npos) << log;
+  EXPECT_NE(log.find("worker.batching.max_batch_size"), std::string::npos) << log;
+}
+
+TEST(WorkerConfigProcessTest, MissingPackageExitsOneNamingTheFile) {
+  TempDir dir("ppml-worker-test");
+  ASSERT_EQ(RunTool(dir, {"keygen", "platform", "--out-dir", dir.File("platform")}), 0);
+  ASSERT_EQ(RunTool(dir, {"enclave", "provision", "--platform", dir.File("platform"), "--out-dir", dir.File("enclave")}), 0);
+  ChildProcess worker = StartWorkerProcess(dir, "w",
+                                           "model:\n  name: m\n  package: nowhere.ppmlpkg\n"
+                                           "enclave:\n  platform: platform\n  sealed_keys: enclave/sealed_keys.bin\n");
+  const std::optional<int> status = worker.Wait(10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << DescribeExit(*status);
+  const std::string log = ReadLog(dir, "w");
+  EXPECT_NE(log.find("model.package"), std::string::npos) << log;
+  EXPECT_NE(log.find(dir.File("nowhere.ppmlpkg")), std::string::npos) << "relative to the config's folder: " << log;
+}
+
+// The whole trust flow with the CLI, then encrypted requests of two shapes
+// through Redis and one enclave worker; each answer decrypts to the model's
+// output for its own input.
+TEST(WorkerEnclaveTest, EncryptedRequestsOfMixedShapesThroughRedis) {
+  TempDir dir("ppml-worker-test");
+  ASSERT_EQ(RunTool(dir, {"keygen", "platform", "--out-dir", dir.File("platform")}), 0);
+  ASSERT_EQ(RunTool(dir, {"enclave", "provision", "--platform", dir.File("platform"), "--out-dir", dir.File("enclave")}), 0);
+  auto doc_json = ReadFile(dir.File("enclave/attestation.json"));
+  ASSERT_TRUE(doc_json.ok());
+  auto doc = enclave::AttestationDocumentFromJson(*doc_json);
+  ASSERT_TRUE(doc.ok());
+  ASSERT_EQ(RunTool(dir, {"model", "seal", "--model", std::string(PPML_SOURCE_DIR) + "/models/fashion_cnn.onnx",
+                          "--quote", dir.File("enclave/attestation.json"), "--platform-pubkey",
+                          dir.File("platform/platform.pub.pem"), "--measurement",
+                          crypto::ToHex(doc->quote.measurement), "--model-name", "fashion", "--out",
+                          dir.File("fashion.ppmlpkg")}),
+            0)
+      << ReadLog(dir, "tool");
+  auto redis = StartRedis(false);
+  ASSERT_NE(redis, nullptr);
+  ChildProcess worker = StartWorkerProcess(
+      dir, "w",
+      RedisYaml(*redis) +
+          "model:\n  name: fashion\n  package: fashion.ppmlpkg\nworker:\n  consumer: enclave-w\n  threads: 1\n"
+          "  batching:\n    max_batch_size: 8\n    max_queue_delay_us: 200000\n  metrics:\n    port: -1\n"
+          "enclave:\n  platform: platform\n  sealed_keys: enclave/sealed_keys.bin\n");
+  queue::RedisClient client(redis->Endpoint());
+  ASSERT_TRUE(WaitForServing(dir, "w", 30s)) << ReadLog(dir, "w");
+
+  struct Sent {
+    ehbp::ClientState state;
+    int64_t batch;
+  };
+  std::map<std::string, Sent> sent;
+  queue::CommandBatch batch;
+  std::vector<RequestEntry> entries;
+  for (int i = 0; i < 6; ++i) {
+    const int64_t n = i % 2 == 0 ? 1 : 3;  // two shapes in one read batch
+    kserve::InferRequest request;
+    request.id = "q" + std::to_string(i);
+    Tensor images(DataType::kF32, {n, 1, 28, 28});
+    for (int64_t k = 0; k < images.element_count(); ++k) images.data<float>()[k] = static_cast<float>((k + i) % 17) / 17.f;
+    request.inputs.push_back({"input", std::move(images)});
+    auto body = kserve::EncodeInferRequest(request, false);
+    ASSERT_TRUE(body.ok());
+    auto encrypted = ehbp::EncryptRequest(doc->enclave_public_key, body->body);
+    ASSERT_TRUE(encrypted.ok());
+    RequestEntry entry;
+    entry.request_id = request.id;
+    entry.encapsulated_key = encrypted->encapsulated_key_header_value;
+    entry.body.assign(encrypted->body.begin(), encrypted->body.end());
+    entry.reply_to = "fe";
+    entries.push_back(std::move(entry));
+    sent.emplace(request.id, Sent{std::move(encrypted->client_state), n});
+  }
+  for (const RequestEntry& entry : entries) queue::AppendXadd(batch, queue::RequestStream("fashion"), entry.Fields());
+  ASSERT_TRUE(client.Execute(batch).ok());
+
+  ResultCollector results(redis->Endpoint(), "fe");
+  auto& answers = results.Collect(6, 30s);
+  ASSERT_EQ(answers.size(), 6u) << ReadLog(dir, "w");
+  for (auto& [rid, list] : answers) {
+    const ResultEntry& result = list.at(0);
+    ASSERT_EQ(result.http_status, 200) << rid << ": " << result.body;
+    Sent& request = sent.at(rid);
+    auto plain = ehbp::DecryptResponse(request.state, result.response_nonce,
+                                       crypto::ByteSpan(reinterpret_cast<const uint8_t*>(result.body.data()), result.body.size()));
+    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+    auto response = kserve::ParseInferResponse(*plain, result.json_length);
+    ASSERT_TRUE(response.ok()) << response.status().ToString();
+    EXPECT_EQ(response->id, rid);
+    ASSERT_EQ(response->outputs.size(), 1u);
+    EXPECT_EQ(response->outputs[0].tensor.shape(), (std::vector<int64_t>{request.batch, 10})) << rid;
+  }
+  const std::string log = ReadLog(dir, "w");
+  EXPECT_NE(log.find("processor=\"enclave measurement="), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace ppml::testing

@@ -1,0 +1,39 @@
+// What a worker does with a batch once it has it: the enclave (one ecall
+// per batch) or the null model. Both answer every request, in order; a
+// request that fails gets its own error result and the others are unaffected.
+//
+// Thread safety: Process is called by one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "queue/request_entry.h"
+#include "worker/config.h"
+
+namespace ppml::worker {
+
+class BatchProcessor {
+ public:
+  virtual ~BatchProcessor() = default;
+  // One result per request, in order; request ids copied over.
+  virtual std::vector<queue::ResultEntry> Process(std::span<const queue::RequestEntry> requests) = 0;
+  // A line's worth for the start-up log: "enclave measurement=..." or "echo".
+  virtual std::string Describe() const = 0;
+};
+
+// The null model: 200 with the request's body, header length and no nonce.
+// `delay` stands in for inference time per batch (tests and benchmarks).
+std::unique_ptr<BatchProcessor> MakeEchoProcessor(std::chrono::microseconds delay = {});
+
+// Loads the platform, the sealed keys and the model package named by
+// `config` into a new enclave. Errors name the file or key that failed.
+Result<std::unique_ptr<BatchProcessor>> MakeEnclaveProcessor(const WorkerConfig& config);
+
+// The processor `config.model.backend` names.
+Result<std::unique_ptr<BatchProcessor>> MakeProcessor(const WorkerConfig& config);
+
+}  // namespace ppml::worker
