@@ -627,6 +627,25 @@ Result<InferResponse> ParseInferResponse(std::span<const uint8_t> body, std::opt
   return response;
 }
 
+std::string EncodeModelMetadata(const ModelMetadata& metadata) {
+  auto tensors = [](const std::vector<TensorMetadata>& list) {
+    std::string json = "[";
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (i > 0) json += ",";
+      json += "{\"name\":" + JsonQuote(list[i].name) + ",\"datatype\":" +
+              JsonQuote(DatatypeName(list[i].dtype)) + ",\"shape\":[";
+      for (size_t d = 0; d < list[i].shape.size(); ++d) {
+        if (d > 0) json += ",";
+        json += std::to_string(list[i].shape[d]);
+      }
+      json += "]}";
+    }
+    return json + "]";
+  };
+  return "{\"name\":" + JsonQuote(metadata.name) + ",\"versions\":[],\"platform\":" + JsonQuote(metadata.platform) +
+         ",\"inputs\":" + tensors(metadata.inputs) + ",\"outputs\":" + tensors(metadata.outputs) + "}";
+}
+
 std::string ErrorJson(std::string_view message) { return JsonLine().Add("error", message).str(); }
 
 }  // namespace ppml::kserve

@@ -129,6 +129,21 @@ Result<EncodedBody> EncodeInferRequest(const InferRequest& request, bool binary_
 Result<InferResponse> ParseInferResponse(std::span<const uint8_t> body, std::optional<size_t> json_length);
 
 // {"error":"<message>"}, the body of every failed inference reply.
+// GET /v2/models/{m} (model metadata): {"name":..,"versions":[],"platform":..,
+// "inputs":[{"name":..,"datatype":"FP32","shape":[-1,1,28,28]}],"outputs":[..]};
+// -1 marks a symbolic dimension.
+struct TensorMetadata {
+  std::string name;
+  DataType dtype = DataType::kF32;
+  Shape shape;
+};
+struct ModelMetadata {
+  std::string name;
+  std::string platform;
+  std::vector<TensorMetadata> inputs, outputs;
+};
+std::string EncodeModelMetadata(const ModelMetadata& metadata);
+
 std::string ErrorJson(std::string_view message);
 
 }  // namespace ppml::kserve

@@ -241,6 +241,7 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
 const std::string& Enclave::model_name() const { return impl_->package->manifest().model_name; }
 
 std::vector<engine::TensorInfo> Enclave::inputs() const { return impl_->model->inputs(); }
+std::vector<engine::TensorInfo> Enclave::outputs() const { return impl_->model->outputs(); }
 
 bool Enclave::quantized() const { return impl_->model->stats().quantized_tensors > 0; }
 
@@ -297,7 +298,7 @@ Status ValidateRequest(const engine::Model& model, Pending& p) {
       return Status::InvalidArgument("input '" + in.name + "' must be " + DataTypeName(info.dtype) + ", got " +
                                      DataTypeName(in.tensor.dtype()));
     }
-    bool matches = in.tensor.rank() == info.shape.size();
+    bool matches = static_cast<size_t>(in.tensor.rank()) == info.shape.size();
     for (size_t d = 0; matches && d < info.shape.size(); ++d) {
       matches = info.shape[d] < 0 || info.shape[d] == in.tensor.dim(d);
     }

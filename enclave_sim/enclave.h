@@ -140,6 +140,7 @@ class Enclave {
   // The model's inputs (names, types, shapes; -1 for a symbolic dimension)
   // and whether it runs INT8: what clients may know of it (GET /v2/models/{m}).
   std::vector<engine::TensorInfo> inputs() const;
+  std::vector<engine::TensorInfo> outputs() const;
   bool quantized() const;
   EnclaveStats stats() const;
   // HPKE key config for GET /.well-known/hpke-keys (RFC 9458 §3: one config,

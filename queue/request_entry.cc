@@ -64,6 +64,8 @@ Status CheckKeyName(std::string_view name, std::string_view what) {
 std::string RequestStream(std::string_view model) { return "ppml:{" + std::string(model) + "}:requests"; }
 std::string DeadLetterStream(std::string_view model) { return "ppml:{" + std::string(model) + "}:dead"; }
 std::string ResultStream(std::string_view frontend_id) { return "ppml:results:{" + std::string(frontend_id) + "}"; }
+std::string InfoKey(std::string_view model) { return "ppml:{" + std::string(model) + "}:info"; }
+std::string WorkersKey(std::string_view model) { return "ppml:{" + std::string(model) + "}:workers"; }
 
 std::vector<StreamField> RequestEntry::Fields() const {
   std::vector<StreamField> fields = {{"rid", request_id}, {"enc", encapsulated_key}, {"body", body}};
@@ -73,13 +75,23 @@ std::vector<StreamField> RequestEntry::Fields() const {
     fields.push_back({"deadline", deadline_text_});
   }
   fields.push_back({"reply_to", reply_to});
+  if (!kind.empty()) fields.push_back({"kind", kind});
   return fields;
 }
 
 Result<RequestEntry> RequestEntry::FromStream(const StreamEntry& entry) {
   RequestEntry request;
   PPML_ASSIGN_OR_RETURN(std::string_view rid, RequiredField(entry, "rid"));
-  PPML_ASSIGN_OR_RETURN(std::string_view enc, RequiredField(entry, "enc"));
+  if (std::optional<std::string_view> kind = entry.Field("kind")) {
+    if (*kind != kAttestKind) {
+      return Status::InvalidArgument("stream entry " + entry.id + ": field 'kind' is not \"attest\"");
+    }
+    request.kind = *kind;
+  }
+  std::string_view enc;
+  if (request.kind.empty()) {
+    PPML_ASSIGN_OR_RETURN(enc, RequiredField(entry, "enc"));
+  }
   PPML_ASSIGN_OR_RETURN(std::string_view body, RequiredField(entry, "body"));
   PPML_ASSIGN_OR_RETURN(std::string_view reply_to, RequiredField(entry, "reply_to"));
   PPML_RETURN_IF_ERROR(CheckKeyName(reply_to, "stream entry " + entry.id + ": field 'reply_to'"));

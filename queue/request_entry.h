@@ -6,6 +6,11 @@
 //   ppml:{MODEL}:dead            stream; requests delivered more than
 //                                max_deliveries times (fields + reason)
 //   ppml:results:{FRONTEND_ID}   stream; workers XADD ResultEntry (MAXLEN ~)
+//   ppml:{MODEL}:info            hash the workers publish at start (WorkerInfo):
+//                                measurement, hpke_key_config, metadata, updated_ms
+//   ppml:{MODEL}:workers         sorted set: consumer -> last heartbeat (Unix ms),
+//                                refreshed every second; a worker is live
+//                                while its heartbeat is under kHeartbeatTtlMs old
 //
 // The braces are literal: a Redis Cluster hash tag, so a model's keys share
 // a slot. Model names and front-end ids are [A-Za-z0-9_.-], 1-128 characters.
@@ -18,6 +23,9 @@
 //             Length (optional)          hlen    Inference-Header-Content-Length (optional)
 //   deadline  Unix ms; 0 or absent: none
 //   reply_to  the front-end id
+//   kind      absent: inference; "attest": answer with the enclave's
+//             attestation document for the nonce in `body` (raw bytes),
+//             no model run (the quote comes from a live enclave)
 //
 // Values are opaque bytes to Redis and to the host part of the worker; only
 // the enclave reads `enc` and `body`. Parsing errors name the field, never a value.
@@ -37,6 +45,9 @@
 namespace ppml::queue {
 
 inline constexpr std::string_view kWorkersGroup = "workers";
+inline constexpr std::string_view kAttestKind = "attest";
+inline constexpr int64_t kHeartbeatIntervalMs = 1000;
+inline constexpr int64_t kHeartbeatTtlMs = 5000;
 
 // InvalidArgument unless `name` is 1-128 of [A-Za-z0-9_.-]; `what` names it in the message.
 Status CheckKeyName(std::string_view name, std::string_view what);
@@ -44,6 +55,15 @@ Status CheckKeyName(std::string_view name, std::string_view what);
 std::string RequestStream(std::string_view model);
 std::string DeadLetterStream(std::string_view model);
 std::string ResultStream(std::string_view frontend_id);
+std::string InfoKey(std::string_view model);
+std::string WorkersKey(std::string_view model);
+
+// What a worker publishes of its enclave and model (all public).
+struct WorkerInfo {
+  std::string measurement_hex;   // serving measurement: what quotes carry
+  std::string hpke_key_config;   // RFC 9458 key config, binary (GET /.well-known/hpke-keys)
+  std::string metadata_json;     // KServe v2 model metadata (GET /v2/models/{m})
+};
 
 struct RequestEntry {
   std::string request_id;
@@ -52,6 +72,7 @@ struct RequestEntry {
   std::optional<size_t> json_length;
   int64_t deadline_unix_ms = 0;  // 0: none
   std::string reply_to;
+  std::string kind;  // "" (inference) or kAttestKind
 
   // The fields for XADD; the views point into this object.
   std::vector<StreamField> Fields() const;

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "common/file_io.h"
+#include "common/kserve.h"
 #include "enclave_sim/enclave.h"
 #include "enclave_sim/epc.h"
 
@@ -27,6 +28,12 @@ class EchoProcessor final : public BatchProcessor {
   }
 
   std::string Describe() const override { return "echo"; }
+  Result<std::string> Attest(std::string_view) override {
+    return Status::Unsupported("the null model (backend: echo) runs no enclave and has no attestation");
+  }
+  queue::WorkerInfo Info(std::string_view model_name) const override {
+    return {"", "", kserve::EncodeModelMetadata({std::string(model_name), "ppml-echo", {}, {}})};
+  }
 
  private:
   std::chrono::microseconds delay_;
@@ -60,6 +67,21 @@ class EnclaveProcessor final : public BatchProcessor {
 
   std::string Describe() const override {
     return "enclave measurement=" + crypto::ToHex(enclave_->measurement());
+  }
+  Result<std::string> Attest(std::string_view nonce) override {
+    return enclave_->Attest(crypto::ByteSpan(reinterpret_cast<const uint8_t*>(nonce.data()), nonce.size()));
+  }
+  queue::WorkerInfo Info(std::string_view model_name) const override {
+    auto tensors = [](const std::vector<engine::TensorInfo>& list) {
+      std::vector<kserve::TensorMetadata> out;
+      for (const engine::TensorInfo& t : list) out.push_back({t.name, t.dtype, t.shape});
+      return out;
+    };
+    const std::string platform = enclave_->quantized() ? "ppml-enclave-int8" : "ppml-enclave-fp32";
+    const crypto::Bytes key_config = enclave_->HpkeKeyConfig();
+    return {crypto::ToHex(enclave_->measurement()), std::string(key_config.begin(), key_config.end()),
+            kserve::EncodeModelMetadata(
+                {std::string(model_name), platform, tensors(enclave_->inputs()), tensors(enclave_->outputs())})};
   }
 
  private:

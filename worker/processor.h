@@ -23,6 +23,10 @@ class BatchProcessor {
   virtual std::vector<queue::ResultEntry> Process(std::span<const queue::RequestEntry> requests) = 0;
   // A line's worth for the start-up log: "enclave measurement=..." or "echo".
   virtual std::string Describe() const = 0;
+  // The attestation document (JSON) for a client's nonce; Unsupported without an enclave.
+  virtual Result<std::string> Attest(std::string_view nonce) = 0;
+  // What the worker publishes at ppml:{model}:info.
+  virtual queue::WorkerInfo Info(std::string_view model_name) const = 0;
 };
 
 // The null model: 200 with the request's body, header length and no nonce.

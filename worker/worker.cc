@@ -81,7 +81,12 @@ class Worker::Loop {
     worker_.counters_.ready = true;
     LogInfo("worker_serving", {{"consumer", config_.consumer}, {"stream", stream_}});
     Clock::time_point next_claim = Clock::now();
+    Clock::time_point next_heartbeat = Clock::now() + std::chrono::milliseconds(queue::kHeartbeatIntervalMs);
     while (!stop_) {
+      if (Clock::now() >= next_heartbeat) {
+        static_cast<void>(Heartbeat());  // a failure is logged; serving goes on
+        next_heartbeat = Clock::now() + std::chrono::milliseconds(queue::kHeartbeatIntervalMs);
+      }
       if (Clock::now() >= next_claim) {
         std::vector<StreamEntry> claimed = Reclaim();
         if (!claimed.empty()) {
@@ -94,6 +99,7 @@ class Worker::Loop {
       if (!batch.empty()) Handle(batch, /*claimed=*/false);
     }
     worker_.counters_.ready = false;
+    Leave();
     return Status::Ok();
   }
 
@@ -103,6 +109,7 @@ class Worker::Loop {
   Status Join() {
     while (!stop_) {
       Status status = queue::EnsureGroup(client_, stream_, queue::kWorkersGroup, "0");
+      if (status.ok()) status = Heartbeat();
       if (status.ok()) return Status::Ok();
       if (status.code() == StatusCode::kPermissionDenied || status.code() == StatusCode::kInvalidArgument) {
         return status;
@@ -126,6 +133,35 @@ class Worker::Loop {
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+  // Publishes the worker info and this consumer's heartbeat, and forgets
+  // consumers silent for much longer than the TTL (they died long ago).
+  Status Heartbeat() {
+    const std::string now = std::to_string(queue::UnixNowMs());
+    const std::string forget_before = std::to_string(queue::UnixNowMs() - 12 * queue::kHeartbeatTtlMs);
+    const std::string workers = queue::WorkersKey(config_.model_name);
+    queue::CommandBatch batch;
+    batch.Add({"HSET", queue::InfoKey(config_.model_name), "measurement", info_.measurement_hex, "hpke_key_config",
+               info_.hpke_key_config, "metadata", info_.metadata_json, "updated_ms", now});
+    batch.Add({"ZADD", workers, now, config_.consumer});
+    batch.Add({"ZREMRANGEBYSCORE", workers, "-inf", "(" + forget_before});
+    Result<std::vector<queue::RedisReply>> replies = client_.Execute(batch);
+    Status status = replies.ok() ? Status::Ok() : replies.status();
+    if (status.ok()) {
+      for (const queue::RedisReply& reply : *replies) {
+        status = queue::RedisErrorStatus(reply, "heartbeat");
+        if (!status.ok()) break;
+      }
+    }
+    if (!status.ok()) RedisFailed("heartbeat", status);
+    return status;
+  }
+
+  // A clean stop: no longer counted as live.
+  void Leave() {
+    Result<queue::RedisReply> reply = client_.Command({"ZREM", queue::WorkersKey(config_.model_name), config_.consumer});
+    if (!reply.ok()) LogWarn("worker_leave_failed", {{"consumer", config_.consumer}, {"error", reply.status().ToString()}});
   }
 
   // XAUTOCLAIM from where the last scan stopped.
@@ -235,6 +271,10 @@ class Worker::Loop {
         ++worker_.counters_.dead_lettered;
         continue;
       }
+      if (request->kind == queue::kAttestKind) {
+        out.results.emplace_back(queue::ResultStream(request->reply_to), AttestResult(*request));
+        continue;
+      }
       if (request->deadline_unix_ms > 0 && now_ms > request->deadline_unix_ms) {
         out.results.emplace_back(queue::ResultStream(request->reply_to),
                                  queue::PlainErrorResult(request->request_id, 504, "deadline passed before inference"));
@@ -256,6 +296,19 @@ class Worker::Loop {
     metrics.batches.Increment();
     metrics.batch_size.Observe(static_cast<double>(entries.size()));
     Write(out);
+  }
+
+  ResultEntry AttestResult(const RequestEntry& request) {
+    Result<std::string> document = worker_.processor_->Attest(request.body);
+    if (!document.ok()) {
+      const int status = document.status().code() == StatusCode::kUnsupported ? 501
+                         : document.status().code() == StatusCode::kInvalidArgument ? 400 : 500;
+      return queue::PlainErrorResult(request.request_id, status, document.status().message());
+    }
+    ResultEntry result;
+    result.request_id = request.request_id;
+    result.body = std::move(document).value();
+    return result;
   }
 
   // Not a request: dead-lettered (for the operator to look at) and, when it
@@ -327,6 +380,7 @@ class Worker::Loop {
   const std::string stream_;
   const std::string dead_stream_;
   std::string claim_cursor_ = "0-0";
+  const queue::WorkerInfo info_ = worker_.processor_->Info(config_.model_name);
 };
 
 Worker::Worker(WorkerConfig config, std::unique_ptr<BatchProcessor> processor, metrics::Registry* registry)

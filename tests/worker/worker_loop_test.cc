@@ -190,6 +190,40 @@ TEST_P(WorkerLoopTest, RedisRestartedMidRunTheWorkerReconnectsAndCarriesOn) {
   EXPECT_EQ(worker.Stop().ToString(), "OK");
 }
 
+TEST_P(WorkerLoopTest, PublishesInfoAndHeartbeatAndLeavesOnStop) {
+  auto worker = std::make_unique<InProcessWorker>(Config("w-live"), std::make_unique<RecordingProcessor>());
+  ASSERT_TRUE(WaitFor([&] { return worker->worker().counters().ready.load(); }, 5s));
+  auto metadata = client_->Command({"HGET", queue::InfoKey("m"), "metadata"});
+  ASSERT_TRUE(metadata.ok());
+  EXPECT_EQ(metadata->str(), R"({"name":"m","versions":[],"platform":"ppml-echo","inputs":[],"outputs":[]})");
+  auto beat = client_->Command({"ZSCORE", queue::WorkersKey("m"), "w-live"});
+  ASSERT_TRUE(beat.ok());
+  ASSERT_TRUE(beat->is_string()) << beat->Describe();
+  const int64_t at = std::stoll(std::string(beat->str()));
+  EXPECT_LE(std::llabs(queue::UnixNowMs() - at), queue::kHeartbeatTtlMs);
+  EXPECT_EQ(worker->Stop().ToString(), "OK");
+  auto gone = client_->Command({"ZSCORE", queue::WorkersKey("m"), "w-live"});
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->is_nil()) << "a stopped worker is no longer live";
+}
+
+TEST_P(WorkerLoopTest, AttestEntryWithoutAnEnclaveIsAnswered501) {
+  RequestEntry attest = MakeRequest("att", "fe");
+  attest.kind = std::string(queue::kAttestKind);
+  attest.encapsulated_key.clear();
+  attest.body = std::string(32, '\x01');
+  ASSERT_TRUE(queue::Xadd(*client_, queue::RequestStream("m"), attest.Fields()).ok());
+  auto recorder = std::make_unique<RecordingProcessor>();
+  RecordingProcessor* recording = recorder.get();
+  InProcessWorker worker(Config(), std::move(recorder));
+  ResultCollector results(redis_->Endpoint(), "fe");
+  auto& answers = results.Collect(1, 5s);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers["att"].at(0).http_status, 501);
+  EXPECT_NE(answers["att"].at(0).body.find("no attestation"), std::string::npos);
+  EXPECT_TRUE(recording->batches().empty()) << "an attestation runs no model";
+}
+
 INSTANTIATE_TEST_SUITE_P(PlainAndTls, WorkerLoopTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "Tls" : "Plain"; });
 

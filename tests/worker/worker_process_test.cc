@@ -221,12 +221,33 @@ TEST(WorkerEnclaveTest, EncryptedRequestsOfMixedShapesThroughRedis) {
     entries.push_back(std::move(entry));
     sent.emplace(request.id, Sent{std::move(encrypted->client_state), n});
   }
+  RequestEntry attest;
+  attest.request_id = "attest-1";
+  attest.kind = std::string(queue::kAttestKind);
+  attest.body = std::string(32, '\x07');  // the client's nonce
+  attest.reply_to = "fe";
+  entries.push_back(attest);
   for (const RequestEntry& entry : entries) queue::AppendXadd(batch, queue::RequestStream("fashion"), entry.Fields());
   ASSERT_TRUE(client.Execute(batch).ok());
 
   ResultCollector results(redis->Endpoint(), "fe");
-  auto& answers = results.Collect(6, 30s);
-  ASSERT_EQ(answers.size(), 6u) << ReadLog(dir, "w");
+  auto& answers = results.Collect(7, 30s);
+  ASSERT_EQ(answers.size(), 7u) << ReadLog(dir, "w");
+  // The quote answers the nonce and carries the serving measurement the worker published.
+  const ResultEntry attested = answers["attest-1"].at(0);
+  answers.erase("attest-1");
+  ASSERT_EQ(attested.http_status, 200) << attested.body;
+  auto served = enclave::AttestationDocumentFromJson(attested.body);
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  EXPECT_EQ(served->nonce, crypto::Bytes(32, 0x07));
+  auto published = client.Command({"HGET", queue::InfoKey("fashion"), "measurement"});
+  ASSERT_TRUE(published.ok());
+  EXPECT_EQ(published->str(), crypto::ToHex(served->quote.measurement));
+  auto metadata = client.Command({"HGET", queue::InfoKey("fashion"), "metadata"});
+  ASSERT_TRUE(metadata.ok());
+  EXPECT_NE(metadata->str().find(R"("inputs":[{"name":"input","datatype":"FP32","shape":[-1,1,28,28]}])"),
+            std::string::npos)
+      << metadata->str();
   for (auto& [rid, list] : answers) {
     const ResultEntry& result = list.at(0);
     ASSERT_EQ(result.http_status, 200) << rid << ": " << result.body;

@@ -107,6 +107,8 @@ class RecordingProcessor final : public worker::BatchProcessor {
     return echo_->Process(requests);
   }
   std::string Describe() const override { return "recording echo"; }
+  Result<std::string> Attest(std::string_view nonce) override { return echo_->Attest(nonce); }
+  queue::WorkerInfo Info(std::string_view model_name) const override { return echo_->Info(model_name); }
 
   struct Batch {
     Clock::time_point at;
