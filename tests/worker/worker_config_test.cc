@@ -98,6 +98,14 @@ TEST(WorkerConfigTest, EachMistakeNamesItsKey) {
               "enclave.weights");
 }
 
+// The annotated examples in configs/ stay valid as the loader changes.
+TEST(WorkerConfigTest, ShippedConfigsLoad) {
+  for (const char* name : {"worker.yaml", "worker-echo.yaml"}) {
+    Result<WorkerConfig> config = LoadWorkerConfig(std::string(PPML_SOURCE_DIR) + "/configs/" + name);
+    EXPECT_TRUE(config.ok()) << name << ": " << config.status().ToString();
+  }
+}
+
 TEST(WorkerConfigTest, MissingFileIsNotFound) {
   Result<WorkerConfig> config = LoadWorkerConfig("/nonexistent/worker.yaml");
   ASSERT_FALSE(config.ok());
