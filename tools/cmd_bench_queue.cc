@@ -154,13 +154,6 @@ queue::LocalRedisOptions TlsOptions(bool tls) {
   return options;
 }
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t index = std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())));
-  return values[index];
-}
-
 int RunBenchQueue(const BenchQueueOptions& options) {
   // The workers log a line each per start and stop; a benchmark shows only warnings.
   if (CurrentLogLevel() < LogLevel::kWarn) SetLogLevel(LogLevel::kWarn);
@@ -243,7 +236,8 @@ int RunBenchQueue(const BenchQueueOptions& options) {
     std::lock_guard lock(state.latency_mutex);
     latencies = state.latencies_ms;
   }
-  const double p50 = Percentile(latencies, 0.50), p99 = Percentile(latencies, 0.99);
+  const LatencySummary summary = SummarizeLatencies(std::move(latencies));
+  const double p50 = summary.p50_ms, p99 = summary.p99_ms;
   std::cout << "null model through Redis: " << throughput << " requests/s with " << options.workers
             << " worker(s), latency p50 " << p50 << " ms, p99 " << p99 << " ms" << (options.tls ? " (TLS)" : "")
             << std::endl;
