@@ -19,96 +19,15 @@
 #include <utility>
 
 #include "common/json_line.h"
+#include "common/listen.h"
 #include "common/log.h"
 
 namespace ppml::metrics {
 namespace {
 
-// "host:port", or "[host]:port" for an IPv6 literal, as a scraper would write it.
-std::string FormatAddress(const std::string& host, uint16_t port) {
-  const std::string shown = host.empty() ? "*" : host;
-  if (shown.find(':') != std::string::npos) return "[" + shown + "]:" + std::to_string(port);
-  return shown + ":" + std::to_string(port);
-}
-
-struct AddrInfoDeleter {
-  void operator()(addrinfo* info) const { freeaddrinfo(info); }
-};
 struct EvbufferDeleter {
   void operator()(evbuffer* buffer) const { evbuffer_free(buffer); }
 };
-
-// Our socket until evhttp takes it over.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-// The listening socket, bound and listening. The socket is ours (not
-// evhttp_bind_socket's) so that a failure reports the real errno.
-Result<int> Listen(const std::string& host, uint16_t port) {
-  const std::string address = FormatAddress(host, port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* raw = nullptr;
-  const std::string service = std::to_string(port);
-  const int gai = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &raw);
-  if (gai != 0) {
-    return Status::InvalidArgument("metrics server cannot resolve " + address + ": " + gai_strerror(gai));
-  }
-  std::unique_ptr<addrinfo, AddrInfoDeleter> infos(raw);
-
-  int error = 0;
-  for (const addrinfo* info = infos.get(); info != nullptr; info = info->ai_next) {
-    ScopedFd fd(::socket(info->ai_family, info->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, info->ai_protocol));
-    if (fd.get() < 0) {
-      error = errno;
-      continue;
-    }
-    // Lets a restarted process rebind while old connections sit in TIME_WAIT;
-    // on Linux it still refuses a port someone is listening on.
-    const int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::bind(fd.get(), info->ai_addr, info->ai_addrlen) != 0 || ::listen(fd.get(), 128) != 0) {
-      error = errno;
-      continue;
-    }
-    return fd.release();
-  }
-  const std::string reason = "metrics server cannot listen on " + address + ": " + std::strerror(error);
-  switch (error) {
-    case EADDRNOTAVAIL:
-    case EAFNOSUPPORT:
-    case EINVAL:
-      return Status::InvalidArgument(reason);
-    case EACCES:
-    case EPERM:
-      return Status::PermissionDenied(reason);
-    default:
-      return Status::Unavailable(reason);
-  }
-}
-
-uint16_t BoundPort(int fd) {
-  sockaddr_storage addr{};
-  socklen_t length = sizeof(addr);
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) return 0;
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
-  return 0;
-}
 
 void Reply(evhttp_request* request, int code, const char* reason, std::string_view content_type,
            std::string_view body) {
@@ -151,11 +70,10 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Registry& regi
   std::call_once(threads_once, [] { threads_result = evthread_use_pthreads(); });
   if (threads_result != 0) return Status::Internal("metrics server: evthread_use_pthreads failed");
 
-  PPML_ASSIGN_OR_RETURN(const int listen_fd, Listen(host, port));
-  ScopedFd fd(listen_fd);
+  PPML_ASSIGN_OR_RETURN(ScopedFd fd, ListenTcp(host, port, 128, "metrics server"));
   std::unique_ptr<MetricsServer> server(new MetricsServer(registry, std::move(ready)));
   server->port_ = BoundPort(fd.get());
-  const std::string address = FormatAddress(host, server->port_);
+  const std::string address = FormatHostPort(host, server->port_);
 
   server->base_.reset(event_base_new());
   if (server->base_ == nullptr) return Status::Internal("metrics server " + address + ": event_base_new failed");

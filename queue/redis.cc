@@ -145,6 +145,7 @@ Result<RedisReply> RedisConnection::ReadReplyUntil(Deadline deadline) {
     }
     Result<size_t> got = transport_->Read(read_buffer_, deadline);
     if (!got.ok()) return Broken(got.status());
+    if (*got == 0) return Broken(Status::Unavailable(Name(endpoint_) + ": connection closed by the server"));
     Status fed = reader_.Feed(std::string_view(read_buffer_.data(), *got));
     if (!fed.ok()) return Broken(fed.WithContext(Name(endpoint_)));
   }

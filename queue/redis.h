@@ -5,7 +5,8 @@
 // The protocol is hiredis's (queue/resp.h); the transport is ours: TCP, or
 // TLS with OpenSSL that verifies the server certificate against a CA file and
 // the host name or IP, sends SNI and optionally a client certificate
-// (queue/transport.h). Connect sends the ConnectionHandshake below.
+// (queue/transport.h, over common/net.h). Connect sends the
+// ConnectionHandshake below.
 //
 // Errors, and who sees them:
 //   - a Redis error reply ("-WRONGTYPE ...") is a value: the reply says
@@ -41,22 +42,20 @@
 #include <string_view>
 #include <vector>
 
+#include "common/net.h"
 #include "common/status.h"
 #include "queue/resp.h"
 
 namespace ppml::queue {
 
-class Transport;
+using net::Transport;
 
-using Deadline = std::chrono::steady_clock::time_point;
+using Deadline = net::Deadline;
 
-// TLS settings of a rediss:// endpoint; they come from the config, not the URL.
-struct RedisTlsOptions {
-  std::string ca_file;      // PEM CA bundle to verify the server with; empty: the system's CAs
-  std::string cert_file;    // client certificate (PEM chain) when Redis has tls-auth-clients yes
-  std::string key_file;     // its private key; set both or neither
-  std::string server_name;  // SNI and the name or IP to verify; empty: the endpoint's host
-};
+// TLS settings of a rediss:// endpoint; they come from the config, not the
+// URL: ca_file, cert_file/key_file (when Redis has tls-auth-clients yes),
+// server_name (empty: the endpoint's host).
+using RedisTlsOptions = net::TlsOptions;
 
 struct RedisEndpoint {
   std::string host;  // name, IPv4 or IPv6 (without brackets)

@@ -17,6 +17,8 @@ PACKAGES=(
   redis-server                     # the real queue, also in tests
   dataset-fashion-mnist            # real data for the demo, tests and evaluation
   libonnx-testdata                 # ONNX's backend test suite (conformance)
+  libpng-dev                       # PNG inputs of `ppml infer`
+  python3 python3-cryptography python3-numpy python3-requests  # the Python client and its tests
 )
 
 missing=()

@@ -16,6 +16,7 @@ void AddRunCommand(CLI::App& app, int* exit_code);          // ppml run
 void AddModelCommands(CLI::App& app, int* exit_code);       // ppml model quantize|seal|inspect
 void AddKeygenCommands(CLI::App& app, int* exit_code);      // ppml keygen platform
 void AddEnclaveCommands(CLI::App& app, int* exit_code);     // ppml enclave provision
+void AddClientCommands(CLI::App& app, int* exit_code);  // ppml infer, ppml attest
 void AddServeCommand(CLI::App& app, int* exit_code);        // ppml serve
 // ppml bench enclave, registered by AddBenchCommands on its `bench` group.
 void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   ppml::tools::AddModelCommands(app, &exit_code);
   ppml::tools::AddKeygenCommands(app, &exit_code);
   ppml::tools::AddEnclaveCommands(app, &exit_code);
+  ppml::tools::AddClientCommands(app, &exit_code);
   ppml::tools::AddServeCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
