@@ -47,12 +47,16 @@ constexpr DatatypeEntry kDatatypes[] = {
 constexpr std::string_view kUnsupportedDatatypes[] = {"BOOL", "UINT16", "UINT32", "UINT64", "INT16",
                                                       "FP16", "BF16",   "FP64",   "BYTES"};
 
+}  // namespace
+
 std::string_view DatatypeName(DataType type) {
   for (const DatatypeEntry& entry : kDatatypes) {
     if (entry.type == type) return entry.name;
   }
   return "?";
 }
+
+namespace {
 
 // ---- Errors ---------------------------------------------------------------------
 

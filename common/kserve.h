@@ -129,6 +129,9 @@ Result<EncodedBody> EncodeInferRequest(const InferRequest& request, bool binary_
 Result<InferResponse> ParseInferResponse(std::span<const uint8_t> body, std::optional<size_t> json_length);
 
 // {"error":"<message>"}, the body of every failed inference reply.
+// "FP32", "UINT8", "INT8", "INT32", "INT64": the protocol's name of a tensor type.
+std::string_view DatatypeName(DataType type);
+
 // GET /v2/models/{m} (model metadata): {"name":..,"versions":[],"platform":..,
 // "inputs":[{"name":..,"datatype":"FP32","shape":[-1,1,28,28]}],"outputs":[..]};
 // -1 marks a symbolic dimension.

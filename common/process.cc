@@ -121,6 +121,26 @@ std::string DescribeExit(int wait_status) {
   return "wait status " + std::to_string(wait_status);
 }
 
+namespace {
+std::atomic<bool> stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free);  // set from a signal handler
+extern "C" void RequestStop(int) { stop_requested = true; }
+}  // namespace
+
+const std::atomic<bool>& StopFlagOnSignals() {
+  static const bool installed = [] {
+    struct sigaction action {};
+    action.sa_handler = RequestStop;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGTERM, &action, nullptr);
+    sigaction(SIGINT, &action, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  static_cast<void>(installed);
+  return stop_requested;
+}
+
 Result<uint16_t> PickFreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::IoError(std::string("socket: ") + std::strerror(errno));

@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -65,6 +66,11 @@ class ChildProcess {
 
 // "exited with status 3", "killed by signal 9 (Killed)": a waitpid status in words.
 std::string DescribeExit(int wait_status);
+
+// For a service's main loop: the first call makes SIGTERM and SIGINT set the
+// returned flag and ignores SIGPIPE (a peer that hangs up is an error value,
+// not a signal); later calls return the same flag.
+const std::atomic<bool>& StopFlagOnSignals();
 
 // A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for
 // port 0), for a child server. Another process may take it before the child

@@ -126,26 +126,6 @@ int Fail(std::string_view command, const Status& status) {
   return ReportError(command, status.message(), kExitFailure);
 }
 
-std::string KserveName(DataType type) {
-  switch (type) {
-    case DataType::kF32: return "FP32";
-    case DataType::kU8: return "UINT8";
-    case DataType::kS8: return "INT8";
-    case DataType::kS32: return "INT32";
-    case DataType::kS64: return "INT64";
-  }
-  return "?";
-}
-
-std::string ShapeJson(const Shape& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(shape[i]);
-  }
-  return out + "]";
-}
-
 std::string UnixToIso(int64_t t) {
   std::time_t time = static_cast<std::time_t>(t);
   std::tm tm{};
@@ -225,7 +205,7 @@ std::string Extension(const std::string& path) {
 Result<Tensor> FitNpy(Tensor tensor, const kserve::TensorMetadata& input, const std::string& path) {
   const std::string where = path + ": tensor " + std::string(DataTypeName(tensor.dtype())) + " " +
                             ShapeToString(tensor.shape()) + " does not fit model input \"" + input.name +
-                            "\" " + KserveName(input.dtype) + " " + ShapeToString(input.shape);
+                            "\" " + std::string(kserve::DatatypeName(input.dtype)) + " " + ShapeToString(input.shape);
   if (tensor.dtype() != input.dtype) {
     return Status::InvalidArgument(where + ": save it with the model's datatype (e.g. x.astype(np.float32))");
   }
@@ -340,7 +320,7 @@ int RunInfer(const InferFlags& flags) {
   for (size_t i = 0; i < response->outputs.size(); ++i) {
     const kserve::NamedTensor& output = response->outputs[i];
     const Tensor& t = output.tensor;
-    std::cout << "output \"" << output.name << "\" " << KserveName(t.dtype()) << " " << ShapeToString(t.shape())
+    std::cout << "output \"" << output.name << "\" " << std::string(kserve::DatatypeName(t.dtype())) << " " << ShapeToString(t.shape())
               << ": " << FirstValues(t, 10) << "\n";
     const std::vector<int64_t> argmax = RowArgmax(t);
     for (size_t row = 0; row < argmax.size() && row < 10; ++row) {
@@ -358,8 +338,8 @@ int RunInfer(const InferFlags& flags) {
     }
     JsonLine entry;
     entry.Add("name", output.name)
-        .AddRaw("shape", ShapeJson(t.shape()))
-        .Add("datatype", KserveName(t.dtype()))
+        .AddRaw("shape", ShapeToString(t.shape()))
+        .Add("datatype", std::string(kserve::DatatypeName(t.dtype())))
         .AddRaw("argmax", argmax_json);
     if (i > 0) outputs_json += ',';
     outputs_json += entry.str();

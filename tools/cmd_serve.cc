@@ -50,9 +50,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 constexpr const char* kCommand = "serve";
 
-std::atomic<bool> serve_stop{false};
-extern "C" void RequestServeStop(int) { serve_stop = true; }
-
 struct ServeConfig {
   std::string source;
   std::string state_dir;
@@ -292,11 +289,7 @@ int RunServe(const std::string& config_path) {
   paths.logs = paths.dir + "/logs";
   if (Status s = PrepareState(config, paths); !s.ok()) return ReportError(kCommand, s);
 
-  struct sigaction action {};
-  action.sa_handler = RequestServeStop;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
+  const std::atomic<bool>& serve_stop = StopFlagOnSignals();
 
   std::unique_ptr<queue::LocalRedisServer> local_redis;
   if (!config.external_redis) {

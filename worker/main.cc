@@ -6,12 +6,12 @@
 // command line or config (the message names the file and key); 1: it could
 // not start (enclave, Redis credentials, metrics port).
 #include <CLI/CLI.hpp>
-#include <signal.h>
 
 #include <atomic>
 #include <iostream>
 
 #include "common/log.h"
+#include "common/process.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
 #include "worker/config.h"
@@ -19,11 +19,6 @@
 #include "worker/worker.h"
 
 namespace {
-
-std::atomic<bool> stop_requested{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
-
-extern "C" void RequestStop(int) { stop_requested = true; }
 
 int Fail(int code, const ppml::Status& status) {
   std::cerr << "ppml-worker: " << status.message() << std::endl;
@@ -46,12 +41,7 @@ int main(int argc, char** argv) {
     config->consumer = consumer;
   }
 
-  struct sigaction action {};
-  action.sa_handler = RequestStop;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
-  signal(SIGPIPE, SIG_IGN);  // a peer that hangs up is an error value, not a signal
+  const std::atomic<bool>& stop_requested = ppml::StopFlagOnSignals();
 
   ppml::Result<std::unique_ptr<ppml::worker::BatchProcessor>> processor = ppml::worker::MakeProcessor(*config);
   if (!processor.ok()) return Fail(1, processor.status());

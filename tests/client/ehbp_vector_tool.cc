@@ -46,26 +46,6 @@ using crypto::ToHex;
 
 Bytes Digest(const std::string& label) { return crypto::Sha256(Bytes(label.begin(), label.end())).value(); }
 
-std::string KserveName(DataType type) {
-  switch (type) {
-    case DataType::kF32: return "FP32";
-    case DataType::kU8: return "UINT8";
-    case DataType::kS8: return "INT8";
-    case DataType::kS32: return "INT32";
-    case DataType::kS64: return "INT64";
-  }
-  return "?";
-}
-
-std::string ShapeJson(const Shape& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(shape[i]);
-  }
-  return out + "]";
-}
-
 struct Case {
   std::string name;
   Bytes plaintext;
@@ -233,8 +213,8 @@ Result<std::string> Roundtrip(const std::map<std::string, std::string>& args) {
     const kserve::NamedTensor& input = request.inputs[i];
     JsonLine entry;
     entry.Add("name", input.name)
-        .Add("datatype", KserveName(input.tensor.dtype()))
-        .AddRaw("shape", ShapeJson(input.tensor.shape()));
+        .Add("datatype", std::string(kserve::DatatypeName(input.tensor.dtype())))
+        .AddRaw("shape", ShapeToString(input.tensor.shape()));
     inputs_json += (i ? "," : "") + entry.str();
     response.outputs.push_back({input.name, input.tensor.Clone()});
   }

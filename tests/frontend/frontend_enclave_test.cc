@@ -18,36 +18,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-int RunTool(const TempDir& dir, std::vector<std::string> args) {
-  args.insert(args.begin(), BinPath("ppml"));
-  ProcessOptions options;
-  options.argv = std::move(args);
-  options.log_file = dir.File("tool.log");
-  auto process = ChildProcess::Start(std::move(options));
-  if (!process.ok()) return -1;
-  std::optional<int> status = process->Wait(60s);
-  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-}
-
 TEST(FrontendEnclaveTest, EncryptedInferenceAndAttestationThroughTheFrontend) {
   TempDir dir("ppml-frontend-test");
   ASSERT_TRUE(dir.ok());
   MakeServerCertificates(dir);
-  ASSERT_EQ(RunTool(dir, {"keygen", "platform", "--out-dir", dir.File("platform")}), 0) << ReadLog(dir, "tool");
-  ASSERT_EQ(RunTool(dir, {"enclave", "provision", "--platform", dir.File("platform"), "--out-dir", dir.File("enclave")}),
-            0)
-      << ReadLog(dir, "tool");
-  auto provisioned_json = ReadFile(dir.File("enclave/attestation.json"));
-  ASSERT_TRUE(provisioned_json.ok());
-  auto provisioned = enclave::AttestationDocumentFromJson(*provisioned_json);
-  ASSERT_TRUE(provisioned.ok());
-  ASSERT_EQ(RunTool(dir, {"model", "seal", "--model", std::string(PPML_SOURCE_DIR) + "/models/fashion_cnn.onnx",
-                          "--quote", dir.File("enclave/attestation.json"), "--platform-pubkey",
-                          dir.File("platform/platform.pub.pem"), "--measurement",
-                          crypto::ToHex(provisioned->quote.measurement), "--model-name", "fashion", "--out",
-                          dir.File("fashion.ppmlpkg")}),
-            0)
-      << ReadLog(dir, "tool");
+  const std::optional<enclave::AttestationDocument> provisioned = ProvisionAndSealFashion(dir);
+  ASSERT_TRUE(provisioned.has_value());
 
   auto redis = StartRedis(false);
   ASSERT_NE(redis, nullptr);

@@ -139,17 +139,6 @@ TEST_P(WorkerProcessTest, MetricsAndReadinessOverHttp) {
 INSTANTIATE_TEST_SUITE_P(PlainAndTls, WorkerProcessTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "Tls" : "Plain"; });
 
-int RunTool(const TempDir& dir, std::vector<std::string> args) {
-  args.insert(args.begin(), BinPath("ppml"));
-  ProcessOptions options;
-  options.argv = std::move(args);
-  options.log_file = dir.File("tool.log");
-  auto process = ChildProcess::Start(std::move(options));
-  if (!process.ok()) return -1;
-  std::optional<int> status = process->Wait(60s);
-  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
-}
-
 TEST(WorkerConfigProcessTest, BadConfigExitsTwoNamingTheKey) {
   TempDir dir("ppml-worker-test");
   ChildProcess worker = StartWorkerProcess(
@@ -182,19 +171,8 @@ TEST(WorkerConfigProcessTest, MissingPackageExitsOneNamingTheFile) {
 // output for its own input.
 TEST(WorkerEnclaveTest, EncryptedRequestsOfMixedShapesThroughRedis) {
   TempDir dir("ppml-worker-test");
-  ASSERT_EQ(RunTool(dir, {"keygen", "platform", "--out-dir", dir.File("platform")}), 0);
-  ASSERT_EQ(RunTool(dir, {"enclave", "provision", "--platform", dir.File("platform"), "--out-dir", dir.File("enclave")}), 0);
-  auto doc_json = ReadFile(dir.File("enclave/attestation.json"));
-  ASSERT_TRUE(doc_json.ok());
-  auto doc = enclave::AttestationDocumentFromJson(*doc_json);
-  ASSERT_TRUE(doc.ok());
-  ASSERT_EQ(RunTool(dir, {"model", "seal", "--model", std::string(PPML_SOURCE_DIR) + "/models/fashion_cnn.onnx",
-                          "--quote", dir.File("enclave/attestation.json"), "--platform-pubkey",
-                          dir.File("platform/platform.pub.pem"), "--measurement",
-                          crypto::ToHex(doc->quote.measurement), "--model-name", "fashion", "--out",
-                          dir.File("fashion.ppmlpkg")}),
-            0)
-      << ReadLog(dir, "tool");
+  const std::optional<enclave::AttestationDocument> doc = ProvisionAndSealFashion(dir);
+  ASSERT_TRUE(doc.has_value());
   auto redis = StartRedis(false);
   ASSERT_NE(redis, nullptr);
   ChildProcess worker = StartWorkerProcess(

@@ -15,8 +15,11 @@
 #include <thread>
 #include <vector>
 
+#include <sys/wait.h>
+
 #include "common/file_io.h"
 #include "common/process.h"
+#include "enclave_sim/attestation.h"
 #include "queue/local_redis.h"
 #include "queue/request_entry.h"
 #include "queue/streams.h"
@@ -216,6 +219,44 @@ bool WaitFor(Predicate predicate, std::chrono::milliseconds timeout) {
 // Waits until the ppml-worker logging to DIR/NAME.log has joined its group.
 inline bool WaitForServing(const TempDir& dir, const std::string& name, std::chrono::milliseconds timeout) {
   return WaitFor([&] { return ReadLog(dir, name).find("event=worker_serving") != std::string::npos; }, timeout);
+}
+
+// `ppml ARGS...` with its output in DIR/tool.log; its exit code (-1 when it did not finish).
+inline int RunTool(const TempDir& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), BinPath("ppml"));
+  ProcessOptions options;
+  options.argv = std::move(args);
+  options.log_file = dir.File("tool.log");
+  auto process = ChildProcess::Start(std::move(options));
+  if (!process.ok()) return -1;
+  std::optional<int> status = process->Wait(std::chrono::seconds(60));
+  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+// The trust flow with the ppml CLI, in `dir`: platform/ (keygen), enclave/
+// (provision: sealed_keys.bin, attestation.json) and fashion.ppmlpkg
+// (models/fashion_cnn.onnx sealed to that enclave as model "fashion").
+// The provisioning document; nullopt (with a test failure naming the step) otherwise.
+inline std::optional<enclave::AttestationDocument> ProvisionAndSealFashion(const TempDir& dir) {
+  if (RunTool(dir, {"keygen", "platform", "--out-dir", dir.File("platform")}) != 0 ||
+      RunTool(dir, {"enclave", "provision", "--platform", dir.File("platform"), "--out-dir", dir.File("enclave")}) != 0) {
+    ADD_FAILURE() << "keygen/provision failed: " << ReadLog(dir, "tool");
+    return std::nullopt;
+  }
+  auto json = ReadFile(dir.File("enclave/attestation.json"));
+  auto doc = json.ok() ? enclave::AttestationDocumentFromJson(*json) : Result<enclave::AttestationDocument>(json.status());
+  if (!doc.ok()) {
+    ADD_FAILURE() << doc.status().ToString();
+    return std::nullopt;
+  }
+  if (RunTool(dir, {"model", "seal", "--model", std::string(PPML_SOURCE_DIR) + "/models/fashion_cnn.onnx", "--quote",
+                    dir.File("enclave/attestation.json"), "--platform-pubkey", dir.File("platform/platform.pub.pem"),
+                    "--measurement", crypto::ToHex(doc->quote.measurement), "--model-name", "fashion", "--out",
+                    dir.File("fashion.ppmlpkg")}) != 0) {
+    ADD_FAILURE() << "model seal failed: " << ReadLog(dir, "tool");
+    return std::nullopt;
+  }
+  return *doc;
 }
 
 }  // namespace ppml::testing
