@@ -84,6 +84,12 @@ TEST(FrontendConfigTest, ErrorsNameTheFileAndKey) {
   }
 }
 
+// The annotated example in configs/ stays valid as the loader changes.
+TEST(FrontendConfigTest, ShippedConfigLoads) {
+  auto config = LoadFrontendConfig(std::string(PPML_SOURCE_DIR) + "/configs/frontend.yaml");
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+}
+
 TEST(FrontendConfigTest, DefaultIdIsAValidKeyName) {
   const std::string id = DefaultFrontendId();
   EXPECT_FALSE(id.empty());
