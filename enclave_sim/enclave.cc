@@ -93,6 +93,7 @@ std::string_view WeightModeName(WeightMode mode) {
 
 struct Enclave::Impl {
   EnclaveConfig config;
+  bool allow_plaintext = false;  // kAllowPlaintextEntry is in the measured config
   crypto::SecretBytes platform_secret;
   crypto::EvpPkeyPtr signing_key;
   SignerId signer_id{};
@@ -166,6 +167,8 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
   if (!package) return Status::InvalidArgument("enclave init: no model package");
   auto impl = std::make_unique<Impl>();
   impl->config = config;
+  impl->allow_plaintext = std::find(config.security_config.begin(), config.security_config.end(),
+                                    kAllowPlaintextEntry) != config.security_config.end();
   impl->platform_secret = crypto::SecretBytes(platform.secret.size());
   std::copy(platform.secret.data(), platform.secret.data() + platform.secret.size(), impl->platform_secret.data());
   if (EVP_PKEY_up_ref(platform.signing_key.get()) != 1) return Status::Internal("enclave init: EVP_PKEY_up_ref");
@@ -344,12 +347,17 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
   std::vector<std::unique_ptr<Pending>> pending;
   std::vector<engine::Reservation> held;
 
-  // An error the client can read: encrypted under its response key.
+  // An error the client can read: encrypted under its response key (plain
+  // for a plaintext request).
   auto encrypted_error = [&](Pending& p, int status, const std::string& message) {
     SealedReply& reply = replies[p.index];
     reply.request_id = requests[p.index].request_id;
     reply.http_status = status;
     const std::string body = kserve::ErrorJson(message);
+    if (!p.state) {
+      reply.body.assign(body.begin(), body.end());
+      return;
+    }
     Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(*p.state, AsBytes(body));
     if (!sealed.ok()) {
       reply = impl.PlainError(requests[p.index], 500, "the reply could not be encrypted");
@@ -376,21 +384,30 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       continue;
     }
     held.push_back(std::move(reserved).value());
-    Result<ehbp::DecryptedRequest> decrypted =
-        ehbp::DecryptRequest(r.encapsulated_key, r.body, {impl.private_key.data(), impl.private_key.size()});
-    if (!decrypted.ok()) {
-      replies[i] = impl.PlainError(r, 400, "the request does not decrypt: " + decrypted.status().message());
-      continue;
-    }
-    if (impl.SeenBefore(r.encapsulated_key)) {
-      replies[i] = impl.PlainError(r, 409, "replayed request: this encapsulated key was already used");
-      continue;
-    }
     auto p = std::make_unique<Pending>();
     p->index = i;
-    p->state = std::move(decrypted->server_state);
-    Result<kserve::InferRequest> parsed = kserve::ParseInferRequest(decrypted->plaintext, r.json_length);
-    OPENSSL_cleanse(decrypted->plaintext.data(), decrypted->plaintext.size());
+    Result<kserve::InferRequest> parsed = Status::Internal("not parsed");
+    if (r.encapsulated_key.empty()) {
+      if (!impl.allow_plaintext) {
+        replies[i] = impl.PlainError(r, 403, "plaintext requests are not allowed by this enclave");
+        continue;
+      }
+      parsed = kserve::ParseInferRequest(r.body, r.json_length);
+    } else {
+      Result<ehbp::DecryptedRequest> decrypted =
+          ehbp::DecryptRequest(r.encapsulated_key, r.body, {impl.private_key.data(), impl.private_key.size()});
+      if (!decrypted.ok()) {
+        replies[i] = impl.PlainError(r, 400, "the request does not decrypt: " + decrypted.status().message());
+        continue;
+      }
+      if (impl.SeenBefore(r.encapsulated_key)) {
+        replies[i] = impl.PlainError(r, 409, "replayed request: this encapsulated key was already used");
+        continue;
+      }
+      p->state = std::move(decrypted->server_state);
+      parsed = kserve::ParseInferRequest(decrypted->plaintext, r.json_length);
+      OPENSSL_cleanse(decrypted->plaintext.data(), decrypted->plaintext.size());
+    }
     if (!parsed.ok()) {
       encrypted_error(*p, 400, parsed.status().message());
       continue;
@@ -464,13 +481,19 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
         encrypted_error(*p, 500, body.status().message());
         continue;
       }
+      SealedReply& reply = replies[p->index];
+      if (!p->state) {  // a plaintext request gets a plaintext answer
+        reply.http_status = 200;
+        reply.body = std::move(body->body);
+        reply.json_length = body->json_length;
+        continue;
+      }
       Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(*p->state, body->body);
       OPENSSL_cleanse(body->body.data(), body->body.size());
       if (!sealed.ok()) {
         replies[p->index] = impl.PlainError(requests[p->index], 500, "the reply could not be encrypted");
         continue;
       }
-      SealedReply& reply = replies[p->index];
       reply.http_status = 200;
       reply.response_nonce = sealed->response_nonce_header_value;
       reply.body = std::move(sealed->body);

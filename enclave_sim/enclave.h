@@ -67,8 +67,13 @@ enum class WeightMode {
 Result<WeightMode> ParseWeightMode(std::string_view text);  // auto | resident | on-demand
 std::string_view WeightModeName(WeightMode mode);
 
+// The measured config entry that lets the enclave take plaintext KServe
+// requests (development, and measuring what encryption costs): part of the
+// measurement, so a client's attestation shows whether it is on.
+inline constexpr std::string_view kAllowPlaintextEntry = "allow_plaintext=true";
+
 struct EnclaveConfig {
-  std::vector<std::string> security_config;  // extra measured "key=value" entries
+  std::vector<std::string> security_config;  // extra measured "key=value" entries (kAllowPlaintextEntry among them)
   size_t memory_budget_bytes = kDefaultEpcBudgetBytes;
   WeightMode weights = WeightMode::kAuto;
   size_t weight_pool_bytes = 0;  // 0: sized for two consecutive layers
@@ -81,7 +86,8 @@ struct EnclaveConfig {
 // An encrypted request as the worker hands it in.
 struct SealedRequest {
   std::string request_id;
-  std::string encapsulated_key;       // the Ehbp-Encapsulated-Key header value
+  std::string encapsulated_key;       // the Ehbp-Encapsulated-Key header value; empty: a
+                                      // plaintext request (refused 403 unless kAllowPlaintextEntry)
   crypto::Bytes body;                 // EHBP frames
   std::optional<size_t> json_length;  // Inference-Header-Content-Length of the plaintext, if binary
 };

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -36,6 +37,7 @@
 #include "common/process.h"
 #include "common/x509.h"
 #include "enclave_sim/attestation.h"
+#include "enclave_sim/enclave.h"
 #include "queue/local_redis.h"
 #include "queue/redis.h"
 #include "queue/redis_config.h"
@@ -76,6 +78,14 @@ Result<ServeConfig> LoadServeConfig(const std::string& path) {
   PPML_RETURN_IF_ERROR(config.Optional("model.precision", &out.precision));
   PPML_RETURN_IF_ERROR(config.CheckOneOf("model.precision", out.precision, {"fp32", "int8"}));
   PPML_RETURN_IF_ERROR(config.Optional("enclave.config_entries", &out.config_entries));
+  bool allow_plaintext = false;
+  PPML_RETURN_IF_ERROR(config.Optional("security.allow_plaintext", &allow_plaintext));
+  // The enclave must allow it too, visibly: a measured entry.
+  const std::string plaintext_entry(enclave::kAllowPlaintextEntry);
+  if (allow_plaintext && std::find(out.config_entries.begin(), out.config_entries.end(), plaintext_entry) ==
+                             out.config_entries.end()) {
+    out.config_entries.push_back(plaintext_entry);
+  }
   out.external_redis = config.Has("redis.url");
   if (out.external_redis) {
     queue::RedisEndpoint ignored;  // checked here so that errors name this file
@@ -138,20 +148,23 @@ Status PrepareState(const ServeConfig& config, const StatePaths& paths) {
   if (!Exists(paths.platform + "/platform.key.pem")) {
     PPML_RETURN_IF_ERROR(RunStep("making the simulated platform keys", {"keygen", "platform", "--out-dir", paths.platform}, log));
   }
-  bool provisioned = false;
-  if (!Exists(paths.sealed_keys())) {
+  // The sealed keys are bound to the measured config: other entries, new keys.
+  std::string entries_text;
+  for (const std::string& entry : config.config_entries) entries_text += entry + "\n";
+  const std::string entries_file = paths.enclave + "/config_entries.txt";
+  Result<std::string> previous_entries = ReadFile(entries_file);
+  const bool entries_changed = !previous_entries.ok() || *previous_entries != entries_text;
+  // A fresh service key and attestation; the model owner seals only to a
+  // fresh attestation, so sealing the model provisions again too.
+  const auto provision = [&]() -> Status {
     std::vector<std::string> args = {"enclave", "provision", "--platform", paths.platform, "--out-dir", paths.enclave};
     for (const std::string& entry : config.config_entries) args.insert(args.end(), {"--config-entry", entry});
     PPML_RETURN_IF_ERROR(RunStep("provisioning the enclave (sealed service key, attestation)", args, log));
-    provisioned = true;
-  }
-  if (!Exists(paths.package) || provisioned || OlderThan(paths.package, config.model_onnx)) {
-    if (!provisioned) {
-      // The model owner seals only to a fresh attestation: ask the enclave for one.
-      std::vector<std::string> args = {"enclave", "provision", "--platform", paths.platform, "--out-dir", paths.enclave};
-      for (const std::string& entry : config.config_entries) args.insert(args.end(), {"--config-entry", entry});
-      PPML_RETURN_IF_ERROR(RunStep("provisioning the enclave (sealed service key, attestation)", args, log));
-    }
+    return WriteFile(entries_file, entries_text);
+  };
+  if (!Exists(paths.package) || !Exists(paths.sealed_keys()) || entries_changed ||
+      OlderThan(paths.package, config.model_onnx)) {
+    PPML_RETURN_IF_ERROR(provision());
     PPML_ASSIGN_OR_RETURN(std::string doc_json, ReadFile(paths.enclave + "/attestation.json"));
     PPML_ASSIGN_OR_RETURN(enclave::AttestationDocument doc, enclave::AttestationDocumentFromJson(doc_json));
     PPML_RETURN_IF_ERROR(RunStep("sealing " + config.model_onnx + " for the attested enclave",
@@ -209,6 +222,7 @@ Result<std::string> WriteWorkerConfig(const ServeConfig& config, const StatePath
   root["enclave"] = Section(config, "enclave");
   root["enclave"]["platform"] = paths.platform;
   root["enclave"]["sealed_keys"] = paths.sealed_keys();
+  root["enclave"]["config_entries"] = config.config_entries;
   const std::string path = paths.run + "/worker.yaml";
   PPML_RETURN_IF_ERROR(WriteYaml(path, root));
   return path;

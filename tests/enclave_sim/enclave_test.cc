@@ -156,6 +156,41 @@ TEST(EnclaveTest, EncryptedRoundTripMatchesThePlainModelForJsonAndBinary) {
   EXPECT_EQ(body.find("outputs"), std::string::npos);
 }
 
+SealedRequest PlainRequest(const std::string& id, const Tensor& images) {
+  kserve::InferRequest request;
+  request.id = id;
+  request.inputs.push_back({"input", images.Clone()});
+  kserve::EncodedBody body = kserve::EncodeInferRequest(request, false).value();
+  return {id, "", body.body, body.json_length};
+}
+
+TEST(EnclaveTest, PlaintextRequestsOnlyWhenTheMeasuredConfigAllowsThem) {
+  const Tensor images = Images(2, 1.f);
+  {
+    Served s;
+    ASSERT_TRUE(s.enclave);
+    const std::vector<SealedRequest> batch = {PlainRequest("p", images)};
+    const std::vector<SealedReply> replies = s.enclave->InferBatch(batch);
+    EXPECT_EQ(replies[0].http_status, 403);
+    EXPECT_NE(std::string(replies[0].body.begin(), replies[0].body.end()).find("not allowed"), std::string::npos);
+  }
+  EnclaveConfig config;
+  config.security_config = {std::string(kAllowPlaintextEntry)};
+  Served s(config);
+  ASSERT_TRUE(s.enclave);
+  EXPECT_NE(s.enclave->measurement(), Served().enclave->measurement()) << "the measurement shows plaintext is on";
+  const std::vector<SealedRequest> batch = {PlainRequest("p", images)};
+  const std::vector<SealedReply> replies = s.enclave->InferBatch(batch);
+  ASSERT_EQ(replies[0].http_status, 200) << std::string(replies[0].body.begin(), replies[0].body.end());
+  EXPECT_TRUE(replies[0].response_nonce.empty());
+  kserve::InferResponse response = kserve::ParseInferResponse(replies[0].body, replies[0].json_length).value();
+  const Tensor expected = PlainLogits(images);
+  ASSERT_EQ(response.outputs.at(0).tensor.shape(), expected.shape());
+  for (int64_t i = 0; i < expected.element_count(); ++i) {
+    EXPECT_NEAR(response.outputs[0].tensor.data<float>()[i], expected.data<float>()[i], 1e-4);
+  }
+}
+
 TEST(EnclaveTest, EveryBadRequestFailsAloneAndTheRestOfTheBatchIsAnswered) {
   Served s;
   ASSERT_TRUE(s.enclave);
