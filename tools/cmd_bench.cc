@@ -168,6 +168,7 @@ void AddBenchCommands(CLI::App& app, int* exit_code) {
   bench->require_subcommand(1);
   AddBenchEnclaveCommand(*bench, exit_code);
   AddBenchQueueCommand(*bench, exit_code);
+  AddBenchServeCommand(*bench, exit_code);
 
   auto options = std::make_shared<BenchEngineOptions>();
   CLI::App* engine_bench = bench->add_subcommand("engine", "Engine throughput and latency on random inputs (FP32 or INT8)");

@@ -22,5 +22,7 @@ void AddServeCommand(CLI::App& app, int* exit_code);        // ppml serve
 void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code);
 // ppml bench queue, likewise.
 void AddBenchQueueCommand(CLI::App& bench, int* exit_code);
+// ppml bench serve (end-to-end load on a running service), likewise.
+void AddBenchServeCommand(CLI::App& bench, int* exit_code);
 
 }  // namespace ppml::tools
