@@ -81,6 +81,7 @@
 #include "engine/engine.h"
 #include "enclave_sim/attestation.h"
 #include "tools/cli_support.h"
+#include "tools/client_flags.h"
 #include "tools/commands.h"
 
 namespace ppml::tools {
@@ -97,13 +98,7 @@ int64_t NowNs() {
 }
 
 struct BenchServeOptions {
-  std::string url;
-  std::string ca;
-  std::string cert;
-  std::string key;
-  std::string platform_pubkey;
-  std::string measurement;
-  std::string model;
+  ConnectFlags connect;  // --model too
   std::string concurrency = "1,4,16,64";
   std::string rates;
   double seconds = 5;
@@ -113,8 +108,6 @@ struct BenchServeOptions {
   int inputs = 64;
   bool json_inputs = false;
   bool plaintext = false;
-  double timeout_s = 30;
-  int64_t max_quote_age_s = 300;
   std::string csv;
   bool json = false;
 };
@@ -233,7 +226,7 @@ class Load {
   Load(const BenchServeOptions& options, client::HttpTarget target, crypto::Bytes enclave_key,
        std::vector<kserve::EncodedBody> bodies)
       : options_(options), target_(std::move(target)), enclave_key_(std::move(enclave_key)),
-        bodies_(std::move(bodies)), path_("/v2/models/" + client::UrlEncode(options.model) + "/infer"),
+        bodies_(std::move(bodies)), path_("/v2/models/" + client::UrlEncode(options.connect.model) + "/infer"),
         what_(target_.Url() + ": POST " + path_) {}
 
   // Connections 0..n-1 exist afterwards (not yet connected).
@@ -439,7 +432,7 @@ Status WriteCsv(const std::string& path, const std::vector<Point>& points, const
     out << p.mode << ',' << p.concurrency << ',' << p.rate << ',' << p.seconds << ',' << p.requests << ','
         << p.throughput() << ',' << p.throughput() * static_cast<double>(options.batch) << ',' << p.p50 << ','
         << p.p95 << ',' << p.p99 << ',' << p.mean << ',' << p.errors << ',' << p.unsent << ',' << options.batch
-        << ',' << (tls ? 1 : 0) << ',' << (options.plaintext ? 0 : 1) << ',' << options.model << ','
+        << ',' << (tls ? 1 : 0) << ',' << (options.plaintext ? 0 : 1) << ',' << options.connect.model << ','
         << p.rate_fraction << '\n';
   }
   out.flush();
@@ -473,30 +466,12 @@ int RunBenchServe(const BenchServeOptions& options) {
   for (int c : *concurrency) {
     if (c > 1024) return ReportError(kCommand, "--concurrency " + std::to_string(c) + ": at most 1024", kExitUsage);
   }
-  Result<client::HttpTarget> target = client::ParseUrl(options.url);
-  if (!target.ok()) return ReportError(kCommand, target.status().WithContext("--url").message(), kExitUsage);
-  if (!options.measurement.empty()) {
-    if (Result<enclave::Measurement> m = enclave::MeasurementFromHex(options.measurement); !m.ok()) {
-      return ReportError(kCommand, m.status().WithContext("--measurement").message(), kExitUsage);
-    }
-  }
-  if (options.cert.empty() != options.key.empty()) {
-    return ReportError(kCommand, "--cert and --key go together", kExitUsage);
-  }
-  const int timeout_ms = static_cast<int>(std::min(options.timeout_s * 1000.0, 2.0e9));
+  if (Status s = CheckConnectFlags(options.connect); !s.ok()) return ReportError(kCommand, s.message(), kExitUsage);
+  Result<client::HttpTarget> target = client::ParseUrl(options.connect.url);
+  const client::ClientOptions client_options = OptionsFrom(options.connect);
+  const int timeout_ms = client_options.io_timeout_ms;
 
   // ---- attest once, read the model's shape ----
-  client::ClientOptions client_options;
-  client_options.url = options.url;
-  client_options.ca_file = options.ca;
-  client_options.client_cert_file = options.cert;
-  client_options.client_key_file = options.key;
-  client_options.platform_pubkey_pem_path = options.platform_pubkey;
-  client_options.expected_measurement_hex = options.measurement;
-  client_options.model = options.model;
-  client_options.max_quote_age_seconds = options.max_quote_age_s;
-  client_options.io_timeout_ms = timeout_ms;
-  client_options.connect_timeout_ms = std::min(timeout_ms, 10'000);
   Result<client::PpmlClient> client = client::PpmlClient::Connect(client_options);
   if (!client.ok()) return ReportError(kCommand, client.status().message(), kExitFailure);
   if (!client->measurement_pinned()) {
@@ -506,7 +481,7 @@ int RunBenchServe(const BenchServeOptions& options) {
   Result<kserve::ModelMetadata> metadata = client->GetModelMetadata();
   if (!metadata.ok()) return ReportError(kCommand, metadata.status().message(), kExitFailure);
   if (metadata->inputs.empty()) {
-    return ReportError(kCommand, client->url() + ": model " + options.model + " lists no inputs", kExitFailure);
+    return ReportError(kCommand, client->url() + ": model " + options.connect.model + " lists no inputs", kExitFailure);
   }
 
   // ---- K random inputs, encoded once ----
@@ -514,7 +489,7 @@ int RunBenchServe(const BenchServeOptions& options) {
   size_t body_bytes = 0;
   for (const kserve::TensorMetadata& input : metadata->inputs) {
     Result<Shape> shape = ShapeForBatch(engine::TensorInfo{input.name, input.dtype, input.shape}, options.batch);
-    if (!shape.ok()) return ReportError(kCommand, options.model + ": " + shape.status().message(), kExitUsage);
+    if (!shape.ok()) return ReportError(kCommand, options.connect.model + ": " + shape.status().message(), kExitUsage);
     body_bytes += static_cast<size_t>(ElementCount(*shape)) * ElementSize(input.dtype);
     shapes.push_back(*shape);
   }
@@ -534,14 +509,14 @@ int RunBenchServe(const BenchServeOptions& options) {
   }
   const std::string precision = PrecisionOf(metadata->platform);
   const bool tls = target->tls;
-  std::cerr << "ppml bench serve: " << client->url() << " model " << options.model << " (" << metadata->platform
+  std::cerr << "ppml bench serve: " << client->url() << " model " << options.connect.model << " (" << metadata->platform
             << "), batch " << options.batch << ", " << k << " distinct " << bodies.front().body.size()
             << "-byte bodies, " << (options.plaintext ? "PLAINTEXT" : "encrypted (HPKE/EHBP)") << ", "
             << (tls ? "TLS" : "no TLS") << ", measurement " << crypto::ToHex(client->measurement()) << std::endl;
 
-  target->ca_file = options.ca;
-  target->client_cert_file = options.cert;
-  target->client_key_file = options.key;
+  target->ca_file = options.connect.ca;
+  target->client_cert_file = options.connect.cert;
+  target->client_key_file = options.connect.key;
   target->io_timeout_ms = timeout_ms;
   target->connect_timeout_ms = std::min(timeout_ms, 10'000);
   Load load(options, *target, client->attestation().enclave_public_key, std::move(bodies));
@@ -636,7 +611,7 @@ int RunBenchServe(const BenchServeOptions& options) {
     }
     array += "]";
     JsonLine json;
-    json.Add("model", options.model)
+    json.Add("model", options.connect.model)
         .Add("batch", options.batch)
         .Add("url", client->url())
         .Add("tls", tls)
@@ -661,21 +636,9 @@ void AddBenchServeCommand(CLI::App& bench, int* exit_code) {
   auto options = std::make_shared<BenchServeOptions>();
   CLI::App* command = bench.add_subcommand(
       "serve", "End-to-end load on a running service: encrypted requests, closed-loop concurrency and open-loop rates");
-  command->add_option("--url", options->url, "the front-end: https://HOST:PORT (http:// without TLS)")
-      ->envname("PPML_URL")
-      ->required();
-  command->add_option("--ca", options->ca, "PEM CA file the server certificate must chain to (default: system CAs)")
-      ->envname("PPML_CA");
-  command->add_option("--cert", options->cert, "client certificate (PEM) for mutual TLS");
-  command->add_option("--key", options->key, "the client certificate's key (PEM)");
-  command
-      ->add_option("--platform-pubkey", options->platform_pubkey,
-                   "the pinned platform (quoting) public key, PEM: quotes must verify under it")
-      ->envname("PPML_PLATFORM_PUBKEY")
-      ->required();
-  command->add_option("--measurement", options->measurement, "the enclave measurement to require (64 hex)")
-      ->envname("PPML_MEASUREMENT");
-  command->add_option("--model", options->model, "the model to load")->required();
+  options->connect.timeout_s = 30;  // a load point waits less long than a single request
+  AddConnectFlags(*command, options->connect);
+  command->add_option("--model", options->connect.model, "the model to load")->required();
   command
       ->add_option("--concurrency", options->concurrency,
                    "closed-loop points: connections, comma-separated ('' or none: no closed loop)")
@@ -703,12 +666,6 @@ void AddBenchServeCommand(CLI::App& bench, int* exit_code) {
   command->add_flag("--json-inputs", options->json_inputs, "send inputs as JSON numbers instead of binary tensor data");
   command->add_flag("--plaintext", options->plaintext,
                     "send the bodies unencrypted (the service must allow plaintext; measures what encryption costs)");
-  command->add_option("--timeout", options->timeout_s, "seconds one request may take")
-      ->capture_default_str()
-      ->check(Positive());
-  command->add_option("--max-quote-age", options->max_quote_age_s, "oldest quote accepted, in seconds")
-      ->capture_default_str()
-      ->check(NonNegative());
   command->add_option("--csv", options->csv, "write every point to this CSV file");
   command->add_flag("--json", options->json, "print the result as one JSON object on the last line");
   command->callback([options, exit_code] { *exit_code = RunBenchServe(*options); });

@@ -22,6 +22,8 @@ using queue::StreamField;
 
 // The wait inside XREADGROUP BLOCK: short, so that a stop is seen quickly.
 constexpr int kPollBlockMs = 100;
+// While a batch waits for more entries: how often to look.
+constexpr int64_t kBatchPollUs = 250;
 
 // The millisecond part of a stream id ("1700000000123-0"): when Redis added it.
 int64_t EntryTimeMs(std::string_view id) {
@@ -207,16 +209,15 @@ class Worker::Loop {
       const int64_t age_us = std::max(seen_us, (queue::UnixNowMs() - oldest_ms) * 1000);
       const int64_t remaining_us = delay_us - age_us;
       if (remaining_us <= 0) break;
-      int block_ms = static_cast<int>(remaining_us / 1000);
-      if (block_ms == 0) std::this_thread::sleep_for(std::chrono::microseconds(remaining_us));
+      // Short sleeps and reads that do not block: Redis 7.0 ends a BLOCK
+      // with no new entry only on its 10 Hz timer, ~100 ms instead of 1 ms.
+      std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(remaining_us, kBatchPollUs)));
       Result<std::vector<StreamEntry>> more = queue::XreadGroup(
-          client_, queue::kWorkersGroup, config_.consumer, stream_, max_size - static_cast<int64_t>(batch.size()),
-          block_ms);
+          client_, queue::kWorkersGroup, config_.consumer, stream_, max_size - static_cast<int64_t>(batch.size()), 0);
       if (!more.ok()) {
         RedisFailed("xreadgroup", more.status());
         break;
       }
-      if (more->empty() && block_ms == 0) break;
       for (StreamEntry& entry : *more) batch.push_back(std::move(entry));
     }
     return batch;
