@@ -166,36 +166,6 @@ const char* ReasonPhrase(int status) {
   }
 }
 
-// XREAD answers nil when nothing came in time, else [[stream, [[id, [f, v, ...]], ...]]].
-// (queue/streams.cc parses the same for the blocking client, privately.)
-Result<std::vector<queue::StreamEntry>> ParseReadReply(const queue::RedisReplyView& reply, const std::string& what) {
-  PPML_RETURN_IF_ERROR(queue::RedisErrorStatus(reply, what));
-  std::vector<queue::StreamEntry> entries;
-  if (reply.is_nil()) return entries;
-  const auto unexpected = [&](const queue::RedisReplyView& part) {
-    return Status::Internal(what + ": unexpected reply " + part.Describe());
-  };
-  if (!reply.is_array() || reply.size() != 1 || !reply[0].is_array() || reply[0].size() != 2 ||
-      !reply[0][1].is_array()) {
-    return unexpected(reply);
-  }
-  const queue::RedisReplyView list = reply[0][1];
-  entries.reserve(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    const queue::RedisReplyView item = list[i];
-    if (!item.is_array() || item.size() != 2 || !item[0].is_string()) return unexpected(item);
-    queue::StreamEntry& entry = entries.emplace_back();
-    entry.id = std::string(item[0].str());
-    const queue::RedisReplyView fields = item[1];
-    if (fields.is_nil()) continue;
-    if (!fields.is_array() || fields.size() % 2 != 0) return unexpected(fields);
-    for (size_t k = 0; k < fields.size(); k += 2) {
-      entry.fields.emplace_back(std::string(fields[k].str()), std::string(fields[k + 1].str()));
-    }
-  }
-  return entries;
-}
-
 struct HttpReply {
   int status = 200;
   std::string content_type = "application/json";
@@ -965,7 +935,7 @@ void FrontendServer::Impl::ReadResults() {
       {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", result_stream_, last_result_id_},
       [this](Result<queue::RedisReply> reply) {
         if (!reply.ok()) return;  // lost: the reconnect resumes from last_result_id_
-        Result<std::vector<queue::StreamEntry>> entries = ParseReadReply(*reply, "redis XREAD " + result_stream_);
+        Result<std::vector<queue::StreamEntry>> entries = queue::ParseReadReply(*reply, "redis XREAD " + result_stream_);
         if (!entries.ok()) {
           LogWarn("frontend_results_error", {{"id", config_.id}, {"error", entries.status().ToString()}});
           const timeval delay = Milliseconds(kReconnectMaxMs);

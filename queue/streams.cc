@@ -41,17 +41,6 @@ Result<std::vector<StreamEntry>> ParseEntries(const RedisReplyView& reply, const
   return entries;
 }
 
-// XREAD and XREADGROUP answer nil when nothing came in time, else
-// [[stream, [entry, ...]]] for the one stream asked for.
-Result<std::vector<StreamEntry>> ParseReadReply(const RedisReplyView& reply, const std::string& what) {
-  PPML_RETURN_IF_ERROR(CheckReply(reply, what));
-  if (reply.is_nil()) return std::vector<StreamEntry>();
-  if (!reply.is_array() || reply.size() != 1 || !reply[0].is_array() || reply[0].size() != 2) {
-    return Unexpected(what, reply);
-  }
-  return ParseEntries(reply[0][1], what);
-}
-
 // [id, consumer, idle ms, deliveries]
 Result<PendingEntry> ParsePending(const RedisReplyView& reply, const std::string& what) {
   if (!reply.is_array() || reply.size() != 4 || !reply[0].is_string() || !reply[1].is_string() ||
@@ -79,6 +68,15 @@ void AppendCountAndBlock(std::vector<std::string_view>& args, const std::string&
 }
 
 }  // namespace
+
+Result<std::vector<StreamEntry>> ParseReadReply(const RedisReplyView& reply, const std::string& what) {
+  PPML_RETURN_IF_ERROR(CheckReply(reply, what));
+  if (reply.is_nil()) return std::vector<StreamEntry>();
+  if (!reply.is_array() || reply.size() != 1 || !reply[0].is_array() || reply[0].size() != 2) {
+    return Unexpected(what, reply);
+  }
+  return ParseEntries(reply[0][1], what);
+}
 
 std::optional<std::string_view> StreamEntry::Field(std::string_view name) const {
   for (const auto& [field, value] : fields) {

@@ -86,6 +86,12 @@ Result<std::vector<StreamEntry>> XreadGroup(RedisClient& client, std::string_vie
                                             std::string_view stream, int64_t count, int block_ms,
                                             std::string_view id = ">");
 
+// The reply of an XREAD or XREADGROUP for one stream: nil when nothing came in
+// time, else [[stream, [[id, [field, value, ...]], ...]]]. For callers that
+// send the command themselves (the front-end, on its event loop); `what`
+// starts error messages.
+Result<std::vector<StreamEntry>> ParseReadReply(const RedisReplyView& reply, const std::string& what);
+
 // XREAD COUNT count [BLOCK block_ms] STREAMS stream after_id: entries after
 // `after_id` ("$" for new ones only), without a group (the front-end's results).
 Result<std::vector<StreamEntry>> Xread(RedisClient& client, std::string_view stream, std::string_view after_id,
