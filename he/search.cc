@@ -230,13 +230,22 @@ SearchResult SensitivityGreedy(Evaluator& evaluator, const std::vector<int>& top
     const double cb = (std::max(b.loss, 0.0) + 1e-6) / b.saved;
     return ca < cb;
   });
+  // Two passes: a move rejected early may fit once other cells have moved
+  // (cells interact); the second pass costs only the moves still open.
   std::vector<int> current = top;
-  for (const Move& move : moves) {
-    if (move.degree_index >= current[static_cast<size_t>(move.cell)]) continue;  // already lower
-    if (top_accuracy - move.loss < options.target_accuracy) continue;              // fails alone
-    std::vector<int> candidate = current;
-    candidate[static_cast<size_t>(move.cell)] = move.degree_index;
-    if (evaluator.Evaluate(candidate) >= options.target_accuracy) current = std::move(candidate);
+  for (int pass = 0; pass < 2; ++pass) {
+    bool changed = false;
+    for (const Move& move : moves) {
+      if (move.degree_index >= current[static_cast<size_t>(move.cell)]) continue;  // already lower
+      if (top_accuracy - move.loss < options.target_accuracy) continue;              // fails alone
+      std::vector<int> candidate = current;
+      candidate[static_cast<size_t>(move.cell)] = move.degree_index;
+      if (evaluator.Evaluate(candidate) >= options.target_accuracy) {
+        current = std::move(candidate);
+        changed = true;
+      }
+    }
+    if (!changed) break;
   }
   return evaluator.Finish(top);
 }

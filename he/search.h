@@ -13,8 +13,9 @@
 //    accuracy lost when only that cell is lowered to each lower degree (all
 //    others at the highest), then apply the moves in order of accuracy lost
 //    per level saved, each one verified by a full evaluation and kept only
-//    while the accuracy meets the target. About 2·cells·(degrees-1)
-//    evaluations, whatever the model.
+//    while the accuracy meets the target; a second pass retries the moves
+//    still open (cells interact). About 2-3·cells·(degrees-1) evaluations,
+//    whatever the model.
 //  - Exhaustive: every assignment (|degrees|^cells): for tiny models and tests.
 //
 // Thread safety: a search drives one Simulator; not for concurrent use.

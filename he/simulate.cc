@@ -39,13 +39,27 @@ void Apply(const PreparedActivation& a, float* v, int n) {
     }
     return;
   }
+  // Horner with the coefficient loop outside, so the unit loop vectorises.
   const int degree = static_cast<int>(a.coeffs.size()) - 1;
   const float* c = a.coeffs.data();
-  for (int j = 0; j < n; ++j) {
-    const float u = v[j] * a.scale + a.shift;
-    float acc = c[degree];
-    for (int k = degree - 1; k >= 0; --k) acc = acc * u + c[k];
-    v[j] = acc;
+  constexpr int kChunk = 64;
+  float u[kChunk], acc[kChunk];
+  for (int first = 0; first < n; first += kChunk) {
+    const int m = std::min(kChunk, n - first);
+    float* x = v + first;
+    for (int j = 0; j < m; ++j) {
+      u[j] = x[j] * a.scale + a.shift;
+      acc[j] = c[degree] * u[j];
+    }
+    for (int k = degree - 1; k >= 0; --k) {
+      const float ck = c[k];
+      if (k > 0) {
+        for (int j = 0; j < m; ++j) acc[j] = (acc[j] + ck) * u[j];
+      } else {
+        for (int j = 0; j < m; ++j) acc[j] = acc[j] + ck;
+      }
+    }
+    for (int j = 0; j < m; ++j) x[j] = acc[j];
   }
 }
 

@@ -166,7 +166,8 @@ def main():
         ops = check_onnx(path)
         compare_with_torch(model, path, xte[:64])
         meta = {"test_accuracy": round(acc, 4), "cell": cell, "hidden": HIDDEN, "steps": STEPS,
-                "epochs": args.epochs, "train_seconds": round(seconds, 1), "threads": args.threads,
+                "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "range_every": args.range_every,
+                "train_seconds": round(seconds, 1), "threads": args.threads,
                 "seed": args.seed, "range_limit": args.range_limit, "range_weight": args.range_weight,
                 **range_report(model, xte[:2000]),
                 "dataset": "Fashion-MNIST (Debian dataset-fashion-mnist; the method used MNIST digits)",
