@@ -24,5 +24,8 @@ void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code);
 void AddBenchQueueCommand(CLI::App& bench, int* exit_code);
 // ppml bench serve (end-to-end load on a running service), likewise.
 void AddBenchServeCommand(CLI::App& bench, int* exit_code);
+// ppml bench outsource (verified outsourcing modes), likewise.
+void AddBenchOutsourceCommand(CLI::App& bench, int* exit_code);
+void AddAccelCommands(CLI::App& app, int* exit_code);       // ppml accel tamper-test
 
 }  // namespace ppml::tools

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   ppml::tools::AddEnclaveCommands(app, &exit_code);
   ppml::tools::AddClientCommands(app, &exit_code);
   ppml::tools::AddServeCommand(app, &exit_code);
+  ppml::tools::AddAccelCommands(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
