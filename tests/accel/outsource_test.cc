@@ -11,7 +11,15 @@
 #include <thread>
 #include <vector>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <atomic>
+#include <mutex>
+
 #include "accel/client.h"
+#include "accel/protocol.h"
+#include "common/listen.h"
 #include "accel/outsource.h"
 #include "common/dataset.h"
 #include "common/process.h"
@@ -174,6 +182,91 @@ TEST(Outsource, AcceleratorIsDroppedAfterRepeatedFailures) {
   EXPECT_TRUE(s.accelerator_bad);
   EXPECT_EQ(s.failed_checks, 3);
   EXPECT_EQ(s.local_calls, 5);
+}
+
+// A man in the middle: forwards frames between the enclave and a real
+// ppml-accel and keeps every field element the accelerator is sent.
+class RecordingProxy {
+ public:
+  RecordingProxy(const std::string& upstream) : upstream_(upstream) {
+    path_ = dir_.File("proxy.sock");
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+    listener_ = ScopedFd(::socket(AF_UNIX, SOCK_STREAM, 0));
+    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(listener_.get(), 4), 0);
+    thread_ = std::thread([this] { Forward(); });
+  }
+  ~RecordingProxy() {
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+  std::string address() const { return "unix:" + path_; }
+  // Elements sent for computation that look like unblinded 8-bit activations.
+  double SmallFraction() {
+    std::lock_guard lock(mutex_);
+    size_t small = 0;
+    for (uint32_t v : sent_) small += v <= 255 || v >= kPrime - 127;
+    return sent_.empty() ? -1 : static_cast<double>(small) / sent_.size();
+  }
+  size_t sent() {
+    std::lock_guard lock(mutex_);
+    return sent_.size();
+  }
+
+ private:
+  void Forward() {
+    ScopedFd client(::accept(listener_.get(), nullptr, nullptr));
+    if (client.get() < 0) return;
+    std::string path = upstream_.substr(5);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    ScopedFd server(::socket(AF_UNIX, SOCK_STREAM, 0));
+    if (::connect(server.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return;
+    while (true) {
+      Result<Frame> request = ReadFrame(client.get(), "enclave");
+      if (!request.ok()) return;
+      if (request->type == FrameType::kCompute) {
+        auto compute = DecodeCompute(request->payload);
+        if (compute.ok()) {
+          std::lock_guard lock(mutex_);
+          sent_.insert(sent_.end(), compute->x.begin(), compute->x.end());
+        }
+      }
+      if (!WriteFrame(server.get(), request->type, request->payload, "accel").ok()) return;
+      Result<Frame> reply = ReadFrame(server.get(), "accel");
+      if (!reply.ok() || !WriteFrame(client.get(), reply->type, reply->payload, "enclave").ok()) return;
+    }
+  }
+
+  TempDir dir_{"accel-proxy"};
+  std::string upstream_, path_;
+  ScopedFd listener_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<uint32_t> sent_;
+};
+
+TEST(Outsource, TheAcceleratorNeverSeesAnUnblindedActivation) {
+  Accelerator accel;
+  for (OutsourceMode mode : {OutsourceMode::kIntegrity, OutsourceMode::kPrivate}) {
+    RecordingProxy proxy(accel.address());
+    auto model = Load(Options(mode, proxy.address()));
+    ASSERT_NE(model, nullptr);
+    ASSERT_TRUE(model->FillPads(4).ok());
+    Infer(*model, TestImages(0, 4));
+    ASSERT_EQ(model->outsource_stats().outsourced_calls, 5);
+    ASSERT_GT(proxy.sent(), 10000u);
+    if (mode == OutsourceMode::kIntegrity) {
+      // The check-only mode sends the quantized activations as they are.
+      EXPECT_EQ(proxy.SmallFraction(), 1.0);
+    } else {
+      // Blinded: uniform in Z_p, so about 383 / p of them fall in that range by chance.
+      EXPECT_LT(proxy.SmallFraction(), 1e-3);
+    }
+  }
 }
 
 TEST(Outsource, ConfidentialModelsAreNeverOutsourced) {
