@@ -192,9 +192,7 @@ Result<std::vector<uint32_t>> ParseElements(std::span<const uint8_t> payload, si
   }
   std::vector<uint32_t> out(expected);
   std::memcpy(out.data(), payload.data(), payload.size());
-  uint32_t high = 0;
-  for (uint32_t v : out) high = std::max(high, v);
-  if (!out.empty() && high >= kPrime) return Status::DataLoss("accel compute_result: an element is outside the field");
+  if (!AllFieldElements(out)) return Status::DataLoss("accel compute_result: an element is outside the field");
   return out;
 }
 
