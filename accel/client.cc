@@ -1,91 +1,74 @@
 #include "accel/client.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-
-#include <cerrno>
-#include <cstring>
-
-#include "accel/protocol.h"
-
 namespace ppml::accel {
-namespace {
 
-Result<ScopedFd> ConnectUnix(const std::string& path, const std::string& address) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return Status::InvalidArgument(address + ": socket path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  ScopedFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return Status::IoError(address + ": socket: " + std::strerror(errno));
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return Status::Unavailable(address + ": connect: " + std::strerror(errno));
+Result<std::unique_ptr<AccelClient>> AccelClient::Connect(std::string_view address, AccelClientOptions options) {
+  PPML_ASSIGN_OR_RETURN(AccelAddress parsed, ParseAccelAddress(address));
+  PPML_ASSIGN_OR_RETURN(ScopedFd fd, ConnectAccel(parsed, net::DeadlineAfter(options.connect_timeout_ms)));
+  std::unique_ptr<AccelClient> client(new AccelClient(std::move(fd), parsed.ToString(), options));
+  PPML_ASSIGN_OR_RETURN(Frame hello,
+                        client->RoundTrip(MessageType::kHello, EncodeHello(kProtocolVersion), MessageType::kHello));
+  PPML_ASSIGN_OR_RETURN(uint32_t version, ParseHello(hello.payload));
+  if (version != kProtocolVersion) {
+    return Status::FailedPrecondition("ppml-accel " + client->address_ + " speaks protocol " + std::to_string(version) +
+                                      ", this client " + std::to_string(kProtocolVersion));
   }
-  return fd;
+  return client;
 }
 
-Result<ScopedFd> ConnectTcp(const std::string& host_port, const std::string& address) {
-  const size_t colon = host_port.rfind(':');
-  if (colon == std::string::npos) return Status::InvalidArgument(address + ": expected unix:PATH or HOST:PORT");
-  std::string host = host_port.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string port = host_port.substr(colon + 1);
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return Status::Unavailable(address + ": cannot resolve: " + ::gai_strerror(rc));
-  }
-  Status last = Status::Unavailable(address + ": no address");
-  for (addrinfo* a = found; a; a = a->ai_next) {
-    ScopedFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
-    if (fd.get() < 0) continue;
-    if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) {
-      const int one = 1;
-      ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      ::freeaddrinfo(found);
-      return fd;
-    }
-    last = Status::Unavailable(address + ": connect: " + std::strerror(errno));
-  }
-  ::freeaddrinfo(found);
-  return last;
+Status AccelClient::Broken(Status status) {
+  fd_ = ScopedFd();
+  return status.WithContext("ppml-accel " + address_);
 }
 
-}  // namespace
-
-Result<std::unique_ptr<AccelClient>> AccelClient::Connect(const std::string& address, int timeout_ms) {
-  Result<ScopedFd> fd = address.rfind("unix:", 0) == 0   ? ConnectUnix(address.substr(5), address)
-                        : address.rfind("tcp:", 0) == 0 ? ConnectTcp(address.substr(4), address)
-                                                         : ConnectTcp(address, address);
-  if (!fd.ok()) return fd.status();
-  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  ::setsockopt(fd->get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(fd->get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  return std::unique_ptr<AccelClient>(new AccelClient(std::move(*fd), address));
+Result<Frame> AccelClient::RoundTrip(MessageType type, std::span<const uint8_t> payload, MessageType expected) {
+  if (fd_.get() < 0) return Status::Unavailable("ppml-accel " + address_ + ": connection closed after an earlier error");
+  const net::Deadline deadline = net::DeadlineAfter(options_.io_timeout_ms);
+  if (Status s = WriteFrame(fd_.get(), type, payload, deadline); !s.ok()) return Broken(s);
+  Result<Frame> reply = ReadFrame(fd_.get(), options_.max_reply_bytes, deadline);
+  if (!reply.ok()) {
+    Status s = reply.status();
+    // A reply we cannot parse leaves the stream at an unknown position.
+    if (s.code() == StatusCode::kInvalidArgument) s = Status::DataLoss(s.message());
+    return Broken(s);
+  }
+  if (reply->type == MessageType::kError) return ParseError(reply->payload);  // the connection stays usable
+  if (reply->type != expected) {
+    return Broken(Status::DataLoss(std::string("replied ") + MessageTypeName(reply->type) + " to " +
+                                   MessageTypeName(type)));
+  }
+  return reply;
 }
 
 Result<uint64_t> AccelClient::Register(const LinearSpec& spec) {
-  PPML_RETURN_IF_ERROR(WriteFrame(fd_.get(), FrameType::kRegister, EncodeSpec(spec), address_));
-  PPML_ASSIGN_OR_RETURN(Frame reply, ReadFrame(fd_.get(), address_));
-  if (reply.type == FrameType::kError) return DecodeError(reply.payload);
-  if (reply.type != FrameType::kRegistered || reply.payload.size() != 8) {
-    return Status::DataLoss(address_ + ": unexpected reply to Register");
-  }
-  uint64_t handle;
-  std::memcpy(&handle, reply.payload.data(), 8);
-  return handle;
+  PPML_RETURN_IF_ERROR(ValidateSpec(spec));
+  PPML_ASSIGN_OR_RETURN(Frame reply,
+                        RoundTrip(MessageType::kRegisterLayer, SerializeSpec(spec), MessageType::kLayerRegistered));
+  Result<uint64_t> handle = ParseHandle(reply.payload);
+  if (!handle.ok()) return Broken(Status::DataLoss(handle.status().message()));
+  layers_[*handle] = {spec.input_size(), spec.output_size()};
+  return *handle;
 }
 
 Result<std::vector<uint32_t>> AccelClient::Compute(uint64_t handle, int64_t batch, std::span<const uint32_t> x) {
-  PPML_RETURN_IF_ERROR(WriteFrame(fd_.get(), FrameType::kCompute, EncodeCompute(handle, batch, x), address_));
-  PPML_ASSIGN_OR_RETURN(Frame reply, ReadFrame(fd_.get(), address_));
-  if (reply.type == FrameType::kError) return DecodeError(reply.payload);
-  if (reply.type != FrameType::kResult) return Status::DataLoss(address_ + ": unexpected reply to Compute");
-  return DecodeElements(reply.payload);
+  const auto layer = layers_.find(handle);
+  if (layer == layers_.end()) {
+    return Status::InvalidArgument("ppml-accel " + address_ + ": handle " + std::to_string(handle) +
+                                   " was not registered by this client");
+  }
+  if (batch < 1 || batch > kMaxComputeBatch || static_cast<int64_t>(x.size()) != batch * layer->second.input_size) {
+    return Status::InvalidArgument("ppml-accel compute: " + std::to_string(x.size()) + " elements for batch " +
+                                   std::to_string(batch) + " of a layer with " +
+                                   std::to_string(layer->second.input_size) + " inputs per image");
+  }
+  if (x.size_bytes() + 12 > options_.max_reply_bytes) {
+    return Status::ResourceExhausted("ppml-accel compute: the request exceeds the frame cap; send a smaller batch");
+  }
+  PPML_ASSIGN_OR_RETURN(Frame reply, RoundTrip(MessageType::kCompute, EncodeCompute(handle, batch, x),
+                                               MessageType::kComputeResult));
+  // A reply of the wrong size or outside the field is DataLoss, like a wrong
+  // result; the frame was read whole, so the connection stays usable.
+  return ParseElements(reply.payload, static_cast<size_t>(batch * layer->second.output_size));
 }
 
 }  // namespace ppml::accel

@@ -38,13 +38,6 @@ Status CheckBatch(int64_t batch) {
   return Status::Ok();
 }
 
-// Any element >= p: a caller bug or a hostile peer, never silently reduced.
-bool AllBelowPrime(std::span<const uint32_t> x) {
-  uint32_t high = 0;
-  for (uint32_t v : x) high = std::max(high, v);
-  return x.empty() || high < kPrime;
-}
-
 class OneDnnExactLinear final : public ExactLinear {
  public:
   OneDnnExactLinear(std::unique_ptr<Int8Linear> int8, int64_t input_count, int64_t output_count)
@@ -82,7 +75,7 @@ class LimbFieldLinear final : public FieldLinear {
                                      std::to_string(out.size()) + "; expected " + std::to_string(input_count) +
                                      " and " + std::to_string(output_count_));
     }
-    if (!AllBelowPrime(x)) return Status::InvalidArgument("field linear: an input element is >= p");
+    if (!AllFieldElements(x)) return Status::InvalidArgument("field linear: an input element is >= p");
     SplitLimbs(x);
     PPML_RETURN_IF_ERROR(int8_->RunOnInputLayout(accumulators_.data()));
     const int32_t* a0 = accumulators_.data();
@@ -148,7 +141,7 @@ class DoubleDenseFieldLinear final : public FieldLinear {
     if (static_cast<int64_t>(x.size()) != batch_ * k_ || static_cast<int64_t>(out.size()) != batch_ * n_) {
       return Status::InvalidArgument("field linear: wrong input or output size");
     }
-    if (!AllBelowPrime(x)) return Status::InvalidArgument("field linear: an input element is >= p");
+    if (!AllFieldElements(x)) return Status::InvalidArgument("field linear: an input element is >= p");
     constexpr int64_t kRows = 4, kCols = 256;
     const int64_t row_tiles = (batch_ + kRows - 1) / kRows, col_tiles = (n_ + kCols - 1) / kCols;
 #pragma omp parallel for collapse(2) schedule(static)

@@ -1,195 +1,239 @@
 #include "accel/protocol.h"
 
+#include <poll.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include <array>
+#include <bit>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace ppml::accel {
+
+// Field elements travel as their in-memory bytes.
+static_assert(std::endian::native == std::endian::little, "the protocol's integers are little-endian");
+
 namespace {
 
-constexpr uint8_t kMagic[4] = {'P', 'P', 'A', 'C'};
-constexpr int kSpecFields = 17;
+constexpr uint8_t kMagic0 = 'P', kMagic1 = 'A', kFrameVersion = 1;
 
-// The hosts this runs on are little-endian x86-64; memcpy keeps it explicit.
-template <typename T>
-void Put(std::vector<uint8_t>& out, T value) {
-  const size_t at = out.size();
-  out.resize(at + sizeof(T));
-  std::memcpy(out.data() + at, &value, sizeof(T));
+// Vectors are sized once and filled (no growth: GCC 12 warns falsely on
+// growing small byte vectors at -O3).
+void StoreLe(uint8_t* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t GetLe(const uint8_t* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
 }
 
-class Reader {
- public:
-  explicit Reader(std::span<const uint8_t> data) : data_(data) {}
-  template <typename T>
-  Result<T> Get(const char* what) {
-    if (data_.size() - at_ < sizeof(T)) return Status::DataLoss(std::string("accel frame: truncated at ") + what);
-    T value;
-    std::memcpy(&value, data_.data() + at_, sizeof(T));
-    at_ += sizeof(T);
-    return value;
+std::array<uint8_t, kFrameHeaderSize> HeaderBytes(MessageType type, uint32_t length) {
+  return {kMagic0,
+          kMagic1,
+          kFrameVersion,
+          static_cast<uint8_t>(type),
+          static_cast<uint8_t>(length >> 24),
+          static_cast<uint8_t>(length >> 16),
+          static_cast<uint8_t>(length >> 8),
+          static_cast<uint8_t>(length)};
+}
+
+int PollTimeoutMs(net::Deadline deadline) {
+  if (deadline == net::Deadline::max()) return -1;
+  const auto left = deadline - std::chrono::steady_clock::now();
+  if (left <= std::chrono::steady_clock::duration::zero()) return 0;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+Status WaitFor(int fd, short events, net::Deadline deadline, const char* what) {
+  for (;;) {
+    const int timeout = PollTimeoutMs(deadline);
+    if (timeout == 0) return Status::DeadlineExceeded(std::string("accel connection: ") + what + " timed out");
+    pollfd entry{fd, events, 0};
+    const int n = ::poll(&entry, 1, timeout);
+    if (n > 0) return Status::Ok();
+    if (n < 0 && errno != EINTR) return Status::Unavailable(std::string("accel connection: poll: ") + std::strerror(errno));
   }
-  size_t remaining() const { return data_.size() - at_; }
-  const uint8_t* here() const { return data_.data() + at_; }
+}
 
- private:
-  std::span<const uint8_t> data_;
-  size_t at_ = 0;
-};
+Status WriteAll(int fd, std::span<const uint8_t> data, net::Deadline deadline) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      PPML_RETURN_IF_ERROR(WaitFor(fd, POLLOUT, deadline, "write"));
+    } else if (n < 0 && errno != EINTR) {
+      return Status::Unavailable(std::string("accel connection: write: ") + std::strerror(errno));
+    }
+  }
+  return Status::Ok();
+}
 
-int64_t* SpecField(LinearSpec& s, int i) {
-  int64_t* fields[kSpecFields] = {&s.in_channels, &s.in_h,       &s.in_w,       &s.out_channels, &s.out_h,
-                                  &s.out_w,       &s.kernel_h,   &s.kernel_w,   &s.stride_h,     &s.stride_w,
-                                  &s.dilation_h,  &s.dilation_w, &s.pad_top,    &s.pad_left,     &s.pad_bottom,
-                                  &s.pad_right,   &s.groups};
-  return fields[i];
+// Reads exactly out.size() bytes; `at_boundary` makes a clean close before
+// the first byte read "closed" rather than "closed mid-frame".
+Status ReadExact(int fd, std::span<uint8_t> out, net::Deadline deadline, bool at_boundary) {
+  size_t got = 0;
+  while (got < out.size()) {
+    const ssize_t n = ::recv(fd, out.data() + got, out.size() - got, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (n == 0) {
+      return Status::Unavailable(at_boundary && got == 0 ? "accel connection: closed by the peer"
+                                                         : "accel connection: closed by the peer mid-frame");
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      PPML_RETURN_IF_ERROR(WaitFor(fd, POLLIN, deadline, "read"));
+    } else if (errno != EINTR) {
+      return Status::Unavailable(std::string("accel connection: read: ") + std::strerror(errno));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
 
-std::vector<uint8_t> EncodeFrame(FrameType type, std::span<const uint8_t> payload) {
-  std::vector<uint8_t> out(kMagic, kMagic + 4);
-  out.push_back(static_cast<uint8_t>(type));
-  out.insert(out.end(), 3, 0);
-  Put<uint64_t>(out, payload.size());
-  out.insert(out.end(), payload.begin(), payload.end());
-  return out;
-}
-
-Result<uint64_t> DecodeFrameHeader(std::span<const uint8_t> header, FrameType* type) {
-  if (header.size() != kFrameHeaderBytes) return Status::DataLoss("accel frame: short header");
-  if (std::memcmp(header.data(), kMagic, 4) != 0) return Status::DataLoss("accel frame: bad magic");
-  const uint8_t t = header[4];
-  if (t < 1 || t > 5) return Status::DataLoss("accel frame: unknown type " + std::to_string(t));
-  uint64_t length;
-  std::memcpy(&length, header.data() + 8, 8);
-  if (length > kMaxPayloadBytes) return Status::DataLoss("accel frame: payload of " + std::to_string(length) + " bytes exceeds the cap");
-  *type = static_cast<FrameType>(t);
-  return length;
-}
-
-std::vector<uint8_t> EncodeSpec(const LinearSpec& spec) {
-  LinearSpec copy = spec;
-  std::vector<uint8_t> out;
-  for (int i = 0; i < kSpecFields; ++i) Put<int64_t>(out, *SpecField(copy, i));
-  Put<uint64_t>(out, spec.weights.size());
-  const auto* w = reinterpret_cast<const uint8_t*>(spec.weights.data());
-  out.insert(out.end(), w, w + spec.weights.size());
-  return out;
-}
-
-Result<LinearSpec> DecodeSpec(std::span<const uint8_t> payload) {
-  Reader r(payload);
-  LinearSpec s;
-  for (int i = 0; i < kSpecFields; ++i) {
-    PPML_ASSIGN_OR_RETURN(*SpecField(s, i), r.Get<int64_t>("a spec field"));
+const char* MessageTypeName(MessageType type) {
+  switch (type) {
+    case MessageType::kHello: return "hello";
+    case MessageType::kRegisterLayer: return "register_layer";
+    case MessageType::kLayerRegistered: return "layer_registered";
+    case MessageType::kCompute: return "compute";
+    case MessageType::kComputeResult: return "compute_result";
+    case MessageType::kError: return "error";
   }
-  PPML_ASSIGN_OR_RETURN(uint64_t count, r.Get<uint64_t>("the weight count"));
-  if (count != r.remaining()) return Status::DataLoss("accel frame: weight count does not match the payload");
-  s.weights.resize(count);
-  std::memcpy(s.weights.data(), r.here(), count);
-  PPML_RETURN_IF_ERROR(ValidateSpec(s));
-  return s;
+  return "unknown";
+}
+
+std::vector<uint8_t> EncodeFrame(MessageType type, std::span<const uint8_t> payload) {
+  const auto header = HeaderBytes(type, static_cast<uint32_t>(payload.size()));
+  std::vector<uint8_t> out(header.size() + payload.size());
+  std::memcpy(out.data(), header.data(), header.size());
+  if (!payload.empty()) std::memcpy(out.data() + header.size(), payload.data(), payload.size());
+  return out;
+}
+
+Result<FrameHeader> ParseFrameHeader(std::span<const uint8_t, kFrameHeaderSize> h, uint32_t max_payload) {
+  if (h[0] != kMagic0 || h[1] != kMagic1) return Status::InvalidArgument("accel frame: bad magic (not a ppml-accel peer)");
+  if (h[2] != kFrameVersion) {
+    return Status::InvalidArgument("accel frame: version " + std::to_string(h[2]) + ", this side speaks " +
+                                   std::to_string(kFrameVersion));
+  }
+  if (h[3] < static_cast<uint8_t>(MessageType::kHello) || h[3] > static_cast<uint8_t>(MessageType::kError)) {
+    return Status::InvalidArgument("accel frame: unknown message type " + std::to_string(h[3]));
+  }
+  const uint32_t length = (uint32_t{h[4]} << 24) | (uint32_t{h[5]} << 16) | (uint32_t{h[6]} << 8) | h[7];
+  if (length > max_payload) {
+    return Status::InvalidArgument("accel frame: payload of " + std::to_string(length) + " bytes exceeds the cap of " +
+                                   std::to_string(max_payload));
+  }
+  return FrameHeader{static_cast<MessageType>(h[3]), length};
+}
+
+std::vector<uint8_t> EncodeHello(uint32_t version) {
+  std::vector<uint8_t> out(4);
+  StoreLe(out.data(), version, 4);
+  return out;
+}
+
+Result<uint32_t> ParseHello(std::span<const uint8_t> payload) {
+  if (payload.size() != 4) return Status::InvalidArgument("accel hello: payload must be 4 bytes");
+  return static_cast<uint32_t>(GetLe(payload.data(), 4));
+}
+
+std::vector<uint8_t> EncodeHandle(uint64_t handle) {
+  std::vector<uint8_t> out(8);
+  StoreLe(out.data(), handle, 8);
+  return out;
+}
+
+Result<uint64_t> ParseHandle(std::span<const uint8_t> payload) {
+  if (payload.size() != 8) return Status::InvalidArgument("accel layer_registered: payload must be 8 bytes");
+  return GetLe(payload.data(), 8);
 }
 
 std::vector<uint8_t> EncodeCompute(uint64_t handle, int64_t batch, std::span<const uint32_t> x) {
-  std::vector<uint8_t> out;
-  out.reserve(16 + x.size_bytes());
-  Put<uint64_t>(out, handle);
-  Put<int64_t>(out, batch);
-  const auto* bytes = reinterpret_cast<const uint8_t*>(x.data());
-  out.insert(out.end(), bytes, bytes + x.size_bytes());
+  std::vector<uint8_t> out(12 + x.size_bytes());
+  StoreLe(out.data(), handle, 8);
+  StoreLe(out.data() + 8, static_cast<uint64_t>(batch), 4);
+  if (!x.empty()) std::memcpy(out.data() + 12, x.data(), x.size_bytes());
   return out;
 }
 
-Result<ComputeRequest> DecodeCompute(std::span<const uint8_t> payload) {
-  Reader r(payload);
-  ComputeRequest c;
-  PPML_ASSIGN_OR_RETURN(c.handle, r.Get<uint64_t>("the layer handle"));
-  PPML_ASSIGN_OR_RETURN(c.batch, r.Get<int64_t>("the batch"));
-  if (c.batch < 1) return Status::InvalidArgument("accel compute: batch must be positive");
-  PPML_ASSIGN_OR_RETURN(c.x, DecodeElements(payload.subspan(16)));
-  return c;
-}
-
-std::vector<uint8_t> EncodeElements(std::span<const uint32_t> values) {
-  const auto* bytes = reinterpret_cast<const uint8_t*>(values.data());
-  return std::vector<uint8_t>(bytes, bytes + values.size_bytes());
-}
-
-Result<std::vector<uint32_t>> DecodeElements(std::span<const uint8_t> payload) {
-  if (payload.size() % 4 != 0) return Status::DataLoss("accel frame: field elements are not whole u32s");
-  std::vector<uint32_t> values(payload.size() / 4);
-  std::memcpy(values.data(), payload.data(), payload.size());
-  for (uint32_t v : values) {
-    if (v >= kPrime) return Status::InvalidArgument("accel frame: a field element is not below p");
+Result<ComputeRequest> ParseCompute(std::span<const uint8_t> payload) {
+  if (payload.size() < 12 || (payload.size() - 12) % 4 != 0) {
+    return Status::InvalidArgument("accel compute: payload of " + std::to_string(payload.size()) +
+                                   " bytes is not a handle, a batch and whole elements");
   }
-  return values;
+  ComputeRequest request;
+  request.handle = GetLe(payload.data(), 8);
+  request.batch = static_cast<int64_t>(GetLe(payload.data() + 8, 4));
+  if (request.batch < 1 || request.batch > kMaxComputeBatch) {
+    return Status::InvalidArgument("accel compute: batch " + std::to_string(request.batch) + " is outside [1, " +
+                                   std::to_string(kMaxComputeBatch) + "]");
+  }
+  request.x.resize((payload.size() - 12) / 4);
+  std::memcpy(request.x.data(), payload.data() + 12, payload.size() - 12);
+  return request;
+}
+
+std::vector<uint8_t> EncodeElements(std::span<const uint32_t> elements) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(elements.data());
+  return std::vector<uint8_t>(bytes, bytes + elements.size_bytes());
+}
+
+Result<std::vector<uint32_t>> ParseElements(std::span<const uint8_t> payload, size_t expected) {
+  if (payload.size() != expected * 4) {
+    return Status::DataLoss("accel compute_result: " + std::to_string(payload.size()) + " bytes, expected " +
+                            std::to_string(expected) + " elements");
+  }
+  std::vector<uint32_t> out(expected);
+  std::memcpy(out.data(), payload.data(), payload.size());
+  if (!AllFieldElements(out)) return Status::DataLoss("accel compute_result: an element is outside the field");
+  return out;
 }
 
 std::vector<uint8_t> EncodeError(const Status& status) {
-  std::vector<uint8_t> out;
-  Put<uint32_t>(out, static_cast<uint32_t>(status.code()));
-  out.insert(out.end(), status.message().begin(), status.message().end());
+  const std::string& m = status.message();
+  const size_t length = std::min(m.size(), kMaxErrorMessage);
+  std::vector<uint8_t> out(4 + length);
+  StoreLe(out.data(), static_cast<uint32_t>(status.code()), 4);
+  if (length > 0) std::memcpy(out.data() + 4, m.data(), length);
   return out;
 }
 
-Status DecodeError(std::span<const uint8_t> payload) {
-  Reader r(payload);
-  Result<uint32_t> code = r.Get<uint32_t>("the error code");
-  if (!code.ok()) return code.status();
-  const StatusCode c = *code <= static_cast<uint32_t>(StatusCode::kInternal) && *code != 0
-                           ? static_cast<StatusCode>(*code)
-                           : StatusCode::kInternal;
-  return Status(c, "ppml-accel: " + std::string(reinterpret_cast<const char*>(r.here()), r.remaining()));
-}
-
-namespace {
-
-Status WriteAll(int fd, const uint8_t* data, size_t size, const std::string& what) {
-  while (size > 0) {
-    const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Unavailable(what + ": write failed: " + std::strerror(errno));
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
+Status ParseError(std::span<const uint8_t> payload) {
+  if (payload.size() < 4 || payload.size() > 4 + kMaxErrorMessage) {
+    return Status::InvalidArgument("accel error: malformed error payload");
   }
-  return Status::Ok();
-}
-
-Status ReadAll(int fd, uint8_t* data, size_t size, const std::string& what) {
-  while (size > 0) {
-    const ssize_t n = ::recv(fd, data, size, 0);
-    if (n == 0) return Status::Unavailable(what + ": connection closed");
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::DeadlineExceeded(what + ": read timed out");
-      return Status::Unavailable(what + ": read failed: " + std::strerror(errno));
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
+  const uint32_t code = static_cast<uint32_t>(GetLe(payload.data(), 4));
+  std::string message(payload.begin() + 4, payload.end());
+  if (code == 0 || code > static_cast<uint32_t>(StatusCode::kInternal)) {
+    return Status::Internal("ppml-accel: " + message + " (code " + std::to_string(code) + ")");
   }
-  return Status::Ok();
+  return Status(static_cast<StatusCode>(code), "ppml-accel: " + message);
 }
 
-}  // namespace
-
-Status WriteFrame(int fd, FrameType type, std::span<const uint8_t> payload, const std::string& what) {
-  const std::vector<uint8_t> frame = EncodeFrame(type, payload);
-  return WriteAll(fd, frame.data(), frame.size(), what);
+Status WriteFrame(int fd, MessageType type, std::span<const uint8_t> payload, net::Deadline deadline) {
+  if (payload.size() > UINT32_MAX) return Status::InvalidArgument("accel frame: payload too large");
+  // A small frame goes out in one send (one TCP segment); a large payload
+  // is sent from where it is rather than copied behind its header.
+  if (payload.size() <= 64 * 1024) return WriteAll(fd, EncodeFrame(type, payload), deadline);
+  PPML_RETURN_IF_ERROR(WriteAll(fd, HeaderBytes(type, static_cast<uint32_t>(payload.size())), deadline));
+  return WriteAll(fd, payload, deadline);
 }
 
-Result<Frame> ReadFrame(int fd, const std::string& what) {
-  uint8_t header[kFrameHeaderBytes];
-  PPML_RETURN_IF_ERROR(ReadAll(fd, header, sizeof(header), what));
+Result<Frame> ReadFrame(int fd, uint32_t max_payload, net::Deadline deadline) {
+  std::array<uint8_t, kFrameHeaderSize> header;
+  PPML_RETURN_IF_ERROR(ReadExact(fd, header, deadline, /*at_boundary=*/true));
+  PPML_ASSIGN_OR_RETURN(FrameHeader parsed, ParseFrameHeader(header, max_payload));
   Frame frame;
-  PPML_ASSIGN_OR_RETURN(uint64_t length, DecodeFrameHeader(header, &frame.type));
-  frame.payload.resize(length);
-  PPML_RETURN_IF_ERROR(ReadAll(fd, frame.payload.data(), length, what));
+  frame.type = parsed.type;
+  frame.payload.resize(parsed.payload_length);
+  PPML_RETURN_IF_ERROR(ReadExact(fd, frame.payload, deadline, /*at_boundary=*/false));
   return frame;
 }
 

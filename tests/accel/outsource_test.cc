@@ -225,19 +225,20 @@ class RecordingProxy {
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     ScopedFd server(::socket(AF_UNIX, SOCK_STREAM, 0));
     if (::connect(server.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return;
+    auto deadline = [] { return net::DeadlineAfter(30000); };
     while (true) {
-      Result<Frame> request = ReadFrame(client.get(), "enclave");
+      Result<Frame> request = ReadFrame(client.get(), kDefaultMaxPayload, deadline());
       if (!request.ok()) return;
-      if (request->type == FrameType::kCompute) {
-        auto compute = DecodeCompute(request->payload);
+      if (request->type == MessageType::kCompute) {
+        auto compute = ParseCompute(request->payload);
         if (compute.ok()) {
           std::lock_guard lock(mutex_);
           sent_.insert(sent_.end(), compute->x.begin(), compute->x.end());
         }
       }
-      if (!WriteFrame(server.get(), request->type, request->payload, "accel").ok()) return;
-      Result<Frame> reply = ReadFrame(server.get(), "accel");
-      if (!reply.ok() || !WriteFrame(client.get(), reply->type, reply->payload, "enclave").ok()) return;
+      if (!WriteFrame(server.get(), request->type, request->payload, deadline()).ok()) return;
+      Result<Frame> reply = ReadFrame(server.get(), kDefaultMaxPayload, deadline());
+      if (!reply.ok() || !WriteFrame(client.get(), reply->type, reply->payload, deadline()).ok()) return;
     }
   }
 
