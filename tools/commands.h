@@ -18,6 +18,8 @@ void AddKeygenCommands(CLI::App& app, int* exit_code);      // ppml keygen platf
 void AddEnclaveCommands(CLI::App& app, int* exit_code);     // ppml enclave provision
 void AddClientCommands(CLI::App& app, int* exit_code);  // ppml infer, ppml attest
 void AddServeCommand(CLI::App& app, int* exit_code);        // ppml serve
+// ppml he search|fit; returns the `he` group so more he subcommands can join it.
+CLI::App* AddHeCommands(CLI::App& app, int* exit_code);
 // ppml bench enclave, registered by AddBenchCommands on its `bench` group.
 void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code);
 // ppml bench queue, likewise.

@@ -1,0 +1,65 @@
+// Polynomial stand-ins for tanh and sigmoid: what a CKKS circuit evaluates
+// instead of an activation, since HE only adds and multiplies.
+//
+// A Polynomial lives on an interval [lo, hi] and is stored in the power basis
+// of the normalised variable u = (2x - (hi + lo)) / (hi - lo) ∈ [-1, 1]:
+//   p(x) = Σ_k coeffs[k] · u^k
+// (the spec JSON and the exported ONNX use exactly this form; Horner in u is
+// well conditioned where the power basis in x is not: tanh on [-8, 8] at
+// degree 17 has x^17 coefficients near 1e-12.) Outside [lo, hi] nothing is
+// clamped: the polynomial simply diverges, as it would under encryption.
+//
+// Two fits:
+//  - FitLeastSquares: the method's fit, the L2-optimal polynomial on the
+//    interval with uniform weight (a Legendre projection computed with
+//    Gauss–Legendre quadrature, exact for the continuous problem). On a
+//    symmetric interval the odd symmetry is imposed exactly: tanh fits are
+//    odd, sigmoid fits are 0.5 + odd.
+//  - FitChebyshev: interpolation at the d+1 Chebyshev nodes of the first
+//    kind, within a small factor of the minimax error (for these smooth
+//    functions, within a few percent); used for per-cell range fits.
+//
+// Thread safety: plain values and pure functions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace ppml::he {
+
+enum class Activation { kTanh, kSigmoid };
+const char* ActivationName(Activation activation);  // "tanh", "sigmoid"
+double ExactActivation(Activation activation, double x);
+
+struct Polynomial {
+  double lo = -8;
+  double hi = 8;
+  std::vector<double> coeffs;  // power basis in u, coeffs[k] multiplies u^k
+
+  int degree() const { return static_cast<int>(coeffs.size()) - 1; }
+  // u = scale * x + shift maps [lo, hi] onto [-1, 1].
+  double scale() const { return 2.0 / (hi - lo); }
+  double shift() const { return -(hi + lo) / (hi - lo); }
+  double Eval(double x) const;
+};
+
+// The fit kinds the CLI names: "lsq" (the method, on a fixed interval) and
+// "range" (Chebyshev on each cell's observed range plus a margin).
+enum class FitKind { kLeastSquares, kRange };
+Result<FitKind> ParseFitKind(const std::string& name);
+const char* FitKindName(FitKind kind);
+
+// InvalidArgument for degree < 1 or an empty interval.
+Result<Polynomial> FitLeastSquares(Activation activation, int degree, double lo = -8, double hi = 8);
+Result<Polynomial> FitChebyshev(Activation activation, int degree, double lo, double hi);
+
+struct FitError {
+  double max_abs = 0;
+  double mean_abs = 0;
+};
+// |p(x) - f(x)| on `samples` evenly spaced points of the polynomial's interval.
+FitError MeasureFitError(Activation activation, const Polynomial& p, int samples = 20001);
+
+}  // namespace ppml::he

@@ -1,0 +1,149 @@
+// Polynomial fits against independently computed errors, the depth formula,
+// bootstrap placement and the costs file.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "he/approx.h"
+#include "he/depth.h"
+
+namespace ppml::he {
+namespace {
+
+struct KnownFit {
+  Activation activation;
+  int degree;
+  double max_error;   // computed with NumPy's Legendre projection (leggauss, 200 points)
+  double mean_error;  // on 20001 points of [-8, 8]
+};
+
+TEST(FitLeastSquares, MatchesIndependentErrorsOnMinus8To8) {
+  const KnownFit known[] = {
+      {Activation::kTanh, 3, 0.43624, 0.18862},     {Activation::kTanh, 7, 0.21173, 0.078926},
+      {Activation::kTanh, 17, 0.035634, 0.010970},  {Activation::kSigmoid, 3, 0.11433, 0.052450},
+      {Activation::kSigmoid, 7, 0.032195, 0.011097}, {Activation::kSigmoid, 17, 0.0010161, 0.00024050},
+  };
+  for (const KnownFit& k : known) {
+    Result<Polynomial> p = FitLeastSquares(k.activation, k.degree);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    const FitError e = MeasureFitError(k.activation, *p);
+    EXPECT_NEAR(e.max_abs, k.max_error, 1e-3 * k.max_error) << ActivationName(k.activation) << " degree " << k.degree;
+    EXPECT_NEAR(e.mean_abs, k.mean_error, 1e-3 * k.mean_error) << ActivationName(k.activation) << " degree " << k.degree;
+  }
+}
+
+TEST(FitLeastSquares, KeepsTheSymmetryExactly) {
+  Result<Polynomial> tanh17 = FitLeastSquares(Activation::kTanh, 17);
+  Result<Polynomial> sigmoid7 = FitLeastSquares(Activation::kSigmoid, 7);
+  ASSERT_TRUE(tanh17.ok() && sigmoid7.ok());
+  ASSERT_EQ(tanh17->coeffs.size(), 18u);
+  for (size_t k = 0; k < tanh17->coeffs.size(); k += 2) EXPECT_EQ(tanh17->coeffs[k], 0.0) << "u^" << k;
+  EXPECT_EQ(sigmoid7->coeffs[0], 0.5);
+  for (size_t k = 2; k < sigmoid7->coeffs.size(); k += 2) EXPECT_EQ(sigmoid7->coeffs[k], 0.0) << "u^" << k;
+  EXPECT_NE(sigmoid7->coeffs[1], 0.0);
+}
+
+TEST(FitChebyshev, NarrowRangesNeedFarLowerDegrees) {
+  // A cell whose pre-activations stay in [-2, 3]: a cubic there beats the
+  // method's degree 7 on [-8, 8], and the error shrinks with the degree.
+  Result<Polynomial> lsq7 = FitLeastSquares(Activation::kTanh, 7);
+  ASSERT_TRUE(lsq7.ok());
+  double previous = 1e9;
+  for (int d : {3, 5, 7, 9}) {
+    Result<Polynomial> cheb = FitChebyshev(Activation::kTanh, d, -2, 3);
+    ASSERT_TRUE(cheb.ok());
+    const double error = MeasureFitError(Activation::kTanh, *cheb).max_abs;
+    EXPECT_LT(error, previous) << "degree " << d;
+    previous = error;
+    if (d == 3) EXPECT_LT(error, MeasureFitError(Activation::kTanh, *lsq7).max_abs);
+  }
+  // Interpolation at Chebyshev nodes: exact at a node, and near-minimax
+  // (below the least-squares fit's max error on the same interval).
+  Result<Polynomial> cheb = FitChebyshev(Activation::kSigmoid, 5, -3, 1);
+  Result<Polynomial> lsq = FitLeastSquares(Activation::kSigmoid, 5, -3, 1);
+  ASSERT_TRUE(cheb.ok() && lsq.ok());
+  const double node_u = std::cos(M_PI * 0.5 / 6);
+  const double node_x = (node_u - cheb->shift()) / cheb->scale();
+  EXPECT_NEAR(cheb->Eval(node_x), ExactActivation(Activation::kSigmoid, node_x), 1e-12);
+  EXPECT_LT(MeasureFitError(Activation::kSigmoid, *cheb).max_abs, MeasureFitError(Activation::kSigmoid, *lsq).max_abs);
+}
+
+TEST(Fit, RejectsBadArguments) {
+  EXPECT_FALSE(FitLeastSquares(Activation::kTanh, 0).ok());
+  EXPECT_FALSE(FitChebyshev(Activation::kTanh, 3, 1, 1).ok());
+  Result<FitKind> kind = ParseFitKind("minimax");
+  ASSERT_FALSE(kind.ok());
+  EXPECT_NE(kind.status().message().find("lsq or range"), std::string::npos);
+}
+
+TEST(Depth, LevelsPerDegree) {
+  EXPECT_EQ(PolynomialDepth(1), 1);
+  EXPECT_EQ(PolynomialDepth(3), 2);
+  EXPECT_EQ(PolynomialDepth(7), 3);
+  EXPECT_EQ(PolynomialDepth(8), 4);
+  EXPECT_EQ(PolynomialDepth(15), 4);
+  EXPECT_EQ(PolynomialDepth(17), 5);
+  EXPECT_EQ(PolynomialDepth(31), 5);
+}
+
+TEST(Depth, TheMethodsAssignmentsOn28Steps) {
+  // All 17: 28 × 5 = 140 activation levels; the method's best mixed
+  // assignment (4 cells of degree 7, 24 of degree 17) has 132 (94%).
+  std::vector<int> all17(28, 17), mixed(28, 17), all7(28, 7);
+  for (int t : {0, 1, 26, 27}) mixed[static_cast<size_t>(t)] = 7;
+  Result<DepthReport> a = ComputeDepth(CellKind::kRnn, all17, 9);
+  Result<DepthReport> m = ComputeDepth(CellKind::kRnn, mixed, 9);
+  Result<DepthReport> s = ComputeDepth(CellKind::kRnn, all7, 9);
+  ASSERT_TRUE(a.ok() && m.ok() && s.ok());
+  EXPECT_EQ(a->activation_depth, 140);
+  EXPECT_EQ(m->activation_depth, 132);
+  EXPECT_EQ(a->total_levels, 140 + 28 + 1);
+  // 6 levels a step, budget 9: every step after the first needs a bootstrap.
+  EXPECT_EQ(a->bootstraps, 27);
+  // 4 levels a step: a bootstrap every second step from step 2 on.
+  EXPECT_EQ(s->bootstraps, 13);
+  EXPECT_LT(m->bootstraps, a->bootstraps);
+}
+
+TEST(Depth, WalksTheChainWithTheBudget) {
+  // rnn {3,3}, budget 3: [mm 1][poly 2] | boot | [mm 1][poly 2] | boot | [fc 1].
+  Result<DepthReport> r = ComputeDepth(CellKind::kRnn, {3, 3}, 3);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->bootstraps, 2);
+  EXPECT_EQ(r->total_levels, 7);
+  EXPECT_EQ(r->activation_depth, 4);
+  // gru {17}, budget 9: mm 1, sigmoid 5, r 1 (7), tanh 5 -> boot, z 1, fc 1.
+  Result<DepthReport> g = ComputeDepth(CellKind::kGru, {17}, 9);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->bootstraps, 1);
+  EXPECT_EQ(g->activation_depth, 10);
+  EXPECT_EQ(g->total_levels, 14);
+  // A degree-17 polynomial alone needs 5 levels: no placement in a budget of 4.
+  Result<DepthReport> over = ComputeDepth(CellKind::kRnn, {3, 17}, 4);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("step 1"), std::string::npos) << over.status().message();
+}
+
+TEST(HeCosts, ReadsTheBenchFileAndNamesABadKey) {
+  const std::string path = ::testing::TempDir() + "/he_costs.json";
+  std::ofstream(path) << R"({"n": 32768, "encrypt_ms": 12.5, "plain_multiply_ms": 3, "multiply_relin_rescale_ms": 400,
+                             "rotate_ms": 350, "add_ms": 0.5})";
+  Result<HeCosts> costs = LoadHeCosts(path);
+  ASSERT_TRUE(costs.ok()) << costs.status().ToString();
+  EXPECT_EQ(costs->n, 32768);
+  EXPECT_DOUBLE_EQ(costs->rotate_ms, 350);
+  EXPECT_DOUBLE_EQ(costs->add_ms, 0.5);
+  EXPECT_DOUBLE_EQ(costs->bootstrap_ms, HeCosts{}.bootstrap_ms);  // absent: the default
+  std::ofstream(path) << R"({"rotate_ms": "fast"})";
+  Result<HeCosts> bad = LoadHeCosts(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("rotate_ms"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find(path), std::string::npos);
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace ppml::he
