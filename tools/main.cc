@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   ppml::tools::AddEnclaveCommands(app, &exit_code);
   ppml::tools::AddClientCommands(app, &exit_code);
   ppml::tools::AddServeCommand(app, &exit_code);
+  CLI::App* he = app.add_subcommand("he", "HE-friendly RNNs");
+  he->require_subcommand(1);
+  ppml::tools::AddHeBenchCommand(*he, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

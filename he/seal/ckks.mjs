@@ -7,7 +7,7 @@
 //   node ckks.mjs poly --spec S [--n 16384] [--json]
 //       every distinct fitted polynomial of the spec evaluated encrypted on
 //       points across its interval: error against the plaintext polynomial
-//   node ckks.mjs rnn --spec S [--images 20] [--n 16384] [--json]
+//   node ckks.mjs rnn --spec S [--images 20] [--n 16384] [--reps 5] [--json]
 //       the approximated RNN/GRU encrypted end to end: agreement with the
 //       plaintext simulation, time per image measured and estimated
 //   node ckks.mjs bench --json-out FILE [--n 32768] [--spec S --images 20 --run-n 16384]
@@ -20,10 +20,10 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { CkksSession } from './session.mjs';
 import { CountedOps, OPERATIONS } from './ops.mjs';
-import { costSummary, measureCosts } from './costs.mjs';
+import { costSummary, meanCosts, measureCosts } from './costs.mjs';
 import { evaluatePolynomial, polynomialDegree, polynomialDepth } from './poly_eval.mjs';
 import { isSpecError, loadSpec } from './spec.mjs';
-import { EncryptedRecurrentRun } from './encrypted_rnn.mjs';
+import { EncryptedRecurrentRun, checkDepths } from './encrypted_rnn.mjs';
 import { activation, argmax, plainLogits } from './plain_model.mjs';
 
 const PROGRAM = 'ckks.mjs';
@@ -143,7 +143,7 @@ function printPoly(report) {
   }
 }
 
-async function runRnn({ spec: specFile, images, n }) {
+async function runRnn({ spec: specFile, images, n, reps = 5 }) {
   const spec = loadSpec(specFile);
   const samples = spec.samples.slice(0, images);
   if (samples.length < images) log(`rnn: ${specFile} has only ${samples.length} test samples; running those`);
@@ -153,14 +153,22 @@ async function runRnn({ spec: specFile, images, n }) {
   const keySeconds = (performance.now() - keysStart) / 1000;
   log(`rnn: ${spec.cell}, ${spec.steps} steps, ${samples.length} images; ${session.describe()}; ` +
       `keys in ${keySeconds.toFixed(1)} s`);
+  // Costs at every level, with this run's parameters and keys, measured just
+  // before and just after the run: their mean is what the estimate uses, so
+  // that a change of load on a shared machine during the run averages out.
   log('rnn: measuring per-operation costs at every level for the estimate');
-  const costs = measureCosts(session, { reps: 3 });
+  const costsBefore = measureCosts(session, { reps });
   const ops = new CountedOps(session);
   const run = new EncryptedRecurrentRun(ops, spec);
   const start = performance.now();
   const { results, groups, refreshesPerImage } = run.run(samples, log);
   const measuredMs = performance.now() - start;
+  log('rnn: measuring per-operation costs again after the run');
+  const costsAfter = measureCosts(session, { reps });
+  const costs = meanCosts(costsBefore, costsAfter);
   const estimatedMs = ops.counter.estimateMs(costs);
+  const estimatedBeforeMs = ops.counter.estimateMs(costsBefore);
+  const estimatedAfterMs = ops.counter.estimateMs(costsAfter);
 
   let agree = 0, correct = 0, agreeSpec = 0, maxLogitError = 0;
   const perImage = results.map(({ sample, logits, prediction }) => {
@@ -187,13 +195,15 @@ async function runRnn({ spec: specFile, images, n }) {
     seconds_per_image_measured: measuredMs / 1000 / count,
     seconds_per_image_estimated: estimatedMs / 1000 / count,
     estimate_over_measured: estimatedMs / measuredMs,
+    seconds_per_image_estimated_costs_before: estimatedBeforeMs / 1000 / count,
+    seconds_per_image_estimated_costs_after: estimatedAfterMs / 1000 / count,
     seconds_in_counted_operations_per_image: ops.counter.measuredOpMs() / 1000 / count,
     refreshes_per_image: refreshesPerImage.state + refreshesPerImage.mid_cell,
     state_refreshes_per_image: refreshesPerImage.state, mid_cell_refreshes_per_image: refreshesPerImage.mid_cell,
     spec_bootstraps: spec.bootstraps, spec_depth: spec.depth, key_seconds: keySeconds,
     operations: totals,
     operations_per_image: Object.fromEntries(OPERATIONS.map((op) => [op, round(totals[op] / count, 2)])),
-    run_costs_top_level: costSummary(session, costs),
+    run_costs: costSummary(session, costs),
     per_image: perImage,
   };
 }
@@ -206,7 +216,9 @@ function printRnn(r) {
   console.log(`  top-1 accuracy on these images            ${(100 * r.accuracy).toFixed(1)}%`);
   console.log(`  max |encrypted - plaintext logit|          ${r.max_abs_logit_error.toExponential(2)}`);
   console.log(`  seconds per image measured / estimated    ${r.seconds_per_image_measured.toFixed(3)} / ` +
-              `${r.seconds_per_image_estimated.toFixed(3)} (estimate/measured ${r.estimate_over_measured.toFixed(3)})`);
+              `${r.seconds_per_image_estimated.toFixed(3)} (estimate/measured ${r.estimate_over_measured.toFixed(3)}; ` +
+              `costs measured before ${r.seconds_per_image_estimated_costs_before.toFixed(3)}, ` +
+              `after ${r.seconds_per_image_estimated_costs_after.toFixed(3)})`);
   console.log(`  refreshes per image (key holder)           ${r.refreshes_per_image} ` +
               `(state ${r.state_refreshes_per_image}, mid-cell ${r.mid_cell_refreshes_per_image}; spec bootstraps ${r.spec_bootstraps ?? 'n/a'})`);
   console.log(`  operations per image                       ${Object.entries(r.operations_per_image).map(([k, v]) => `${k} ${v}`).join(', ')}`);
@@ -222,13 +234,15 @@ const COMMANDS = {
     async run(o) { const r = await runPoly(o); printPoly(r); return r; },
   },
   rnn: {
-    defaults: { spec: '', images: 20, n: 16384, json: false },
+    defaults: { spec: '', images: 20, n: 16384, reps: 5, json: false },
     async run(o) { const r = await runRnn(o); printRnn(r); return r; },
   },
   bench: {
     defaults: { n: 32768, levels: 9, reps: 3, spec: '', images: 20, 'run-n': 16384, 'json-out': '' },
     async run(o) {
       if (!o['json-out']) throw new UsageError('bench needs --json-out FILE');
+      // A bad spec fails now, not after a minute of cost measurement.
+      if (o.spec) checkDepths(loadSpec(o.spec));
       const out = { costs: await runCosts(o) };
       if (o.spec) out.rnn = await runRnn({ spec: o.spec, images: o.images, n: o['run-n'] });
       writeFileSync(o['json-out'], `${JSON.stringify(out)}\n`);

@@ -101,3 +101,14 @@ export function costSummary(session, costs) {
     per_level: costs.perLevel,
   };
 }
+
+// The mean of two measurements of the same table (e.g. before and after a run,
+// so that a change of load on a shared machine during the run averages out).
+export function meanCosts(a, b) {
+  const perLevel = {};
+  for (const [op, levels] of Object.entries(a.perLevel)) {
+    perLevel[op] = {};
+    for (const [level, ms] of Object.entries(levels)) perLevel[op][level] = (ms + b.perLevel[op][level]) / 2;
+  }
+  return { perLevel };
+}
