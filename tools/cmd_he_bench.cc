@@ -1,5 +1,5 @@
 // ppml he bench [--spec FILE] [--images N] [--n 32768] [--run-n 16384]
-//               [--min-agreement F] [--max-estimate-error F] [--json]
+//               [--min-agreement F] [--max-estimate-error F] [--details-out FILE] [--json]
 //
 // The real CKKS check of issue 10, with Microsoft SEAL (npm node-seal,
 // WebAssembly) run by he/seal/ckks.mjs under node:
@@ -16,7 +16,8 @@
 //    "rotate_ms","add_ms","cell","run_n","images","agreement",
 //    "seconds_per_image_measured","seconds_per_image_estimated",
 //    "estimate_over_measured","refreshes_per_image","max_abs_logit_error"}
-// (the run's keys are null without --spec).
+// (the run's keys are null without --spec). --details-out keeps ckks.mjs's
+// whole result: costs by level, operation counts, per-image predictions.
 //
 // node and the pinned npm packages come from scripts/install-node-deps.sh;
 // without them the command fails saying so. The script is looked for in
@@ -64,6 +65,7 @@ struct HeBenchOptions {
   bool json = false;
   std::optional<double> min_agreement;
   std::optional<double> max_estimate_error;
+  std::string details_out;
 };
 
 // he/seal with ckks.mjs and its installed packages, or an error saying what is missing.
@@ -232,6 +234,11 @@ int RunHeBench(const HeBenchOptions& options) {
   }
   Result<BenchFigures> figures = ReadFigures(result_file);
   if (!figures.ok()) return ReportError(kCommand, figures.status().message(), kExitFailure);
+  if (!options.details_out.empty()) {
+    Result<std::string> details = ReadFile(result_file);
+    Status written = details.ok() ? WriteFile(options.details_out, *details) : details.status();
+    if (!written.ok()) return ReportError(kCommand, "--details-out: " + written.message(), kExitFailure);
+  }
   if (options.json) {
     std::cout << FiguresJson(*figures) << std::endl;
   } else {
@@ -277,6 +284,8 @@ void AddHeBenchCommand(CLI::App& he, int* exit_code) {
   bench->add_option("--max-estimate-error", options->max_estimate_error,
                     "exit 1 when |estimated/measured - 1| exceeds this")
       ->check(NonNegative());
+  bench->add_option("--details-out", options->details_out,
+                    "write ckks.mjs's whole result (costs by level, operation counts, per image) to this JSON file");
   bench->add_flag("--json", options->json, "print the result as one JSON object on the last line");
   bench->callback([options, exit_code] { *exit_code = RunHeBench(*options); });
 }

@@ -153,22 +153,29 @@ async function runRnn({ spec: specFile, images, n, reps = 5 }) {
   const keySeconds = (performance.now() - keysStart) / 1000;
   log(`rnn: ${spec.cell}, ${spec.steps} steps, ${samples.length} images; ${session.describe()}; ` +
       `keys in ${keySeconds.toFixed(1)} s`);
-  // Costs at every level, with this run's parameters and keys, measured just
-  // before and just after the run: their mean is what the estimate uses, so
-  // that a change of load on a shared machine during the run averages out.
+  // Costs at every level, with this run's parameters and keys, measured in
+  // this process before the run, every 7 steps during it (outside its timed
+  // part) and after it: the estimate uses their mean, so that the changing
+  // load of a shared machine is sampled where the run meets it.
   log('rnn: measuring per-operation costs at every level for the estimate');
-  const costsBefore = measureCosts(session, { reps });
+  const costSamples = [measureCosts(session, { reps })];
   const ops = new CountedOps(session);
   const run = new EncryptedRecurrentRun(ops, spec);
+  let untimedMs = 0;
+  const checkpoint = () => {
+    const t0 = performance.now();
+    costSamples.push(measureCosts(session, { reps: Math.max(1, Math.floor(reps / 2)) }));
+    untimedMs += performance.now() - t0;
+  };
   const start = performance.now();
-  const { results, groups, refreshesPerImage } = run.run(samples, log);
-  const measuredMs = performance.now() - start;
+  const { results, groups, refreshesPerImage } = run.run(samples, log, checkpoint);
+  const measuredMs = performance.now() - start - untimedMs;
   log('rnn: measuring per-operation costs again after the run');
-  const costsAfter = measureCosts(session, { reps });
-  const costs = meanCosts(costsBefore, costsAfter);
+  costSamples.push(measureCosts(session, { reps }));
+  const costs = meanCosts(costSamples);
   const estimatedMs = ops.counter.estimateMs(costs);
-  const estimatedBeforeMs = ops.counter.estimateMs(costsBefore);
-  const estimatedAfterMs = ops.counter.estimateMs(costsAfter);
+  const estimatedBeforeMs = ops.counter.estimateMs(costSamples[0]);
+  const estimatedAfterMs = ops.counter.estimateMs(costSamples[costSamples.length - 1]);
 
   let agree = 0, correct = 0, agreeSpec = 0, maxLogitError = 0;
   const perImage = results.map(({ sample, logits, prediction }) => {
@@ -195,6 +202,7 @@ async function runRnn({ spec: specFile, images, n, reps = 5 }) {
     seconds_per_image_measured: measuredMs / 1000 / count,
     seconds_per_image_estimated: estimatedMs / 1000 / count,
     estimate_over_measured: estimatedMs / measuredMs,
+    cost_samples: costSamples.length,
     seconds_per_image_estimated_costs_before: estimatedBeforeMs / 1000 / count,
     seconds_per_image_estimated_costs_after: estimatedAfterMs / 1000 / count,
     seconds_in_counted_operations_per_image: ops.counter.measuredOpMs() / 1000 / count,

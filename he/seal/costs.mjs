@@ -102,13 +102,15 @@ export function costSummary(session, costs) {
   };
 }
 
-// The mean of two measurements of the same table (e.g. before and after a run,
-// so that a change of load on a shared machine during the run averages out).
-export function meanCosts(a, b) {
+// The mean of several measurements of the same table (before, during and
+// after a run, so that changes of load on a shared machine average out).
+export function meanCosts(tables) {
   const perLevel = {};
-  for (const [op, levels] of Object.entries(a.perLevel)) {
+  for (const [op, levels] of Object.entries(tables[0].perLevel)) {
     perLevel[op] = {};
-    for (const [level, ms] of Object.entries(levels)) perLevel[op][level] = (ms + b.perLevel[op][level]) / 2;
+    for (const level of Object.keys(levels)) {
+      perLevel[op][level] = tables.reduce((sum, t) => sum + t.perLevel[op][level], 0) / tables.length;
+    }
   }
   return { perLevel };
 }

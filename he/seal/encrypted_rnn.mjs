@@ -65,7 +65,8 @@ export class EncryptedRecurrentRun {
   }
 
   // Runs `samples`; returns per-image encrypted logits and predictions.
-  run(samples, log = () => {}) {
+  // `checkpoint(t)` is called after every 7th step (cost sampling, untimed by the caller).
+  run(samples, log = () => {}, checkpoint = () => {}) {
     const per = this.layout.imagesPerCiphertext;
     const groups = [];
     for (let i = 0; i < samples.length; i += per) {
@@ -84,6 +85,7 @@ export class EncryptedRecurrentRun {
       if (t % 7 === 6 || t === this.spec.steps - 1) {
         log(`rnn: step ${t + 1}/${this.spec.steps}, state at level ${this.s.levelOf(groups[0].H)}, ` +
             `refreshes so far ${this.refreshes.state + this.refreshes.mid_cell}`);
+        if (t < this.spec.steps - 1) checkpoint(t);
       }
     }
     const results = [];

@@ -202,7 +202,7 @@ export class CountedOps {
   modSwitchTo(ct, level) {
     const from = this.s.levelOf(ct);
     if (level > from) throw new Error(`mod switch from level ${from} up to ${level}`);
-    let out = this.own(ct.clone());
+    const out = this.own(ct.clone());
     for (let l = from; l > level; --l) this.timed('mod_switch', l, () => this.ev.cipherModSwitchToNext(out, out));
     return out;
   }
