@@ -1,5 +1,7 @@
 #include "enclave_sim/enclave.h"
 
+#include "accel/outsource.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -26,6 +28,10 @@ Result<Measurement> Measure(const EnclaveConfig& config, const Sha256Digest& man
   identity.code_version = std::string(kEnclaveCodeVersion);
   identity.config = config.security_config;
   identity.config.push_back("replay_window=" + std::to_string(config.replay_window));
+  // Clients see from the quote whether (and how) layers leave the enclave.
+  if (config.outsource.mode != accel::OutsourceMode::kOff) {
+    identity.config.push_back("outsource=" + std::string(accel::OutsourceModeName(config.outsource.mode)));
+  }
   identity.manifest_hash = manifest_hash;
   return ComputeMeasurement(identity);
 }
@@ -104,6 +110,7 @@ struct Enclave::Impl {
   crypto::SecretBytes model_key;
   std::unique_ptr<OnDemandWeights> store;
   std::unique_ptr<engine::Model> model;
+  accel::OutsourcedModel* outsourced = nullptr;  // `model`, when its layers are outsourced
   bool on_demand = false;
   size_t resident_weight_bytes = 0;
   // Encapsulated keys already answered: an EHBP request is replayed by resending them.
@@ -161,6 +168,28 @@ Result<ProvisionResult> Enclave::Provision(const EnclaveConfig& config, const Pl
   out.attestation_json = AttestationDocumentToJson(doc);
   return out;
 }
+
+namespace {
+
+// The decrypted graph on the engine, or with its linear layers outsourced
+// (refused for a confidential package: the accelerator would see the weights).
+Result<std::unique_ptr<engine::Model>> LoadModel(const crypto::Bytes& graph, const std::string& name,
+                                                 const EnclaveConfig& config, const engine::EngineOptions& options,
+                                                 bool confidential, accel::OutsourcedModel** outsourced) {
+  if (config.outsource.mode == accel::OutsourceMode::kOff) {
+    return engine::Model::LoadBytes(std::as_bytes(std::span<const uint8_t>(graph)), name, options);
+  }
+  accel::OutsourceOptions outsource = config.outsource;
+  outsource.confidential = confidential;
+  outsource.threads = config.threads;
+  outsource.engine = options;
+  const std::string_view text(reinterpret_cast<const char*>(graph.data()), graph.size());
+  PPML_ASSIGN_OR_RETURN(std::unique_ptr<accel::OutsourcedModel> model, accel::OutsourcedModel::Load(text, name, outsource));
+  *outsourced = model.get();
+  return std::unique_ptr<engine::Model>(std::move(model));
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, const Platform& platform,
                                                  ByteSpan sealed_keys, std::shared_ptr<const crypto::Bytes> package) {
@@ -227,7 +256,7 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
     PPML_ASSIGN_OR_RETURN(crypto::Bytes graph, DecryptChunk(*impl->package, impl->model_key, 0));
     const std::string& name = impl->package->manifest().model_name;
     Result<std::unique_ptr<engine::Model>> model =
-        engine::Model::LoadBytes(std::as_bytes(std::span<const uint8_t>(graph)), name, options);
+        LoadModel(graph, name, config, options, impl->package->manifest().confidential, &impl->outsourced);
     OPENSSL_cleanse(graph.data(), graph.size());
     if (!model.ok()) return model.status().WithContext("enclave init");
     impl->model = std::move(model).value();
@@ -255,6 +284,7 @@ EnclaveStats Enclave::stats() const {
   s.weight_pool_bytes = impl_->store->pool_bytes();
   s.streamed_bytes_per_run = impl_->model->stats().streamed_bytes_per_run;
   s.resident_weight_bytes = impl_->resident_weight_bytes;
+  if (impl_->outsourced) s.outsource = impl_->outsourced->outsource_stats();
   return s;
 }
 

@@ -36,6 +36,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "accel/outsource.h"
 #include "common/crypto.h"
 #include "common/status.h"
 #include "enclave_sim/attestation.h"
@@ -81,6 +82,11 @@ struct EnclaveConfig {
   int threads = 0;
   size_t replay_window = size_t{1} << 16;   // encapsulated keys remembered
   size_t max_request_bytes = size_t{64} << 20;
+  // Verified outsourcing of the linear layers to ppml-accel (accel/); off
+  // keeps them inside. Measured (an "outsource=MODE" entry); refused for a
+  // package marked confidential. Its engine, threads and confidential
+  // fields are set by Create.
+  accel::OutsourceOptions outsource;
 };
 
 // An encrypted request as the worker hands it in.
@@ -115,6 +121,7 @@ struct EnclaveStats {
   size_t weight_pool_bytes = 0;
   size_t streamed_bytes_per_run = 0;
   size_t resident_weight_bytes = 0;
+  std::optional<accel::OutsourceStats> outsource;  // when layers are outsourced
 };
 
 class Enclave {

@@ -63,6 +63,9 @@ Result<Bytes> ManifestBindingDigest(const PackageManifest& manifest) {
   CanonicalWriter binding;
   binding.Str(kBindingLabel, 4).Uint(manifest.version, 4).Str(manifest.model_name, 4);
   binding.Raw(manifest.source_sha256).Raw(manifest.enclave_public_key).Uint(manifest.chunks.size(), 4);
+  // Bound only when set, so packages without the flag keep their binding;
+  // removing it from a confidential package breaks the key unwrap.
+  if (manifest.confidential) binding.Str("confidential", 4);
   for (const PackageChunk& chunk : manifest.chunks) {
     binding.Uint(chunk.index, 4).Uint(static_cast<uint8_t>(chunk.kind), 1);
     binding.Str(chunk.layer, 4).Str(chunk.tensor, 4).Str(chunk.dtype, 4).Uint(chunk.shape.size(), 4);
@@ -358,6 +361,14 @@ class ManifestFields {
     if (text.size() > max_length) return Error(field, "longer than " + std::to_string(max_length) + " bytes");
     return text;
   }
+  // An optional boolean: `fallback` when the field is absent.
+  Result<bool> OptionalBool(std::string_view field, bool fallback) const {
+    simdjson::dom::element element;
+    if (object_[field].get(element) != simdjson::SUCCESS) return fallback;
+    bool value = false;
+    if (element.get_bool().get(value) != simdjson::SUCCESS) return Error(field, "not true or false");
+    return value;
+  }
   Result<uint64_t> Uint(std::string_view field) const {
     PPML_ASSIGN_OR_RETURN(simdjson::dom::element element, Get(field));
     uint64_t value = 0;
@@ -518,6 +529,7 @@ Result<PackageManifest> ParseManifest(ByteSpan manifest_bytes, uint64_t data_are
   manifest.model_name = model_name;
   PPML_ASSIGN_OR_RETURN(Bytes source_sha256, fields.Hex("source_sha256", crypto::kSha256Length));
   manifest.source_sha256 = ToDigest(source_sha256);
+  PPML_ASSIGN_OR_RETURN(manifest.confidential, fields.OptionalBool("confidential", false));
   PPML_ASSIGN_OR_RETURN(manifest.enclave_public_key, fields.Hex("enclave_public_key", kEnclavePublicKeyLength));
   PPML_ASSIGN_OR_RETURN(simdjson::dom::object key_wrap_object, fields.Object("key_wrap"));
   ManifestFields key_wrap(key_wrap_object, "package manifest: key_wrap");
@@ -613,8 +625,9 @@ std::string ManifestToJson(const PackageManifest& manifest) {
   json.Add("format", kPackageFormat)
       .Add("version", manifest.version)
       .Add("model_name", manifest.model_name)
-      .Add("source_sha256", ToHex(manifest.source_sha256))
-      .Add("enclave_public_key", ToHex(manifest.enclave_public_key))
+      .Add("source_sha256", ToHex(manifest.source_sha256));
+  if (manifest.confidential) json.Add("confidential", true);
+  json.Add("enclave_public_key", ToHex(manifest.enclave_public_key))
       .AddRaw("key_wrap", key_wrap.str())
       .AddRaw("chunks", chunks);
   return json.str();
@@ -622,7 +635,8 @@ std::string ManifestToJson(const PackageManifest& manifest) {
 
 // ---- Model owner -------------------------------------------------------------
 
-Result<Bytes> SealModel(ByteSpan onnx_model, std::string_view model_name, ByteSpan enclave_public_key) {
+Result<Bytes> SealModel(ByteSpan onnx_model, std::string_view model_name, ByteSpan enclave_public_key,
+                        bool confidential) {
   PPML_RETURN_IF_ERROR(CheckModelName(model_name));
   if (enclave_public_key.size() != kEnclavePublicKeyLength) {
     return Status::InvalidArgument("enclave public key is " + std::to_string(enclave_public_key.size()) +
@@ -636,6 +650,7 @@ Result<Bytes> SealModel(ByteSpan onnx_model, std::string_view model_name, ByteSp
 
   PackageManifest manifest;
   manifest.model_name = model_name;
+  manifest.confidential = confidential;
   PPML_ASSIGN_OR_RETURN(Bytes source_sha256, crypto::Sha256(onnx_model));
   manifest.source_sha256 = ToDigest(source_sha256);
   manifest.enclave_public_key.assign(enclave_public_key.begin(), enclave_public_key.end());

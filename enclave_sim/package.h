@@ -139,6 +139,9 @@ struct PackageManifest {
   uint32_t version = kPackageVersion;
   std::string model_name;
   Sha256Digest source_sha256{};
+  // The owner forbids anything that reveals the weights outside the enclave
+  // (verified outsourcing sends them to the accelerator).
+  bool confidential = false;
   Bytes enclave_public_key;          // 32 bytes, X25519
   Bytes key_wrap_enc;                // HPKE encapsulated key, 32 bytes
   Bytes key_wrap_ciphertext;         // sealed model key, 32 + 16 bytes
@@ -181,7 +184,9 @@ std::string ManifestToJson(const PackageManifest& manifest);
 // InvalidArgument for a model that does not parse, a bad name or key;
 // Unsupported (naming the initializer) for external data, segments or string
 // tensors.
-Result<Bytes> SealModel(ByteSpan onnx_model, std::string_view model_name, ByteSpan enclave_public_key);
+// `confidential` marks the package so that no enclave outsources its layers.
+Result<Bytes> SealModel(ByteSpan onnx_model, std::string_view model_name, ByteSpan enclave_public_key,
+                        bool confidential = false);
 
 // ---- Enclave -----------------------------------------------------------------
 

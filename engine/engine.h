@@ -86,6 +86,39 @@ class WeightStore {
   virtual void EndRun() = 0;
 };
 
+// A linear layer the engine hands to a LinearDelegate instead of running it:
+// a 2-D Conv, or a Gemm/MatMul of a matrix by a constant matrix (a dense
+// layer), with BatchNormalization already folded in. Valid during Adopt only.
+struct LinearLayer {
+  std::string node;   // the node's name
+  std::string input;  // the name of its activation input
+  bool dense = false;
+  Shape input_shape;   // [N, C, H, W] or [N, K]
+  Shape output_shape;  // [N, O, OH, OW] or [N, Nout]
+  // Conv geometry (dense: all 1 / 0): strides, dilations (1 = dense kernel),
+  // pads {top, left, bottom, right}, groups.
+  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t groups = 1;
+  const Tensor* weights = nullptr;  // f32 [O, C/groups, kH, kW], or [Nout, K] for dense
+  const Tensor* bias = nullptr;     // f32 [O] / [Nout], or null
+};
+
+// Runs linear layers in place of the engine (the enclave's verified
+// outsourcing: accel/). The engine calls Adopt while it plans a layer (once
+// per layer and batch size) and Run each time the plan reaches it; the
+// layers in between (activations, pooling, residual adds) stay the engine's.
+class LinearDelegate {
+ public:
+  virtual ~LinearDelegate() = default;
+  // An id for Run, or -1 to leave the layer to the engine. An error fails the plan.
+  virtual Result<int> Adopt(const LinearLayer& layer) = 0;
+  // input: plain f32 of input_shape; output: plain f32 of output_shape,
+  // the layer's result with its bias added (nothing else).
+  virtual Status Run(int id, std::span<const float> input, const Shape& input_shape, std::span<float> output,
+                     const Shape& output_shape) = 0;
+};
+
 struct EngineOptions {
   // OpenMP threads for oneDNN; 0 leaves the process default.
   int threads = 0;
@@ -103,6 +136,10 @@ struct EngineOptions {
   // Plans (one per set of input shapes) kept at once; each holds an
   // activation arena, so a tight memory budget keeps only one.
   size_t max_plans = 16;
+  // Runs the model's linear layers when set (not owned; must outlive the
+  // model). BatchNormalization folding stays; post-op fusion is off, so each
+  // delegated layer's result is its plain output.
+  LinearDelegate* linear_delegate = nullptr;
 };
 
 // Counters describing what Load made of the graph (for logs and tests).

@@ -107,6 +107,7 @@ struct Graph {
   std::map<std::string, std::shared_ptr<Tensor>> constants;  // resident initializers and Constant nodes
   std::map<std::string, OffloadedConstant> offloaded;        // constants kept in env.store
   ConstantEnv env;
+  LinearDelegate* linear_delegate = nullptr;  // EngineOptions::linear_delegate
   std::vector<Node> nodes;  // topologically sorted
 
   // QDQ models (see passes.h, CollapseQdqPairs): float tensors the model says

@@ -132,8 +132,10 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
   PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
   if (options.fuse) {
     PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, &passes));
-    PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
+    // A delegate returns a layer's plain result: nothing may be fused into it.
+    if (!options.linear_delegate) PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
   }
+  graph.linear_delegate = options.linear_delegate;
   auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans);
   PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
   return std::unique_ptr<Model>(std::move(model));

@@ -151,4 +151,26 @@ Result<Window> ResolveWindow(const PlanBuilder& b, const Shape& spatial, const s
   return w;
 }
 
+Result<bool> TryDelegateLinear(PlanBuilder& b, const LinearLayer& layer, ValueId x) {
+  LinearDelegate* delegate = b.graph().linear_delegate;
+  const Node& n = b.node();
+  if (!delegate || !n.post_eltwise_before_sum.empty() || !n.post_eltwise.empty() || !n.fused_sum_input.empty()) {
+    return false;
+  }
+  PPML_ASSIGN_OR_RETURN(int id, delegate->Adopt(layer));
+  if (id < 0) return false;
+  const ValueId in = b.Plain(x);
+  const ValueId out = b.DefinePlainOutput(0, DataType::kF32, layer.output_shape);
+  b.AddCustom([delegate, id, in, out](const RunContext& c) -> Status {
+    const PlanValue& iv = c.Value(in);
+    const PlanValue& ov = c.Value(out);
+    return delegate->Run(id, std::span<const float>(static_cast<const float*>(c.Data(in)), ElementCount(iv.shape)),
+                         iv.shape, std::span<float>(static_cast<float*>(c.Data(out)), ElementCount(ov.shape)),
+                         ov.shape);
+  });
+  const Shape& w = layer.weights->shape();
+  b.CountMacs(ElementCount(layer.output_shape) * ElementCount(w) / w[0]);
+  return true;
+}
+
 }  // namespace ppml::engine

@@ -67,6 +67,12 @@ struct Window {
 Result<Window> ResolveWindow(const PlanBuilder& b, const Shape& spatial, const std::vector<int64_t>& kernel,
                              bool ceil_mode);
 
+// Hands the node to the graph's LinearDelegate (engine.h) when there is one
+// and it adopts `layer` (weights and bias must be set by the caller): the
+// delegate then reads `x` plain and writes the node's output 0 plain.
+// Returns whether it did.
+Result<bool> TryDelegateLinear(PlanBuilder& b, const LinearLayer& layer, ValueId x);
+
 // Views on a plain value while a plan runs, for reference kernels.
 inline ref::ConstView ConstViewOf(const RunContext& c, ValueId id) {
   const PlanValue& v = c.Value(id);

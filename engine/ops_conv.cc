@@ -120,6 +120,16 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   PPML_ASSIGN_OR_RETURN(Window win, ResolveWindow(b, Shape(xs.begin() + 2, xs.end()), kernel, false));
   Shape out_shape = {xs[0], p.w_shape[0]};
   out_shape.insert(out_shape.end(), win.out.begin(), win.out.end());
+  if (!int8 && xs.size() == 4 && b.IsConstant(p.w) && (p.bias == kNoValue || b.IsConstant(p.bias))) {
+    LinearLayer layer{.node = n.name, .input = n.Input(0), .input_shape = xs, .output_shape = out_shape,
+                      .stride_h = win.strides[0], .stride_w = win.strides[1],
+                      .dilation_h = win.dilations_minus_one[0] + 1, .dilation_w = win.dilations_minus_one[1] + 1,
+                      .pad_top = win.pad_begin[0], .pad_left = win.pad_begin[1], .pad_bottom = win.pad_end[0],
+                      .pad_right = win.pad_end[1], .groups = p.group, .weights = b.Constant(p.w),
+                      .bias = p.bias == kNoValue ? nullptr : b.Constant(p.bias)};
+    PPML_ASSIGN_OR_RETURN(bool delegated, TryDelegateLinear(b, layer, p.x));
+    if (delegated) return Status::Ok();
+  }
 
   // The residual of a fused Add: a sum into the output when shapes match (for
   // INT8 only when it is held symmetric 8-bit too; otherwise the output goes

@@ -50,6 +50,23 @@ Status ConfigureProduct(const Node& n, const std::optional<Int8Matmul>& int8, fl
   return Status::Ok();
 }
 
+// A dense layer for the LinearDelegate: y = a W^T + bias with W [n, k]
+// (`w` is [k, n], or [n, k] when `w_is_nk`), bias broadcast along rows.
+Result<bool> TryDelegateDense(PlanBuilder& b, ValueId a, ValueId w, bool w_is_nk, const Tensor* bias,
+                              const Shape& out_shape) {
+  if (!b.graph().linear_delegate) return false;
+  const Tensor* wt = b.Constant(w);
+  const int64_t k = b.Value(a).shape[1], nn = out_shape[1];
+  Tensor nk(DataType::kF32, {nn, k});
+  for (int64_t i = 0; i < nn; ++i) {
+    for (int64_t j = 0; j < k; ++j) nk.data<float>()[i * k + j] = wt->data<float>()[w_is_nk ? i * k + j : j * nn + i];
+  }
+  const Node& n = b.node();
+  LinearLayer layer{.node = n.name, .input = n.Input(0), .dense = true, .input_shape = b.Value(a).shape,
+                    .output_shape = out_shape, .weights = &nk, .bias = bias};
+  return TryDelegateLinear(b, layer, a);
+}
+
 Status BuildGemm(const Node& n, PlanBuilder& b) {
   // Int8-aware: only A may stay quantized; B and C are read as floats.
   const ValueId a_raw = b.RawInput(0), w = b.Float(b.RawInput(1));
@@ -69,6 +86,17 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
   const Shape out_shape = {m, nn};
   std::optional<Int8Matmul> int8;
   if (!trans_a && (c == kNoValue || b.IsConstant(c))) int8 = PlanInt8(b, a_raw, n.Input(1), trans_b ? 0 : 1, nn);
+  const bool bias_is_row = c == kNoValue || ElementCount(b.Value(c).shape) == nn;
+  if (!int8 && !trans_a && b.IsConstant(w) && alpha == 1.f && bias_is_row && (c == kNoValue || beta == 1.f) &&
+      (c == kNoValue || b.IsConstant(c))) {
+    std::optional<Tensor> bias;
+    if (c != kNoValue) {
+      PPML_ASSIGN_OR_RETURN(bias, b.Constant(c)->Reshaped({nn}));
+    }
+    PPML_ASSIGN_OR_RETURN(bool delegated, TryDelegateDense(b, b.Float(a_raw), w, trans_b, bias ? &*bias : nullptr,
+                                                           out_shape));
+    if (delegated) return Status::Ok();
+  }
   const ValueId a = int8 ? a_raw : b.Float(a_raw);
   const DataType a_type = b.Value(a).dtype, w_type = int8 ? DataType::kS8 : DataType::kF32;
   const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
@@ -159,6 +187,10 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
   }
   Shape as = b.Value(a).shape, ws = b.Value(w).shape;
   if (as.empty() || ws.empty()) return b.Error("MatMul inputs must have rank >= 1");
+  if (!int8 && as.size() == 2 && ws.size() == 2 && as[1] == ws[0] && b.IsConstant(w)) {
+    PPML_ASSIGN_OR_RETURN(bool delegated, TryDelegateDense(b, a, w, false, nullptr, {as[0], ws[1]}));
+    if (delegated) return Status::Ok();
+  }
   const bool a_vector = as.size() == 1, w_vector = ws.size() == 1;
   if (a_vector) as.insert(as.begin(), 1);
   if (w_vector) ws.push_back(1);

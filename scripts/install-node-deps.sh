@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the interop test (ctest ehbp_interop, tests/interop) runs
-# with: node and npm from Debian when the commands are missing, then the npm
-# packages pinned in tests/interop/package-lock.json into
-# tests/interop/node_modules (npm ci, install scripts off). Idempotent: a
-# second run with the same lock file does nothing and needs no network.
+# Installs the npm packages the project runs with node: node and npm from
+# Debian when the commands are missing, then, for each folder below, the
+# packages pinned in its package-lock.json into its node_modules (npm ci,
+# install scripts off):
+#   tests/interop  the EHBP/HPKE interop test (ctest ehbp_interop)
+#   he/seal        Microsoft SEAL as WebAssembly (node-seal) for the real CKKS
+#                  check of the HE-friendly RNNs (`ppml he bench`, ctest he_seal_*)
+# Idempotent: a second run with the same lock files does nothing and needs no
+# network (a stamp per folder records the lock file it installed).
 #
 # Why not in install-deps.sh's PACKAGES: that list is checked with dpkg-query
 # by package name, and NodeSource's nodejs (common on developer machines)
@@ -11,7 +15,7 @@
 # npm there fails. Here node and npm are looked for as commands instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=tests/interop
+FOLDERS=(tests/interop he/seal)
 
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -29,13 +33,21 @@ if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt 
 fi
 
 # npm ci empties node_modules first, so the stamp only survives a complete install.
-stamp=$DIR/node_modules/.ppml-package-lock.sha256
-want=$(sha256sum "$DIR/package-lock.json" | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  echo "install-node-deps: $DIR/node_modules matches package-lock.json (node $(node --version))"
-  exit 0
-fi
-echo "install-node-deps: npm ci in $DIR (node $(node --version), npm $(npm --version 2>/dev/null))"
-(cd "$DIR" && npm ci --ignore-scripts --no-audit --no-fund)
-echo "$want" > "$stamp"
+install_folder() {
+  local dir=$1
+  local stamp=$dir/node_modules/.ppml-package-lock.sha256
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "install-node-deps: $dir/node_modules matches package-lock.json (node $(node --version))"
+    return 0
+  fi
+  echo "install-node-deps: npm ci in $dir (node $(node --version), npm $(npm --version 2>/dev/null))"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund)
+  echo "$want" > "$stamp"
+}
+
+for dir in "${FOLDERS[@]}"; do
+  install_folder "$dir"
+done
 echo "install-node-deps: done"

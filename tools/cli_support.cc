@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <numeric>
@@ -98,6 +99,12 @@ CLI::Validator Positive() {
 
 CLI::Validator NonNegative() {
   return NumberValidator("non-negative", [](double value) { return value >= 0; });
+}
+
+std::string ProgramDir() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : self.parent_path().string();
 }
 
 double PeakRssMb() {

@@ -57,6 +57,10 @@ int8::CalibrateOptions CalibrateOptionsWithProgress(int threads);
 CLI::Validator Positive();
 CLI::Validator NonNegative();
 
+// The folder of this executable (where ppml-worker, ppml-frontend and
+// ppml-accel are built next to it); "." when /proc does not say.
+std::string ProgramDir();
+
 // Peak resident set size of this process in MiB (VmHWM), or -1 when unknown.
 double PeakRssMb();
 

@@ -169,6 +169,7 @@ void AddBenchCommands(CLI::App& app, int* exit_code) {
   AddBenchEnclaveCommand(*bench, exit_code);
   AddBenchQueueCommand(*bench, exit_code);
   AddBenchServeCommand(*bench, exit_code);
+  AddBenchOutsourceCommand(*bench, exit_code);
 
   auto options = std::make_shared<BenchEngineOptions>();
   CLI::App* engine_bench = bench->add_subcommand("engine", "Engine throughput and latency on random inputs (FP32 or INT8)");

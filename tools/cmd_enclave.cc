@@ -42,6 +42,7 @@ struct ProvisionOptions {
   std::string out_dir;
   std::string nonce_hex;
   std::vector<std::string> config_entries;
+  std::string outsource = "off";
 };
 
 int RunProvision(const ProvisionOptions& options) {
@@ -58,6 +59,9 @@ int RunProvision(const ProvisionOptions& options) {
   }
   EnclaveConfig config;
   config.security_config = options.config_entries;
+  Result<accel::OutsourceMode> outsource = accel::ParseOutsourceMode(options.outsource);
+  if (!outsource.ok()) return ReportError(kCommand, "--outsource: " + outsource.status().message(), kExitUsage);
+  config.outsource.mode = *outsource;
   Result<enclave::ProvisionResult> result = Enclave::Provision(config, *platform, nonce);
   if (!result.ok()) return ReportError(kCommand, result.status());
   std::error_code ec;
@@ -237,6 +241,9 @@ void AddEnclaveCommands(CLI::App& app, int* exit_code) {
   p->add_option("--out-dir", provision->out_dir, "Where to write sealed_keys.bin and attestation.json")->required();
   p->add_option("--nonce", provision->nonce_hex, "Hex challenge for the attestation document (default: random)");
   p->add_option("--config-entry", provision->config_entries, "Measured security config entry key=value (repeatable)");
+  p->add_option("--outsource", provision->outsource,
+                "off, integrity or private: the enclave.outsource.mode the worker will run (it is measured)")
+      ->capture_default_str();
   p->callback([provision, exit_code] { *exit_code = RunProvision(*provision); });
 }
 

@@ -78,6 +78,7 @@ struct SealCommandOptions {
   std::string measurement;
   std::string out;
   std::string model_name;  // default: the model file's stem
+  bool confidential = false;
   int64_t max_age_seconds = 86400;
   std::string nonce;  // hex; when given, the document must answer it
 };
@@ -129,7 +130,7 @@ int RunSeal(const SealCommandOptions& o) {
   const std::string name = o.model_name.empty() ? std::filesystem::path(o.model).stem().string() : o.model_name;
   Result<crypto::Bytes> package = enclave::SealModel(
       crypto::ByteSpan(reinterpret_cast<const uint8_t*>(model->data()), model->size()), name,
-      document->enclave_public_key);
+      document->enclave_public_key, o.confidential);
   if (!package.ok()) return ReportError(kSeal, o.model + ": " + package.status().message(), kExitFailure);
   Result<enclave::PackageView> view = enclave::OpenPackage(*package);
   if (!view.ok()) return ReportError(kSeal, view.status());
@@ -253,6 +254,8 @@ void AddModelCommands(CLI::App& app, int* exit_code) {
                    "expected base measurement of the enclave, 64 hex digits")->required();
   seal->add_option("--out", seal_options->out, "where to write the package")->required();
   seal->add_option("--model-name", seal_options->model_name, "name in the manifest (default: the model file's stem)");
+  seal->add_flag("--confidential", seal_options->confidential,
+                 "forbid outsourcing its layers to an accelerator (which would see the weights)");
   seal->add_option("--max-age-s", seal_options->max_age_seconds, "oldest attestation accepted, in seconds")
       ->capture_default_str()->check(NonNegative());
   seal->add_option("--nonce", seal_options->nonce, "hex challenge the document must answer (optional)");

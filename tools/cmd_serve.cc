@@ -102,12 +102,6 @@ Result<ServeConfig> LoadServeConfig(const std::string& path) {
   return out;
 }
 
-std::string ProgramDir() {
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string(".") : self.parent_path().string();
-}
-
 // Runs `ppml ARGS...` (this binary), its output into `log`; error naming the step.
 Status RunStep(const std::string& step, std::vector<std::string> args, const std::string& log) {
   std::cerr << "ppml serve: " << step << std::endl;

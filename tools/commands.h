@@ -26,5 +26,11 @@ void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code);
 void AddBenchQueueCommand(CLI::App& bench, int* exit_code);
 // ppml bench serve (end-to-end load on a running service), likewise.
 void AddBenchServeCommand(CLI::App& bench, int* exit_code);
+// ppml bench outsource (verified outsourcing modes), likewise.
+void AddBenchOutsourceCommand(CLI::App& bench, int* exit_code);
+void AddAccelCommands(CLI::App& app, int* exit_code);       // ppml accel tamper-test
+// ppml he bench (real CKKS with SEAL: per-op costs, the approximated RNN encrypted),
+// registered on the `he` group.
+void AddHeBenchCommand(CLI::App& he, int* exit_code);
 
 }  // namespace ppml::tools

@@ -23,7 +23,9 @@ int main(int argc, char** argv) {
   ppml::tools::AddEnclaveCommands(app, &exit_code);
   ppml::tools::AddClientCommands(app, &exit_code);
   ppml::tools::AddServeCommand(app, &exit_code);
-  ppml::tools::AddHeCommands(app, &exit_code);
+  ppml::tools::AddAccelCommands(app, &exit_code);
+  CLI::App* he = ppml::tools::AddHeCommands(app, &exit_code);
+  ppml::tools::AddHeBenchCommand(*he, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -79,6 +79,20 @@ Status LoadEnclave(ConfigReader& config, WorkerConfig* out) {
   PPML_RETURN_IF_ERROR(config.Optional("enclave.weights", &enclave.weights));
   PPML_RETURN_IF_ERROR(config.CheckOneOf("enclave.weights", enclave.weights, {"auto", "resident", "on-demand"}));
   PPML_RETURN_IF_ERROR(config.Optional("enclave.config_entries", &enclave.config_entries));
+  auto& outsource = enclave.outsource;
+  PPML_RETURN_IF_ERROR(config.Optional("enclave.outsource.mode", &outsource.mode));
+  PPML_RETURN_IF_ERROR(config.CheckOneOf("enclave.outsource.mode", outsource.mode, {"off", "integrity", "private"}));
+  PPML_RETURN_IF_ERROR(config.Optional("enclave.outsource.accelerator", &outsource.accelerator));
+  if (outsource.mode != "off" && outsource.accelerator.empty()) {
+    return config.Invalid("enclave.outsource.accelerator", "required when enclave.outsource.mode is " + outsource.mode);
+  }
+  PPML_RETURN_IF_ERROR(config.Optional("enclave.outsource.calibration", &outsource.calibration));
+  PPML_RETURN_IF_ERROR(config.Optional("enclave.outsource.pad_pool_images", &outsource.pad_pool_images));
+  PPML_RETURN_IF_ERROR(config.CheckInRange("enclave.outsource.pad_pool_images", outsource.pad_pool_images,
+                                           int64_t{0}, int64_t{1} << 20));
+  PPML_RETURN_IF_ERROR(config.Optional("enclave.outsource.max_failures", &outsource.max_failures));
+  PPML_RETURN_IF_ERROR(config.CheckInRange("enclave.outsource.max_failures", outsource.max_failures, int64_t{0},
+                                           int64_t{1} << 30));
   return Status::Ok();
 }
 

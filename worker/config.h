@@ -64,6 +64,14 @@ struct EnclaveSection {
   int64_t budget_mib = 93;
   std::string weights = "auto";
   std::vector<std::string> config_entries;
+  // enclave.outsource: verified outsourcing of the linear layers (accel/).
+  struct Outsource {
+    std::string mode = "off";          // off | integrity | private
+    std::string accelerator;           // ppml-accel address; required unless off
+    std::string calibration = "random:16";
+    int64_t pad_pool_images = 32;
+    int64_t max_failures = 3;
+  } outsource;
 };
 
 struct WorkerConfig {

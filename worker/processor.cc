@@ -68,6 +68,7 @@ class EnclaveProcessor final : public BatchProcessor {
   std::string Describe() const override {
     return "enclave measurement=" + crypto::ToHex(enclave_->measurement());
   }
+  std::optional<accel::OutsourceStats> OutsourceStats() const override { return enclave_->stats().outsource; }
   Result<std::string> Attest(std::string_view nonce) override {
     return enclave_->Attest(crypto::ByteSpan(reinterpret_cast<const uint8_t*>(nonce.data()), nonce.size()));
   }
@@ -107,6 +108,12 @@ Result<std::unique_ptr<BatchProcessor>> MakeEnclaveProcessor(const WorkerConfig&
   enclave_config.memory_budget_bytes = static_cast<size_t>(config.enclave.budget_mib) << 20;
   PPML_ASSIGN_OR_RETURN(enclave_config.weights, enclave::ParseWeightMode(config.enclave.weights));
   enclave_config.threads = config.threads;
+  const auto& outsource = config.enclave.outsource;
+  PPML_ASSIGN_OR_RETURN(enclave_config.outsource.mode, accel::ParseOutsourceMode(outsource.mode));
+  enclave_config.outsource.accelerator = outsource.accelerator;
+  enclave_config.outsource.calibration = outsource.calibration;
+  enclave_config.outsource.pad_pool_images = outsource.pad_pool_images;
+  enclave_config.outsource.max_failures = static_cast<int>(outsource.max_failures);
   const crypto::Bytes keys(sealed_keys->begin(), sealed_keys->end());
   auto package_bytes = std::make_shared<const crypto::Bytes>(package->begin(), package->end());
   Result<std::unique_ptr<enclave::Enclave>> created =

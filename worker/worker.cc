@@ -66,6 +66,37 @@ struct Worker::Metrics {
   metrics::Histogram &batch_size, &queue_wait, &inference;
 };
 
+// Verified outsourcing (enclave.outsource): gauges set from the enclave's
+// counters after each batch (rate() of the totals gives the refill rate).
+struct Worker::OutsourceMetrics {
+  explicit OutsourceMetrics(metrics::Registry& r)
+      : pad_pool(r.AddGauge("ppml_outsource_pad_pool", "Blinding pads ready, all layers together")),
+        pads_generated(r.AddGauge("ppml_outsource_pads_generated_total", "Blinding pads precomputed since start")),
+        pads_per_second(r.AddGauge("ppml_outsource_pad_refill_per_second",
+                                   "Pads the enclave precomputes per second of precompute time")),
+        pad_fallbacks(r.AddGauge("ppml_outsource_pad_fallbacks_total", "Layer calls run inside for want of pads")),
+        outsourced(r.AddGauge("ppml_outsource_layer_calls_total", "Layer results by where they were computed",
+                              {{"where", "accelerator"}})),
+        local(r.AddGauge("ppml_outsource_layer_calls_total", "Layer results by where they were computed",
+                         {{"where", "enclave"}})),
+        failed_checks(r.AddGauge("ppml_outsource_failed_checks_total", "Accelerator replies Freivalds rejected")),
+        accelerator_bad(r.AddGauge("ppml_outsource_accelerator_bad", "1 once the accelerator is no longer used")) {}
+
+  void Set(const accel::OutsourceStats& s) {
+    pad_pool.Set(static_cast<double>(s.pad_pool));
+    pads_generated.Set(static_cast<double>(s.pads_generated));
+    pads_per_second.Set(s.pad_generation_seconds > 0 ? s.pads_generated / s.pad_generation_seconds : 0);
+    pad_fallbacks.Set(static_cast<double>(s.pad_fallbacks));
+    outsourced.Set(static_cast<double>(s.outsourced_calls));
+    local.Set(static_cast<double>(s.local_calls));
+    failed_checks.Set(static_cast<double>(s.failed_checks));
+    accelerator_bad.Set(s.accelerator_bad ? 1 : 0);
+  }
+
+  metrics::Gauge &pad_pool, &pads_generated, &pads_per_second, &pad_fallbacks, &outsourced, &local, &failed_checks,
+      &accelerator_bad;
+};
+
 // One Run: the connection and the state of the scans.
 class Worker::Loop {
  public:
@@ -296,6 +327,9 @@ class Worker::Loop {
     }
     metrics.batches.Increment();
     metrics.batch_size.Observe(static_cast<double>(entries.size()));
+    if (worker_.outsource_metrics_) {
+      if (std::optional<accel::OutsourceStats> s = worker_.processor_->OutsourceStats()) worker_.outsource_metrics_->Set(*s);
+    }
     Write(out);
   }
 
@@ -392,6 +426,7 @@ Worker::Worker(WorkerConfig config, std::unique_ptr<BatchProcessor> processor, m
     registry = own_registry_.get();
   }
   metrics_ = std::make_unique<Metrics>(*registry, config_.batching.max_batch_size);
+  if (processor_->OutsourceStats()) outsource_metrics_ = std::make_unique<OutsourceMetrics>(*registry);
 }
 
 Worker::~Worker() = default;

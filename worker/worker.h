@@ -67,12 +67,14 @@ class Worker {
 
  private:
   struct Metrics;
+  struct OutsourceMetrics;
   class Loop;
 
   WorkerConfig config_;
   std::unique_ptr<BatchProcessor> processor_;
   std::unique_ptr<metrics::Registry> own_registry_;  // when none was given
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<OutsourceMetrics> outsource_metrics_;  // when the enclave outsources its layers
   WorkerCounters counters_;
 };
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Verified outsourcing (Slalom), all three modes in one run per model: the
+# enclave alone (off), checked results from ppml-accel (integrity), and
+# checked results on blinded inputs (private). Each `ppml bench outsource`
+# starts its own ppml-accel on a Unix socket; on this machine the
+# "accelerator" is the same CPU, so the figures show what stays inside the
+# enclave (MAC share, enclave ms per image) more than a speed-up.
+#
+#   bench/outsource.sh [--models "resnet50 vgg16 mobilenet_v2"] [--batch 16] [--threads 2] [--seconds 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/common.sh
+parse_bench_args outsource "$@"
+scripts/build.sh >&2
+models/make-bench-models.sh --models "${MODELS// /,}" >&2
+
+printf '%-14s %-10s %10s %12s %12s %12s %10s %s\n' model mode img_s enclave_mac% enclave_ms accel_ms pad_ms isa
+for m in $MODELS; do
+  for mode in off integrity private; do
+    out=$(build/bin/ppml bench outsource --model "build/models/$m.onnx" --mode "$mode" --batch "$BATCH" \
+            --seconds "$SECONDS_PER_RUN" --threads "$THREADS" --accel-threads "$THREADS" \
+            --pads $((BATCH * 4)) --json 2>/dev/null | tail -n 1)
+    /usr/bin/python3 - "$m" "$mode" "$out" <<'PY'
+import json, sys
+m, mode, j = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print(f"{m:<14} {mode:<10} {j['throughput_per_s']:10.2f} {100*j['enclave_mac_fraction']:12.3f} "
+      f"{j['enclave_ms_per_image']:12.2f} {j['accelerator_ms_per_image']:12.2f} {j['pad_ms_per_image']:10.2f} {j['isa']}")
+PY
+  done
+done

@@ -1,0 +1,150 @@
+// The built ppml-accel binary as operators run it: ready line, Unix socket
+// and TCP, exact results, SIGTERM -> exit 0; with --tamper-rate 1 every reply
+// of every tamper kind is corrupted and every one is caught by FreivaldsCheck.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "accel/client.h"
+#include "accel/field.h"
+#include "common/process.h"
+#include "tests/accel/accel_test_util.h"
+
+namespace ppml::accel {
+namespace {
+
+using testing::MakeDense;
+using testing::MakeSpec;
+using testing::RandomField;
+using testing::ReferenceFieldLinear;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+// ppml-accel started with `flags`; address() is what its ready line says.
+class AccelProcess {
+ public:
+  AccelProcess(const std::string& listen, std::vector<std::string> flags) {
+    ProcessOptions options;
+    options.argv = {std::string(PPML_BIN_DIR) + "/ppml-accel", "--listen", listen, "--threads", "1"};
+    options.argv.insert(options.argv.end(), flags.begin(), flags.end());
+    options.log_file = dir_.File("accel.log");
+    auto started = ChildProcess::Start(options);
+    EXPECT_TRUE(started.ok()) << started.status().ToString();
+    process_ = std::move(started).value();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline && process_.Running()) {
+      const std::string log = ReadAll(options.log_file);
+      const size_t at = log.find("ready: listen=");
+      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
+        address_ = log.substr(at + 14, log.find('\n', at) - at - 14);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "ppml-accel did not print its ready line:\n" << ReadAll(options.log_file);
+  }
+  const std::string& address() const { return address_; }
+  std::string log() const { return ReadAll(dir_.File("accel.log")); }
+  // SIGTERM; the waitpid status.
+  std::optional<int> Stop() { return process_.Stop(std::chrono::seconds(10)); }
+
+ private:
+  TempDir dir_{"ppml-accel-process"};
+  ChildProcess process_;
+  std::string address_;
+};
+
+void ExpectExactService(const std::string& address) {
+  auto client = AccelClient::Connect(address);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  std::mt19937_64 rng(61);
+  for (const LinearSpec& spec : {MakeSpec(4, 7, 7, 6, 3, 2, 1, 1, 2), MakeDense(40, 9)}) {
+    Result<uint64_t> handle = (*client)->Register(spec);
+    ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+    std::vector<uint32_t> x = RandomField(static_cast<size_t>(3 * spec.input_size()), rng);
+    Result<std::vector<uint32_t>> z = (*client)->Compute(*handle, 3, x);
+    ASSERT_TRUE(z.ok()) << z.status().ToString();
+    EXPECT_EQ(*z, ReferenceFieldLinear(spec, x, 3));
+  }
+}
+
+TEST(AccelProcessTest, ServesOverUnixSocketAndTcpAndStopsCleanly) {
+  TempDir dir("ppml-accel-sock");
+  const std::string unix_listen = "unix:" + dir.File("a.sock");
+  {
+    AccelProcess accel(unix_listen, {});
+    EXPECT_EQ(accel.address(), unix_listen);
+    ExpectExactService(accel.address());
+    std::optional<int> status = accel.Stop();
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeExit(*status);
+    EXPECT_NE(accel.log().find("event=accel_stop"), std::string::npos);
+  }
+  {
+    AccelProcess accel("127.0.0.1:0", {"--metrics", "127.0.0.1:0"});
+    ASSERT_TRUE(accel.address().starts_with("127.0.0.1:")) << accel.address();
+    EXPECT_NE(accel.address(), "127.0.0.1:0");  // the bound port
+    ExpectExactService("tcp:" + accel.address());
+    std::optional<int> status = accel.Stop();
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeExit(*status);
+    EXPECT_NE(accel.log().find("event=accel_layer_registered"), std::string::npos);
+  }
+}
+
+TEST(AccelProcessTest, EveryTamperedReplyIsCaughtByFreivalds) {
+  constexpr int kReplies = 12;
+  const std::vector<std::byte> seed(32, std::byte{0x5a});
+  for (const char* kind : {"element", "row", "off-by-one", "replay"}) {
+    TempDir dir("ppml-accel-sock");
+    AccelProcess accel("unix:" + dir.File("t.sock"),
+                       {"--tamper-rate", "1", "--tamper-kinds", kind, "--tamper-seed", "3"});
+    auto client = AccelClient::Connect(accel.address());
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    std::mt19937_64 rng(62);
+    int corrupted = 0, detected = 0;
+    for (const LinearSpec& spec : {MakeSpec(4, 6, 6, 4, 3, 1, 1), MakeSpec(6, 5, 5, 6, 3, 1, 1, 1, 3), MakeDense(32, 8)}) {
+      auto check = FreivaldsCheck::Create(spec, seed);
+      ASSERT_TRUE(check.ok());
+      const uint64_t handle = *(*client)->Register(spec);
+      for (int i = 0; i < kReplies; ++i) {
+        const int64_t batch = 1 + i % 3;
+        std::vector<uint32_t> x = RandomField(static_cast<size_t>(batch * spec.input_size()), rng);
+        Result<std::vector<uint32_t>> z = (*client)->Compute(handle, batch, x);
+        ASSERT_TRUE(z.ok()) << z.status().ToString();
+        if (*z != ReferenceFieldLinear(spec, x, batch)) ++corrupted;
+        if ((*check)->Verify(x, *z, batch).code() == StatusCode::kDataLoss) ++detected;
+      }
+    }
+    EXPECT_EQ(corrupted, 3 * kReplies) << kind;
+    EXPECT_EQ(detected, 3 * kReplies) << kind;
+    ASSERT_TRUE(accel.Stop().has_value());
+    const std::string log = accel.log();
+    EXPECT_EQ(Count(log, "event=accel_tamper"), static_cast<size_t>(3 * kReplies)) << kind;
+    // A replay needs an earlier reply of the same size: the first of each of
+    // the 9 (layer, batch) sizes falls back to element, the rest are replays.
+    if (std::string(kind) != "replay") {
+      EXPECT_EQ(Count(log, std::string("kind=") + kind), static_cast<size_t>(3 * kReplies)) << kind;
+    } else {
+      EXPECT_GE(Count(log, "kind=replay"), static_cast<size_t>(3 * kReplies - 9));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ppml::accel
