@@ -24,7 +24,6 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -32,6 +31,7 @@
 
 #include "accel/client.h"
 #include "accel/outsource.h"
+#include "common/file_io.h"
 #include "common/json_line.h"
 #include "common/process.h"
 #include "int8/quantize.h"
@@ -51,9 +51,10 @@ struct LocalAccelerator {
   std::string address;
 };
 
+// The end of ppml-accel's log, for an error that says why it did not start.
 std::string FileTail(const std::string& path, size_t bytes = 2000) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Result<std::string> read = ReadFile(path);
+  const std::string text = read.ok() ? *read : std::string();
   return text.size() > bytes ? text.substr(text.size() - bytes) : text;
 }
 
@@ -78,8 +79,6 @@ Result<std::unique_ptr<LocalAccelerator>> StartAccelerator(int threads, std::vec
   }
   return Status::DeadlineExceeded("ppml-accel did not listen within 20 s: " + FileTail(options.log_file));
 }
-
-Result<std::string> ReadModel(const std::string& path) { return int8::ReadModelBytes(path); }
 
 Result<std::vector<Tensor>> RandomBatch(const accel::OutsourcedModel& model, int64_t batch, std::mt19937& rng) {
   std::vector<Tensor> inputs;
@@ -111,7 +110,7 @@ struct BenchOutsourceOptions {
 int RunBenchOutsource(const BenchOutsourceOptions& o) {
   Result<accel::OutsourceMode> mode = accel::ParseOutsourceMode(o.mode);
   if (!mode.ok()) return ReportError(kBench, mode.status());
-  Result<std::string> bytes = ReadModel(o.model);
+  Result<std::string> bytes = int8::ReadModelBytes(o.model);
   if (!bytes.ok()) return ReportError(kBench, bytes.status());
 
   std::unique_ptr<LocalAccelerator> local;
@@ -235,7 +234,7 @@ int RunTamperTest(const TamperOptions& o) {
     }
     modes = {*m};
   }
-  Result<std::string> bytes = ReadModel(o.model);
+  Result<std::string> bytes = int8::ReadModelBytes(o.model);
   if (!bytes.ok()) return ReportError(kTamper, bytes.status());
   Result<std::unique_ptr<LocalAccelerator>> accelerator =
       StartAccelerator(1, {"--tamper-rate", "1", "--tamper-seed", "1"});
