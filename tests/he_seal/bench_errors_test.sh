@@ -45,7 +45,7 @@ expect bad-coefficient 1 "coeff.json: cells[1].tanh.coeffs[2]: expected a finite
 expect bad-shape 1 "shape.json: weights.rnn.U: expected 32 elements, got 31" "$ppml" he bench --spec "$dir/shape.json"
 expect bad-format 1 'format: expected "ppml-he-rnn/1"' "$ppml" he bench --spec "$dir/format.json"
 expect too-deep 1 "budget.json: cells[0].tanh: degree 3 needs 2 levels" "$ppml" he bench --spec "$dir/budget.json"
-expect bad-n 2 "--n" "$ppml" he bench --n 1000
+expect bad-n 2 "--n: 8192 not in" "$ppml" he bench --n 8192
 
 # Without the npm packages or without node: a clear error saying how to install them.
 mkdir -p "$dir/seal-without-packages"
