@@ -8,7 +8,8 @@
 // with Centered() (the representative in (-p/2, p/2)). Why 7-bit weights:
 // CPUs without VNNI multiply u8 x s8 pairs into saturating 16-bit sums
 // (255 * 63 * 2 = 32130 < 32767), so every oneDNN INT8 product here is exact
-// on every ISA.
+// on every ISA. (Accumulators need more care: oneDNN's INT8 convolutions are
+// exact only up to 2^24, so long reductions are split; see int8_linear.h.)
 //
 // Thread safety: the free functions are pure; ExactLinear and FieldLinear
 // objects are not safe to Run from several threads at once (they own oneDNN
@@ -116,8 +117,12 @@ Result<LinearSpec> ParseSpec(std::span<const uint8_t> bytes);
 enum class ActivationType { kU8, kS8 };
 
 // The enclave's own exact path: 8-bit activations x 7-bit weights -> exact
-// int32 accumulators, one oneDNN INT8 convolution (fast; mode `off`, the
-// fallback after a failed check, and the reference for the outsourced modes).
+// int32 accumulators, oneDNN INT8 primitives (fast; mode `off`, the fallback
+// after a failed check, and the reference for the outsourced modes): a
+// convolution, an inner product for dense layers, split along the input
+// channels when one primitive could round (int8_linear.h). Errors:
+// InvalidArgument for a bad spec or batch, Unsupported when oneDNN has no
+// kernel (or a kernel over 1044 taps), ResourceExhausted for batch * size > 2^31.
 class ExactLinear {
  public:
   static Result<std::unique_ptr<ExactLinear>> Create(const LinearSpec& spec, ActivationType type, int64_t batch);
@@ -128,8 +133,9 @@ class ExactLinear {
 
 // Arbitrary field elements in, (X W) mod p out: what the accelerator
 // computes on blinded inputs X + R, and what the enclave computes when it
-// precomputes R W. Exact (see the .cc: 8-bit limbs through INT8 convolutions,
-// recombined in 64-bit integers).
+// precomputes R W. Exact (see linear.cc: 8-bit limbs through the INT8
+// primitives of ExactLinear, recombined in 64-bit integers). Run rejects an
+// element >= p with InvalidArgument.
 class FieldLinear {
  public:
   static Result<std::unique_ptr<FieldLinear>> Create(const LinearSpec& spec, int64_t batch);

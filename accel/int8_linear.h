@@ -13,8 +13,10 @@
 //     worst-case sum 255 * 63 * K exceeds 2^24 (K > 1044, e.g. 3x3 over 117+
 //     channels) is therefore split along its input channels into parts of at
 //     most kMaxExactConvReduction products each, and the parts' outputs are
-//     added in int32 here. The gemm inner product (dense layers) keeps s32 all
-//     the way and is exact up to 2^31, so it is never split.
+//     added in int32 here. The gemm inner product (dense layers,
+//     gemm_s8u8s32) keeps s32 all the way and is exact up to 2^31, so it is
+//     not split; any other inner-product kernel oneDNN picks (brgemm on
+//     AVX-512/AMX machines, not measured here) is split like a convolution.
 //
 // Layouts follow oneDNN's advice: primitives are created with format_tag::any,
 // weights are reordered once, inputs and outputs are reordered only when the
