@@ -162,6 +162,16 @@ crypto::Bytes PadNonce(int layer, uint64_t counter) {
 
 std::span<const std::byte> Seed(const crypto::Bytes& bytes) { return std::as_bytes(std::span(bytes)); }
 
+// Rows [first, first + count) of a batch of samples, as a batch of their own.
+Tensor SampleRows(const Tensor& samples, int64_t first, int64_t count) {
+  Shape shape = samples.shape();
+  shape[0] = count;
+  Tensor rows(DataType::kF32, shape);
+  const int64_t per_sample = samples.element_count() / samples.dim(0);
+  std::memcpy(rows.raw_data(), samples.data<float>() + first * per_sample, rows.byte_size());
+  return rows;
+}
+
 uint64_t PadStream(int layer, uint64_t counter) { return (uint64_t{static_cast<uint32_t>(layer)} << 40) | counter; }
 
 class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
@@ -597,16 +607,11 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   // range its input showed: u8 when never negative, s8 otherwise.
   Status Calibrate(const Tensor& samples) {
     const int64_t count = samples.dim(0);
-    const int64_t per_sample = samples.element_count() / std::max<int64_t>(count, 1);
     constexpr int64_t kBatch = 16;
     calibrating_ = true;
     Status status;
     for (int64_t first = 0; first < count && status.ok(); first += kBatch) {
-      const int64_t n = std::min(kBatch, count - first);
-      Shape shape = samples.shape();
-      shape[0] = n;
-      Tensor batch(DataType::kF32, shape);
-      std::memcpy(batch.raw_data(), samples.data<float>() + first * per_sample, batch.byte_size());
+      const Tensor batch = SampleRows(samples, first, std::min(kBatch, count - first));
       Result<std::vector<Tensor>> out = model_->Run(std::span<const Tensor>(&batch, 1));
       if (!out.ok()) status = out.status();
     }
@@ -626,11 +631,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   // Runs calibration samples inside and coarsens the activation scale of any
   // layer whose accumulators come near the field's bound.
   Status FitAccumulators(const Tensor& samples) {
-    const int64_t count = std::min<int64_t>(samples.dim(0), 16);
-    Shape shape = samples.shape();
-    shape[0] = count;
-    Tensor batch(DataType::kF32, shape);
-    std::memcpy(batch.raw_data(), samples.raw_data(), batch.byte_size());
+    const Tensor batch = SampleRows(samples, 0, std::min<int64_t>(samples.dim(0), 16));
     const OutsourceMode mode = mode_;
     mode_ = OutsourceMode::kOff;
     Status status;

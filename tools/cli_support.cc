@@ -167,4 +167,14 @@ Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng) {
   return tensor;
 }
 
+Result<std::vector<Tensor>> RandomInputs(const std::vector<engine::TensorInfo>& inputs, int64_t batch,
+                                         std::mt19937& rng) {
+  std::vector<Tensor> tensors;
+  for (const engine::TensorInfo& info : inputs) {
+    PPML_ASSIGN_OR_RETURN(Shape shape, ShapeForBatch(info, batch));
+    tensors.push_back(RandomInput(info.dtype, shape, rng));
+  }
+  return tensors;
+}
+
 }  // namespace ppml::tools

@@ -80,5 +80,8 @@ Result<Shape> ShapeForBatch(const engine::TensorInfo& input, int64_t batch);
 // Uniform [0, 1) floats. Integer inputs (indices, shapes) get zeros, the
 // only value that is valid for every such input.
 Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng);
+// One RandomInput per model input, shaped by ShapeForBatch (whose error it returns).
+Result<std::vector<Tensor>> RandomInputs(const std::vector<engine::TensorInfo>& inputs, int64_t batch,
+                                         std::mt19937& rng);
 
 }  // namespace ppml::tools

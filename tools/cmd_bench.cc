@@ -40,12 +40,9 @@ int RunBenchEngine(const BenchEngineOptions& options) {
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
 
   std::mt19937 rng(kInputSeed);
-  std::vector<Tensor> inputs;
-  for (const engine::TensorInfo& info : (*model)->inputs()) {
-    Result<Shape> shape = ShapeForBatch(info, options.batch);
-    if (!shape.ok()) return ReportError(kCommand, options.source.path + ": " + shape.status().message(), kExitUsage);
-    inputs.push_back(RandomInput(info.dtype, *shape, rng));
-  }
+  Result<std::vector<Tensor>> random = RandomInputs((*model)->inputs(), options.batch, rng);
+  if (!random.ok()) return ReportError(kCommand, options.source.path + ": " + random.status().message(), kExitUsage);
+  const std::vector<Tensor> inputs = std::move(random).value();
 
   using Clock = std::chrono::steady_clock;
   std::cerr << "ppml bench engine: " << options.source.path << " batch=" << options.batch << " threads=" << options.source.threads
@@ -127,15 +124,11 @@ int RunAgreement(const AgreementOptions& options) {
   int64_t agree = 0, done = 0;
   while (done < options.samples) {
     const int64_t batch = std::min(options.batch, options.samples - done);
-    std::vector<Tensor> inputs;
-    for (const engine::TensorInfo& info : (*reference)->inputs()) {
-      Result<Shape> shape = ShapeForBatch(info, batch);
-      if (!shape.ok()) return ReportError(kAgreement, shape.status().message(), kExitUsage);
-      inputs.push_back(RandomInput(info.dtype, *shape, rng));
-    }
-    auto a = (*reference)->Run(inputs);
+    Result<std::vector<Tensor>> inputs = RandomInputs((*reference)->inputs(), batch, rng);
+    if (!inputs.ok()) return ReportError(kAgreement, inputs.status().message(), kExitUsage);
+    auto a = (*reference)->Run(*inputs);
     if (!a.ok()) return ReportError(kAgreement, a.status());
-    auto b = (*quantized)->Run(inputs);
+    auto b = (*quantized)->Run(*inputs);
     if (!b.ok()) return ReportError(kAgreement, b.status());
     const Tensor& x = (*a)[0];
     const Tensor& y = (*b)[0];

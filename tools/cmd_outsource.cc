@@ -80,15 +80,6 @@ Result<std::unique_ptr<LocalAccelerator>> StartAccelerator(int threads, std::vec
   return Status::DeadlineExceeded("ppml-accel did not listen within 20 s: " + FileTail(options.log_file));
 }
 
-Result<std::vector<Tensor>> RandomBatch(const accel::OutsourcedModel& model, int64_t batch, std::mt19937& rng) {
-  std::vector<Tensor> inputs;
-  for (const engine::TensorInfo& info : model.inputs()) {
-    PPML_ASSIGN_OR_RETURN(Shape shape, ShapeForBatch(info, batch));
-    inputs.push_back(RandomInput(info.dtype, shape, rng));
-  }
-  return inputs;
-}
-
 // ------------------------------------------------------------ bench outsource
 
 constexpr std::string_view kBench = "bench outsource";
@@ -133,7 +124,7 @@ int RunBenchOutsource(const BenchOutsourceOptions& o) {
   std::cerr << (*model)->LayerTable();
 
   std::mt19937 rng(7);
-  Result<std::vector<Tensor>> inputs = RandomBatch(**model, o.batch, rng);
+  Result<std::vector<Tensor>> inputs = RandomInputs((*model)->inputs(), o.batch, rng);
   if (!inputs.ok()) return ReportError(kBench, inputs.status().WithContext(o.model));
   for (int i = 0; i < o.warmup; ++i) {
     auto out = (*model)->Run(*inputs);
@@ -279,7 +270,7 @@ int RunTamperTest(const TamperOptions& o) {
   };
   for (size_t turn = 0; replies(totals()) < o.replies; ++turn) {
     accel::OutsourcedModel& model = *outsourced[turn % outsourced.size()];
-    Result<std::vector<Tensor>> inputs = RandomBatch(model, o.batch, rng);
+    Result<std::vector<Tensor>> inputs = RandomInputs(model.inputs(), o.batch, rng);
     if (!inputs.ok()) return ReportError(kTamper, inputs.status().WithContext(o.model));
     if (Status s = model.FillPads(o.batch); !s.ok()) return ReportError(kTamper, s);
     auto expected = (*reference)->Run(*inputs);
