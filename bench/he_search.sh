@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HE-friendly RNNs: both models × both searches (the method's DFS and our
 # sensitivity-greedy, on the method's degrees 3,7,17; ours also with degree 15
-# added) × both fits (lsq on [-8,8], per-cell range), on the 10,000
-# Fashion-MNIST test images. Writes, under OUT (default build-he/he-bench):
+# added) × the fits (lsq on [-8,8], per-cell range, per-cell distribution-
+# weighted), on the 10,000 Fashion-MNIST test images. Writes, under OUT
+# (default build/bench/he-search):
 #   results.csv     one row per run (the --json fields)
 #   visited.csv     every assignment every search visited
 #   accuracy_vs_depth.png   accuracy against total activation depth, DFS and
@@ -11,10 +12,10 @@
 #   <model>_<method>_<fit>.onnx / .spec.json  the approximated models
 # and prints the table.
 #
-#   bench/he_search.sh [--build build-he] [--threads 2] [--tolerance 0.02] [--out DIR] [--costs FILE]
+#   bench/he_search.sh [--build build] [--threads 2] [--tolerance 0.02] [--out DIR] [--costs FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=build-he
+BUILD=build
 THREADS=2
 TOLERANCE=0.02
 OUT=""
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     *) echo "he_search: unknown argument $1 (use --build, --threads, --tolerance, --out, --costs)" >&2; exit 2 ;;
   esac
 done
-OUT="${OUT:-$BUILD/he-bench}"
+OUT="${OUT:-$BUILD/bench/he-search}"
 PPML="$BUILD/bin/ppml"
 [ -x "$PPML" ] || { echo "he_search: $PPML not built (cmake --build $BUILD --target ppml)" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -38,14 +39,14 @@ visited="$OUT/visited.csv"
 : > "$OUT/results.jsonl"
 echo "degree_set,model,cell,method,fit,accuracy,depth,bootstraps,degrees" > "$visited.tmp"
 
-# The method's degree set (3,7,17) for both searches, then ours with degree 15
-# added (4 levels, where 17 costs 5 like 31: 2^k - 1 is the cheapest degree per depth).
-CONFIGS="dfs:3,7,17 sensitivity:3,7,17 sensitivity:3,7,15,17"
+# The method's degree set (3,7,17) for both searches and all three fits, then
+# ours with degree 15 added (4 levels, where 17 costs 5 like 31: 2^k - 1 is
+# the cheapest degree per depth) on the distribution-weighted fits.
+CONFIGS="dfs:3,7,17:lsq,range,dist sensitivity:3,7,17:lsq,range,dist sensitivity:3,7,15,17:dist"
 for model in he_rnn he_gru; do
   for config in $CONFIGS; do
-    method="${config%%:*}"
-    degrees="${config#*:}"
-    for fit in lsq range; do
+    IFS=: read -r method degrees fits <<<"$config"
+    for fit in ${fits//,/ }; do
       tag="${degrees//,/-}"  # 3-7-17: no commas inside CSV fields
       name="${model}_${method}_${fit}_${tag}"
       echo "he_search: $name" >&2
@@ -80,44 +81,37 @@ for r in rows:
 PY
 
 if command -v gnuplot >/dev/null; then
-  # One data block per (model, method); fits share a colour per method, point shape per fit.
-  plot_data="$OUT/plot.dat"
-  : > "$plot_data"
-  for model in rnn gru; do
-    for config in $CONFIGS; do
-      for fit in lsq range; do
-        echo "# $model $config $fit" >> "$plot_data"
-        set="${config#*:}"
-        awk -F, -v set="${set//,/-}" -v m="$model" -v me="${config%%:*}" -v f="$fit" \
-          'NR > 1 && $1 == set && $3 == m && $4 == me && $5 == f { print $7, 100 * $6 }' "$visited" >> "$plot_data"
-        printf '\n\n' >> "$plot_data"
-      done
-    done
-  done
-  gnuplot <<GP
-set terminal pngcairo size 1400,600 font ",10"
-set output "$OUT/accuracy_vs_depth.png"
-set multiplot layout 1,2 title "Visited assignments: accuracy vs total activation depth (Fashion-MNIST test, tolerance $TOLERANCE)"
-set xlabel "total activation depth (levels)"
-set ylabel "test accuracy (%)"
-set key bottom right
-set grid
-set title "SimpleRNN (28 steps, 32 hidden)"
-plot "$plot_data" index 0 with points pt 7 ps 0.4 lc rgb "#1f77b4" title "DFS (method), lsq", \
-     "" index 1 with points pt 6 ps 0.5 lc rgb "#1f77b4" title "DFS (method), range", \
-     "" index 2 with points pt 7 ps 0.6 lc rgb "#d62728" title "sensitivity (ours), lsq", \
-     "" index 3 with points pt 6 ps 0.7 lc rgb "#d62728" title "sensitivity (ours), range", \
-     "" index 4 with points pt 5 ps 0.5 lc rgb "#ff7f0e" title "sensitivity (ours) +deg 15, lsq", \
-     "" index 5 with points pt 4 ps 0.6 lc rgb "#ff7f0e" title "sensitivity (ours) +deg 15, range"
-set title "GRU (28 steps, 32 hidden)"
-plot "$plot_data" index 6 with points pt 7 ps 0.4 lc rgb "#1f77b4" title "DFS (method), lsq", \
-     "" index 7 with points pt 6 ps 0.5 lc rgb "#1f77b4" title "DFS (method), range", \
-     "" index 8 with points pt 7 ps 0.6 lc rgb "#d62728" title "sensitivity (ours), lsq", \
-     "" index 9 with points pt 6 ps 0.7 lc rgb "#d62728" title "sensitivity (ours), range", \
-     "" index 10 with points pt 5 ps 0.5 lc rgb "#ff7f0e" title "sensitivity (ours) +deg 15, lsq", \
-     "" index 11 with points pt 4 ps 0.6 lc rgb "#ff7f0e" title "sensitivity (ours) +deg 15, range"
-unset multiplot
-GP
+  # One data block per (model, search, degree set, fit): colour per search
+  # (the method's DFS blue, ours red, ours with degree 15 orange), point shape per fit.
+  /usr/bin/python3 - "$visited" "$OUT" "$TOLERANCE" <<'PY' | gnuplot
+import collections, csv, sys
+visited, out, tolerance = sys.argv[1:4]
+blocks = collections.OrderedDict()
+for row in csv.DictReader(open(visited)):
+    key = (row["cell"], row["method"], row["degree_set"], row["fit"])
+    blocks.setdefault(key, []).append((int(row["depth"]), 100 * float(row["accuracy"])))
+with open(f"{out}/plot.dat", "w") as f:
+    for points in blocks.values():
+        f.writelines(f"{d} {a}\n" for d, a in points)
+        f.write("\n\n")
+shapes = {"lsq": 7, "range": 6, "dist": 5}
+print('set terminal pngcairo size 1400,600 font ",10"')
+print(f'set output "{out}/accuracy_vs_depth.png"')
+print(f'set multiplot layout 1,2 title "Visited assignments: accuracy vs total activation depth (Fashion-MNIST test, tolerance {tolerance})"')
+print('set xlabel "total activation depth (levels)"; set ylabel "test accuracy (%)"; set key bottom right; set grid')
+for cell, title in (("rnn", "SimpleRNN (28 steps, 32 hidden)"), ("gru", "GRU (28 steps, 32 hidden)")):
+    parts = []
+    for index, (c, method, degree_set, fit) in enumerate(blocks):
+        if c != cell:
+            continue
+        ours = method != "dfs"
+        colour = "#1f77b4" if not ours else ("#d62728" if degree_set == "3-7-17" else "#ff7f0e")
+        label = ("DFS (method)" if not ours else "sensitivity (ours)") + f" {degree_set.replace('-', ',')}, {fit}"
+        parts.append(f'"{out}/plot.dat" index {index} with points pt {shapes.get(fit, 1)} ps 0.5 lc rgb "{colour}" title "{label}"')
+    print(f'set title "{title}"')
+    print("plot " + ", ".join(parts) if parts else "clear")
+print("unset multiplot")
+PY
   echo "he_search: plot $OUT/accuracy_vs_depth.png" >&2
 else
   echo "he_search: gnuplot not found; no plot (the data is in $visited)" >&2

@@ -21,10 +21,18 @@ double Polynomial::Eval(double x) const {
 Result<FitKind> ParseFitKind(const std::string& name) {
   if (name == "lsq") return FitKind::kLeastSquares;
   if (name == "range") return FitKind::kRange;
-  return Status::InvalidArgument("--fit '" + name + "': expected lsq or range");
+  if (name == "dist") return FitKind::kDistribution;
+  return Status::InvalidArgument("--fit '" + name + "': expected lsq, range or dist");
 }
 
-const char* FitKindName(FitKind kind) { return kind == FitKind::kLeastSquares ? "lsq" : "range"; }
+const char* FitKindName(FitKind kind) {
+  switch (kind) {
+    case FitKind::kLeastSquares: return "lsq";
+    case FitKind::kRange: return "range";
+    case FitKind::kDistribution: return "dist";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -140,6 +148,72 @@ Result<Polynomial> FitChebyshev(Activation activation, int degree, double lo, do
   }
   chebyshev[0] /= 2;
   // T_{k+1} = 2u T_k - T_{k-1}
+  p.coeffs = SeriesToPowerBasis(chebyshev, [](size_t) { return std::pair<double, double>{2.0, 1.0}; });
+  return p;
+}
+
+Result<Polynomial> FitWeighted(Activation activation, int degree, double lo, double hi,
+                               const std::vector<double>& points, const std::vector<double>& weights) {
+  PPML_RETURN_IF_ERROR(CheckFitArguments(degree, lo, hi));
+  if (points.size() != weights.size()) {
+    return Status::InvalidArgument(std::to_string(points.size()) + " points and " + std::to_string(weights.size()) +
+                                   " weights");
+  }
+  Polynomial p{lo, hi, {}};
+  const size_t n = static_cast<size_t>(degree) + 1;
+  // Rows sqrt(w_i)·[T_0(u_i) .. T_d(u_i)] | sqrt(w_i)·f(x_i), zero weights dropped.
+  std::vector<std::vector<double>> rows;
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (!(weights[i] >= 0) || !std::isfinite(points[i]) || points[i] < lo || points[i] > hi) {
+      return Status::InvalidArgument("weighted fit: point " + std::to_string(points[i]) + " with weight " +
+                                     std::to_string(weights[i]) + " is outside [lo, hi] or negative");
+    }
+    if (weights[i] == 0) continue;
+    const double root = std::sqrt(weights[i]);
+    const double u = p.scale() * points[i] + p.shift();
+    std::vector<double> row(n + 1);
+    double t0 = 1, t1 = u;
+    for (size_t k = 0; k < n; ++k) {
+      const double tk = k == 0 ? 1 : (k == 1 ? u : 2 * u * t1 - t0);
+      if (k >= 2) {
+        t0 = t1;
+        t1 = tk;
+      }
+      row[k] = root * tk;
+    }
+    row[n] = root * ExactActivation(activation, points[i]);
+    rows.push_back(std::move(row));
+  }
+  if (rows.size() < n) {
+    return Status::InvalidArgument("weighted fit of degree " + std::to_string(degree) + " needs at least " +
+                                   std::to_string(n) + " points of positive weight, got " + std::to_string(rows.size()));
+  }
+  // Householder QR on the augmented matrix, then back substitution.
+  const size_t m = rows.size();
+  for (size_t k = 0; k < n; ++k) {
+    double norm = 0;
+    for (size_t i = k; i < m; ++i) norm += rows[i][k] * rows[i][k];
+    norm = std::sqrt(norm);
+    if (norm == 0) return Status::InvalidArgument("weighted fit: the points do not determine a degree-" + std::to_string(degree) + " polynomial");
+    const double alpha = rows[k][k] > 0 ? -norm : norm;
+    std::vector<double> v(m - k);
+    for (size_t i = k; i < m; ++i) v[i - k] = rows[i][k];
+    v[0] -= alpha;
+    double vv = 0;
+    for (double x : v) vv += x * x;
+    for (size_t j = k; j <= n; ++j) {
+      double dot = 0;
+      for (size_t i = k; i < m; ++i) dot += v[i - k] * rows[i][j];
+      const double f = 2 * dot / vv;
+      for (size_t i = k; i < m; ++i) rows[i][j] -= f * v[i - k];
+    }
+  }
+  std::vector<double> chebyshev(n);
+  for (size_t k = n; k-- > 0;) {
+    double acc = rows[k][n];
+    for (size_t j = k + 1; j < n; ++j) acc -= rows[k][j] * chebyshev[j];
+    chebyshev[k] = acc / rows[k][k];
+  }
   p.coeffs = SeriesToPowerBasis(chebyshev, [](size_t) { return std::pair<double, double>{2.0, 1.0}; });
   return p;
 }

@@ -19,6 +19,12 @@
 //    kind, within a small factor (1 + the Lebesgue constant, < 4 up to
 //    degree 63) of the minimax error; on [-8, 8] its max error is about the
 //    least-squares fit's. Used for per-cell range fits.
+//  - FitWeighted: least squares at given points with given weights (solved
+//    by Householder QR in the Chebyshev basis, well conditioned up to degree
+//    63). With the points and weights of a cell's observed pre-activation
+//    histogram it minimises the expected squared error of that cell's inputs,
+//    which is what the network's accuracy feels, rather than the worst case
+//    over an interval most inputs never reach.
 //
 // Thread safety: plain values and pure functions.
 #pragma once
@@ -46,15 +52,20 @@ struct Polynomial {
   double Eval(double x) const;
 };
 
-// The fit kinds the CLI names: "lsq" (the method, on a fixed interval) and
-// "range" (Chebyshev on each cell's observed range plus a margin).
-enum class FitKind { kLeastSquares, kRange };
+// The fit kinds the CLI names: "lsq" (the method, on a fixed interval),
+// "range" (Chebyshev on each cell's observed range plus a margin) and "dist"
+// (least squares weighted by each cell's observed distribution, on that range).
+enum class FitKind { kLeastSquares, kRange, kDistribution };
 Result<FitKind> ParseFitKind(const std::string& name);
 const char* FitKindName(FitKind kind);
 
 // InvalidArgument for degree < 1 or an empty interval.
 Result<Polynomial> FitLeastSquares(Activation activation, int degree, double lo = -8, double hi = 8);
 Result<Polynomial> FitChebyshev(Activation activation, int degree, double lo, double hi);
+// `points` inside [lo, hi], `weights` non-negative, one per point, with at
+// least degree + 1 points of positive weight: else InvalidArgument.
+Result<Polynomial> FitWeighted(Activation activation, int degree, double lo, double hi,
+                               const std::vector<double>& points, const std::vector<double>& weights);
 
 struct FitError {
   double max_abs = 0;

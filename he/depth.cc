@@ -25,7 +25,9 @@ struct LeveledOp {
 // The chain of operations of one step (see the header).
 std::vector<LeveledOp> StepOps(CellKind cell, int degree) {
   const int d = PolynomialDepth(degree);
-  if (cell == CellKind::kRnn) return {{1, "matmul"}, {d, "tanh polynomial"}};
+  // The RNN step is one unit: the encrypted run refreshes the hidden state
+  // between steps, never the pre-activation between product and tanh.
+  if (cell == CellKind::kRnn) return {{1 + d, "step (product and tanh)"}};
   return {{1, "matmul"}, {d, "sigmoid polynomial"}, {1, "r product"}, {d, "tanh polynomial"}, {1, "z product"}};
 }
 

@@ -13,13 +13,17 @@
 //  - one level per plaintext-ciphertext matrix product (W x_t + U h_{t-1}:
 //    the diagonal method multiplies by encoded plaintext diagonals once);
 //  - GRU: one level for r ⊙ (U_n h + b_n) and one for z ⊙ (h - n).
-// Per step, in order: rnn  = [matmul 1][tanh D]
+// Per step, in order: rnn  = [matmul + tanh, 1 + D]
 //                     gru  = [matmul 1][sigmoid D][r-product 1][tanh D][z-product 1]
 // then the classifier matmul (1) after the last step. Bootstraps are placed
 // by walking that chain with a level budget B between bootstraps (FGb: 9):
 // before an operation that would exceed B levels, bootstrap (lazy
 // placement, optimal for a chain of atomic operations). An operation deeper
-// than B alone cannot be placed: an error.
+// than B alone cannot be placed: an error. The RNN step is atomic because
+// that is where the encrypted run (he/seal/encrypted_rnn.mjs) refreshes: the
+// hidden state between steps, not the pre-activation between the product
+// and the polynomial; the GRU's gate pre-activations are refreshed mid-cell
+// there too, so its operations are placed one by one.
 //
 // "Activation depth" sums only the polynomial levels (28 × 5 = 140 for an
 // all-17 SimpleRNN): the quantity the method compares; "total levels" adds the

@@ -45,8 +45,9 @@ Result<PolynomialTable> PolynomialTable::LeastSquares(const RnnModel& model, std
   return table;
 }
 
-Result<PolynomialTable> PolynomialTable::PerCellRange(const RnnModel& model, std::vector<int> degrees,
-                                                      const std::vector<PreactivationRange>& ranges, double margin) {
+Result<PolynomialTable> PolynomialTable::PerCell(const RnnModel& model, std::vector<int> degrees,
+                                                 const std::vector<PreactivationRange>& ranges, double margin,
+                                                 const CellFit& fit) {
   PPML_RETURN_IF_ERROR(CheckDegrees(degrees));
   if (ranges.size() != static_cast<size_t>(model.steps)) {
     return Status::Internal(std::to_string(ranges.size()) + " observed ranges for " + std::to_string(model.steps) + " steps");
@@ -58,25 +59,68 @@ Result<PolynomialTable> PolynomialTable::PerCellRange(const RnnModel& model, std
   table.gru_ = model.cell == CellKind::kGru;
   table.tanh_.resize(static_cast<size_t>(model.steps));
   table.sigmoid_.resize(static_cast<size_t>(model.steps));
-  auto widen = [margin](double lo, double hi) {
+  auto fit_all = [&](Activation activation, double lo, double hi, const std::vector<double>& histogram,
+                     std::vector<std::unique_ptr<Polynomial>>& out) -> Status {
     const double width = std::max(hi - lo, 1e-3);  // a constant input still gets a usable interval
-    return std::pair<double, double>{lo - margin * width, hi + margin * width};
+    lo -= margin * width;
+    hi += margin * width;
+    for (int d : degrees) {
+      PPML_ASSIGN_OR_RETURN(Polynomial p, fit(activation, d, lo, hi, histogram));
+      out.push_back(std::make_unique<Polynomial>(std::move(p)));
+    }
+    return Status::Ok();
   };
   for (int c = 0; c < model.steps; ++c) {
     const PreactivationRange& r = ranges[static_cast<size_t>(c)];
-    auto [tlo, thi] = widen(r.tanh_lo, r.tanh_hi);
-    for (int d : degrees) {
-      PPML_ASSIGN_OR_RETURN(Polynomial t, FitChebyshev(Activation::kTanh, d, tlo, thi));
-      table.tanh_[static_cast<size_t>(c)].push_back(std::make_unique<Polynomial>(std::move(t)));
-    }
-    if (!table.gru_) continue;
-    auto [slo, shi] = widen(r.sigmoid_lo, r.sigmoid_hi);
-    for (int d : degrees) {
-      PPML_ASSIGN_OR_RETURN(Polynomial s, FitChebyshev(Activation::kSigmoid, d, slo, shi));
-      table.sigmoid_[static_cast<size_t>(c)].push_back(std::make_unique<Polynomial>(std::move(s)));
+    PPML_RETURN_IF_ERROR(fit_all(Activation::kTanh, r.tanh_lo, r.tanh_hi, r.tanh_histogram, table.tanh_[static_cast<size_t>(c)]));
+    if (table.gru_) {
+      PPML_RETURN_IF_ERROR(fit_all(Activation::kSigmoid, r.sigmoid_lo, r.sigmoid_hi, r.sigmoid_histogram,
+                                   table.sigmoid_[static_cast<size_t>(c)]));
     }
   }
   return table;
+}
+
+Result<PolynomialTable> PolynomialTable::PerCellRange(const RnnModel& model, std::vector<int> degrees,
+                                                      const std::vector<PreactivationRange>& ranges, double margin) {
+  return PerCell(model, std::move(degrees), ranges, margin,
+                 [](Activation activation, int degree, double lo, double hi, const std::vector<double>&) {
+                   return FitChebyshev(activation, degree, lo, hi);
+                 });
+}
+
+Result<PolynomialTable> PolynomialTable::PerCellDistribution(const RnnModel& model, std::vector<int> degrees,
+                                                             const std::vector<PreactivationRange>& ranges,
+                                                             double margin, double uniform_share) {
+  if (!(uniform_share > 0 && uniform_share <= 1)) {
+    return Status::InvalidArgument("--uniform-share " + std::to_string(uniform_share) + " must be in (0, 1]");
+  }
+  return PerCell(model, std::move(degrees), ranges, margin,
+                 [uniform_share](Activation activation, int degree, double lo, double hi,
+                                 const std::vector<double>& histogram) -> Result<Polynomial> {
+                   // The histogram's bins inside [lo, hi], plus evenly spaced points where
+                   // bins are coarser than the interval needs (a narrow range).
+                   std::vector<double> points, observed;
+                   for (size_t b = 0; b < histogram.size(); ++b) {
+                     const double x = PreactivationRange::BinCenter(static_cast<int>(b));
+                     if (x < lo || x > hi) continue;
+                     points.push_back(x);
+                     observed.push_back(histogram[b]);
+                   }
+                   constexpr int kMinimumPoints = 512;
+                   for (int i = 0; i < kMinimumPoints; ++i) {
+                     points.push_back(lo + (hi - lo) * (i + 0.5) / kMinimumPoints);
+                     observed.push_back(0);
+                   }
+                   double total = 0;
+                   for (double count : observed) total += count;
+                   std::vector<double> weights(points.size());
+                   for (size_t i = 0; i < points.size(); ++i) {
+                     weights[i] = (total > 0 ? (1 - uniform_share) * observed[i] / total : 0) +
+                                  uniform_share / static_cast<double>(points.size());
+                   }
+                   return FitWeighted(activation, degree, lo, hi, points, weights);
+                 });
 }
 
 CellPolynomials PolynomialTable::Get(int cell, int degree_index) const {

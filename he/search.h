@@ -21,6 +21,7 @@
 // Thread safety: a search drives one Simulator; not for concurrent use.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,13 @@ class PolynomialTable {
   // the approximated model drift beyond the exact model's).
   static Result<PolynomialTable> PerCellRange(const RnnModel& model, std::vector<int> degrees,
                                               const std::vector<PreactivationRange>& ranges, double margin);
+  // dist: FitWeighted on the same widened ranges, each point weighted by
+  // (1 - uniform_share) × its share of the cell's observed histogram plus
+  // uniform_share spread evenly over the interval, so the tails, rare but
+  // reached, still bound the error.
+  static Result<PolynomialTable> PerCellDistribution(const RnnModel& model, std::vector<int> degrees,
+                                                     const std::vector<PreactivationRange>& ranges, double margin,
+                                                     double uniform_share);
 
   const std::vector<int>& degrees() const { return degrees_; }  // ascending
   int cells() const { return cells_; }
@@ -53,6 +61,13 @@ class PolynomialTable {
   std::vector<int> DegreesOf(const std::vector<int>& assignment) const;
 
  private:
+  // Fits one activation of degree d on [lo, hi] given the cell's histogram.
+  using CellFit = std::function<Result<Polynomial>(Activation, int degree, double lo, double hi,
+                                                   const std::vector<double>& histogram)>;
+  static Result<PolynomialTable> PerCell(const RnnModel& model, std::vector<int> degrees,
+                                         const std::vector<PreactivationRange>& ranges, double margin,
+                                         const CellFit& fit);
+
   std::vector<int> degrees_;
   int cells_ = 0;
   bool gru_ = false;

@@ -156,7 +156,7 @@ struct Simulator::State {
       if (gates == 1) {
         for (int j = 0; j < hidden; ++j) a[j] += c[j];
         if (run.sigma > 0) AddNoise(a, hidden, run.sigma, options.noise_seed, i, t, 0);
-        if (ranges != nullptr) Observe(a, hidden, ranges[t].tanh_lo, ranges[t].tanh_hi);
+        if (ranges != nullptr) Observe(a, hidden, ranges[t].tanh_lo, ranges[t].tanh_hi, ranges[t].tanh_histogram);
         Apply(run.tanh[t], a, hidden);
         if (run.sigma > 0) AddNoise(a, hidden, run.sigma, options.noise_seed, i, t, 1);
         std::memcpy(h, a, sizeof(float) * hidden);
@@ -164,7 +164,7 @@ struct Simulator::State {
         float* zr = a;  // [z | r]
         for (int j = 0; j < 2 * hidden; ++j) zr[j] += c[j];
         if (run.sigma > 0) AddNoise(zr, 2 * hidden, run.sigma, options.noise_seed, i, t, 0);
-        if (ranges != nullptr) Observe(zr, 2 * hidden, ranges[t].sigmoid_lo, ranges[t].sigmoid_hi);
+        if (ranges != nullptr) Observe(zr, 2 * hidden, ranges[t].sigmoid_lo, ranges[t].sigmoid_hi, ranges[t].sigmoid_histogram);
         Apply(run.sigmoid[t], zr, 2 * hidden);
         if (run.sigma > 0) AddNoise(zr, 2 * hidden, run.sigma, options.noise_seed, i, t, 1);
         const float* z = zr;
@@ -173,7 +173,7 @@ struct Simulator::State {
         const float* un_h = c + 2 * hidden;
         for (int j = 0; j < hidden; ++j) n_pre[j] += r[j] * (un_h[j] + bias_h[j]);
         if (run.sigma > 0) AddNoise(n_pre, hidden, run.sigma, options.noise_seed, i, t, 2);
-        if (ranges != nullptr) Observe(n_pre, hidden, ranges[t].tanh_lo, ranges[t].tanh_hi);
+        if (ranges != nullptr) Observe(n_pre, hidden, ranges[t].tanh_lo, ranges[t].tanh_hi, ranges[t].tanh_histogram);
         Apply(run.tanh[t], n_pre, hidden);
         if (run.sigma > 0) AddNoise(n_pre, hidden, run.sigma, options.noise_seed, i, t, 3);
         for (int j = 0; j < hidden; ++j) h[j] = (1.0f - z[j]) * n_pre[j] + z[j] * h[j];
@@ -184,10 +184,13 @@ struct Simulator::State {
     }
   }
 
-  static void Observe(const float* v, int count, float& lo, float& hi) {
+  static void Observe(const float* v, int count, float& lo, float& hi, std::vector<double>& histogram) {
+    constexpr double kBinsPerUnit = PreactivationRange::kHistogramBins / (2 * PreactivationRange::kHistogramLimit);
     for (int j = 0; j < count; ++j) {
       lo = std::min(lo, v[j]);
       hi = std::max(hi, v[j]);
+      const double bin = std::floor((v[j] + PreactivationRange::kHistogramLimit) * kBinsPerUnit);
+      histogram[static_cast<size_t>(std::clamp(bin, 0.0, PreactivationRange::kHistogramBins - 1.0))] += 1;
     }
   }
 
@@ -347,7 +350,9 @@ std::vector<PreactivationRange> Simulator::ObserveRanges() {
   State::Run run = s.PrepareRun(exact);
   run.sigma = 0;
   const float inf = std::numeric_limits<float>::infinity();
-  const PreactivationRange empty{inf, -inf, inf, -inf};
+  PreactivationRange empty{inf, -inf, inf, -inf, {}, {}};
+  empty.tanh_histogram.assign(PreactivationRange::kHistogramBins, 0.0);
+  empty.sigmoid_histogram.assign(PreactivationRange::kHistogramBins, 0.0);
   const int threads = std::max(1, s.options.threads);
   std::vector<std::vector<PreactivationRange>> per_thread(static_cast<size_t>(threads),
                                                           std::vector<PreactivationRange>(static_cast<size_t>(s.steps), empty));
@@ -362,6 +367,10 @@ std::vector<PreactivationRange> Simulator::ObserveRanges() {
       ranges[t].tanh_hi = std::max(ranges[t].tanh_hi, part[t].tanh_hi);
       ranges[t].sigmoid_lo = std::min(ranges[t].sigmoid_lo, part[t].sigmoid_lo);
       ranges[t].sigmoid_hi = std::max(ranges[t].sigmoid_hi, part[t].sigmoid_hi);
+      for (int b = 0; b < PreactivationRange::kHistogramBins; ++b) {
+        ranges[t].tanh_histogram[static_cast<size_t>(b)] += part[t].tanh_histogram[static_cast<size_t>(b)];
+        ranges[t].sigmoid_histogram[static_cast<size_t>(b)] += part[t].sigmoid_histogram[static_cast<size_t>(b)];
+      }
     }
   }
   return ranges;

@@ -47,10 +47,18 @@ struct SimulationOptions {
   int cached_trajectories = 4;  // each holds N × steps × hidden floats
 };
 
-// Observed pre-activation range of one step (over images and units).
+// Observed pre-activations of one step (over images and units): the exact
+// range, and a histogram on a fixed grid of kHistogramBins bins over
+// [-kHistogramLimit, kHistogramLimit] (values beyond count in the end bins),
+// the distribution `--fit dist` weights its least squares by.
 struct PreactivationRange {
+  static constexpr double kHistogramLimit = 64;
+  static constexpr int kHistogramBins = 8192;
+  static double BinCenter(int bin) { return -kHistogramLimit + (bin + 0.5) * (2 * kHistogramLimit / kHistogramBins); }
+
   float tanh_lo = 0, tanh_hi = 0;
   float sigmoid_lo = 0, sigmoid_hi = 0;  // gru: z and r together
+  std::vector<double> tanh_histogram, sigmoid_histogram;  // kHistogramBins counts each
 };
 
 class Simulator {
@@ -69,7 +77,7 @@ class Simulator {
   double Accuracy(std::span<const CellPolynomials> cells);
   // Logits [count × classes] of images [first, first + count).
   std::vector<float> Logits(std::span<const CellPolynomials> cells, int first, int count);
-  // Min/max of every step's activation inputs with exact activations.
+  // Min/max and histogram of every step's activation inputs with exact activations.
   std::vector<PreactivationRange> ObserveRanges();
 
  private:

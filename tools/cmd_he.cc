@@ -1,9 +1,10 @@
 // ppml he search --model M.onnx --dataset fashion-mnist:test --degrees 3,7,17 --tolerance 0.02
-//                --method dfs|sensitivity|exhaustive --fit lsq|range [--out approx.onnx] [--json]
+//                --method dfs|sensitivity|exhaustive --fit lsq|range|dist [--out approx.onnx] [--json]
 //                [--budget 9] [--noise-bits N] [--threads T] [--spec-out FILE] [--spec-samples K]
-//                [--visited-csv FILE] [--calib SPEC] [--margin M] [--costs FILE] [--check-onnx]
+//                [--visited-csv FILE] [--calib SPEC] [--margin M] [--uniform-share U] [--costs FILE] [--check-onnx]
 //                [--max-evaluations N] [--max-seconds S]
-// ppml he fit    [--degrees 3,7,17] [--lo -8 --hi 8] [--model M.onnx --calib SPEC --margin M]
+// ppml he fit    [--degrees 3,7,17] [--lo -8 --hi 8] [--model M.onnx --fit range|dist --calib SPEC --margin M
+//                [--uniform-share U]]
 //
 // `he search` picks a polynomial degree per RNN cell (he/search.h), writes the
 // approximated model as plain ONNX, the spec JSON for the encrypted side and
@@ -45,6 +46,13 @@ namespace {
 constexpr const char* kSearchCommand = "he search";
 constexpr const char* kFitCommand = "he fit";
 
+// How per-cell fits (--fit range|dist) see a model's pre-activations.
+struct CellFitOptions {
+  std::string calibration = "fashion-mnist:train:10000";
+  double margin = 0.1;
+  double uniform_share = 0.1;
+};
+
 struct HeSearchOptions {
   std::string model;
   std::string dataset = "fashion-mnist:test";
@@ -60,8 +68,7 @@ struct HeSearchOptions {
   std::string spec_out;
   int spec_samples = 32;
   std::string visited_csv;
-  std::string calibration = "fashion-mnist:train:10000";
-  double margin = 0.1;
+  CellFitOptions cell_fit;
   std::string costs;
   bool check_onnx = false;
   int max_evaluations = 2048;
@@ -103,16 +110,19 @@ Result<double> EngineAccuracy(const std::string& onnx_bytes, const LabeledImages
   return static_cast<double>(correct) / static_cast<double>(count);
 }
 
-Result<he::PolynomialTable> BuildTable(const HeSearchOptions& o, const he::RnnModel& model) {
-  PPML_ASSIGN_OR_RETURN(he::FitKind kind, he::ParseFitKind(o.fit));
-  if (kind == he::FitKind::kLeastSquares) return he::PolynomialTable::LeastSquares(model, o.degrees);
+Result<he::PolynomialTable> BuildTable(const std::string& fit, const he::RnnModel& model, const std::vector<int>& degrees,
+                                       const CellFitOptions& o, int threads) {
+  PPML_ASSIGN_OR_RETURN(he::FitKind kind, he::ParseFitKind(fit));
+  if (kind == he::FitKind::kLeastSquares) return he::PolynomialTable::LeastSquares(model, degrees);
   // Ranges come from a calibration set (training images by default), never the test set.
   PPML_ASSIGN_OR_RETURN(LabeledImages calib, LoadDataset(o.calibration));
   he::SimulationOptions sim_options;
-  sim_options.threads = o.threads;
+  sim_options.threads = threads;
   sim_options.cached_trajectories = 0;
   PPML_ASSIGN_OR_RETURN(auto simulator, he::Simulator::Create(model, calib.images, calib.labels, sim_options));
-  return he::PolynomialTable::PerCellRange(model, o.degrees, simulator->ObserveRanges(), o.margin);
+  const std::vector<he::PreactivationRange> ranges = simulator->ObserveRanges();
+  if (kind == he::FitKind::kRange) return he::PolynomialTable::PerCellRange(model, degrees, ranges, o.margin);
+  return he::PolynomialTable::PerCellDistribution(model, degrees, ranges, o.margin, o.uniform_share);
 }
 
 Status WriteVisitedCsv(const std::string& path, const HeSearchOptions& o, const he::RnnModel& model,
@@ -156,7 +166,7 @@ int RunHeSearch(const HeSearchOptions& o) {
             << " steps, hidden " << model->hidden_size << ") on " << o.dataset << ": FP32 baseline " << baseline
             << std::endl;
 
-  Result<he::PolynomialTable> table = BuildTable(o, *model);
+  Result<he::PolynomialTable> table = BuildTable(o.fit, *model, o.degrees, o.cell_fit, o.threads);
   if (!table.ok()) return fail(table.status());
   he::SimulationOptions search_options;
   search_options.threads = o.threads;
@@ -279,8 +289,8 @@ struct HeFitOptions {
   std::vector<int> degrees = {3, 7, 17};
   double lo = -8, hi = 8;
   std::string model;
-  std::string calibration = "fashion-mnist:train:10000";
-  double margin = 0.1;
+  std::string fit = "range";
+  CellFitOptions cell_fit;
   int threads = 2;
 };
 
@@ -304,27 +314,31 @@ int RunHeFit(const HeFitOptions& o) {
     }
   }
   if (o.model.empty()) return kExitOk;
-  // Per-cell range fits of a model, as `he search --fit range` makes them.
+  // Per-cell fits of a model, as `he search --fit range|dist` makes them.
   Result<he::RnnModel> model = he::LoadRnnModel(o.model);
   if (!model.ok()) return ReportError(kFitCommand, model.status().message(), kExitFailure);
-  Result<LabeledImages> calib = LoadDataset(o.calibration);
-  if (!calib.ok()) return ReportError(kFitCommand, calib.status());
-  he::SimulationOptions sim_options;
-  sim_options.threads = o.threads;
-  sim_options.cached_trajectories = 0;
-  auto simulator = he::Simulator::Create(*model, calib->images, calib->labels, sim_options);
-  if (!simulator.ok()) return ReportError(kFitCommand, simulator.status());
-  const std::vector<he::PreactivationRange> ranges = (*simulator)->ObserveRanges();
-  Result<he::PolynomialTable> table = he::PolynomialTable::PerCellRange(*model, o.degrees, ranges, o.margin);
+  Result<he::PolynomialTable> table = BuildTable(o.fit, *model, o.degrees, o.cell_fit, o.threads);
   if (!table.ok()) return ReportError(kFitCommand, table.status());
   for (int c = 0; c < table->cells(); ++c) {
     for (size_t k = 0; k < table->degrees().size(); ++k) {
       const he::CellPolynomials p = table->Get(c, static_cast<int>(k));
-      PrintFit("cell " + std::to_string(c) + " range", he::Activation::kTanh, *p.tanh);
-      if (p.sigmoid != nullptr) PrintFit("cell " + std::to_string(c) + " range", he::Activation::kSigmoid, *p.sigmoid);
+      const std::string label = "cell " + std::to_string(c) + " " + o.fit;
+      PrintFit(label, he::Activation::kTanh, *p.tanh);
+      if (p.sigmoid != nullptr) PrintFit(label, he::Activation::kSigmoid, *p.sigmoid);
     }
   }
   return kExitOk;
+}
+
+void AddCellFitOptions(CLI::App& command, CellFitOptions& o) {
+  command.add_option("--calib", o.calibration, "images whose pre-activations --fit range|dist observe")->capture_default_str();
+  command.add_option("--margin", o.margin, "range and dist fits: widen each observed range by this fraction per side")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  command.add_option("--uniform-share", o.uniform_share,
+                     "dist fits: weight spread evenly over the interval, the rest follows the observed distribution")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 1.0));
 }
 
 }  // namespace
@@ -342,7 +356,9 @@ CLI::App* AddHeCommands(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   search->add_option("--method", s->method, "dfs (the method), sensitivity (ours) or exhaustive")->capture_default_str();
-  search->add_option("--fit", s->fit, "lsq (on [-8,8]) or range (Chebyshev on each cell's observed range)")
+  search->add_option("--fit", s->fit,
+                     "lsq (on [-8,8]), range (Chebyshev on each cell's observed range) or dist (least squares weighted "
+                     "by each cell's observed distribution)")
       ->capture_default_str();
   search->add_option("--out", s->out, "write the approximated model here (ONNX)");
   search->add_flag("--json", s->json, "print the result as one JSON object on the last line");
@@ -354,10 +370,7 @@ CLI::App* AddHeCommands(CLI::App& app, int* exit_code) {
   search->add_option("--spec-out", s->spec_out, "write the spec JSON for the encrypted run here");
   search->add_option("--spec-samples", s->spec_samples, "test images in the spec JSON")->capture_default_str()->check(NonNegative());
   search->add_option("--visited-csv", s->visited_csv, "write every visited assignment here (CSV)");
-  search->add_option("--calib", s->calibration, "images whose pre-activation ranges --fit range uses")->capture_default_str();
-  search->add_option("--margin", s->margin, "range fits: widen each observed range by this fraction per side")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+  AddCellFitOptions(*search, s->cell_fit);
   search->add_option("--costs", s->costs, "per-operation CKKS costs JSON (ppml he bench)")->check(CLI::ExistingFile);
   search->add_flag("--check-onnx", s->check_onnx, "run the exported ONNX with the engine and report its accuracy");
   search->add_option("--max-evaluations", s->max_evaluations, "DFS: stop after this many evaluations")
@@ -371,9 +384,9 @@ CLI::App* AddHeCommands(CLI::App& app, int* exit_code) {
   fit->add_option("--degrees", f->degrees, "degrees to fit")->delimiter(',')->capture_default_str();
   fit->add_option("--lo", f->lo, "interval start")->capture_default_str();
   fit->add_option("--hi", f->hi, "interval end")->capture_default_str();
-  fit->add_option("--model", f->model, "also print per-cell range fits of this model")->check(CLI::ExistingFile);
-  fit->add_option("--calib", f->calibration, "images for the observed ranges")->capture_default_str();
-  fit->add_option("--margin", f->margin, "widen each observed range by this fraction per side")->capture_default_str();
+  fit->add_option("--model", f->model, "also print per-cell fits of this model")->check(CLI::ExistingFile);
+  fit->add_option("--fit", f->fit, "per-cell fits: range or dist")->capture_default_str()->check(CLI::IsMember({"range", "dist"}));
+  AddCellFitOptions(*fit, f->cell_fit);
   fit->add_option("--threads", f->threads, "simulation threads")->capture_default_str()->check(Positive());
   fit->callback([f, exit_code] { *exit_code = RunHeFit(*f); });
   return he;

@@ -76,7 +76,56 @@ TEST(Fit, RejectsBadArguments) {
   EXPECT_FALSE(FitChebyshev(Activation::kTanh, 3, 1, 1).ok());
   Result<FitKind> kind = ParseFitKind("minimax");
   ASSERT_FALSE(kind.ok());
-  EXPECT_NE(kind.status().message().find("lsq or range"), std::string::npos);
+  EXPECT_NE(kind.status().message().find("lsq, range or dist"), std::string::npos);
+  ASSERT_TRUE(ParseFitKind("dist").ok());
+  EXPECT_EQ(*ParseFitKind("dist"), FitKind::kDistribution);
+}
+
+TEST(FitWeighted, EvenWeightsReproduceTheLeastSquaresFit) {
+  // 4001 evenly weighted points on [-3, 2] approximate the uniform measure:
+  // the discrete fit must match the continuous Legendre projection.
+  std::vector<double> points, weights;
+  for (int i = 0; i <= 4000; ++i) {
+    points.push_back(-3 + 5.0 * i / 4000);
+    weights.push_back(1.0);
+  }
+  for (Activation a : {Activation::kTanh, Activation::kSigmoid}) {
+    Result<Polynomial> weighted = FitWeighted(a, 7, -3, 2, points, weights);
+    Result<Polynomial> lsq = FitLeastSquares(a, 7, -3, 2);
+    ASSERT_TRUE(weighted.ok() && lsq.ok()) << weighted.status().ToString();
+    for (double x = -3; x <= 2; x += 0.25) EXPECT_NEAR(weighted->Eval(x), lsq->Eval(x), 2e-4) << x;
+  }
+}
+
+TEST(FitWeighted, FollowsTheWeightsWhereTheyAre) {
+  // Nearly all weight on [-1, 1] of a [-8, 8] interval: a cubic there is far
+  // better than the uniform fit on [-8, 8], and worse in the tails.
+  std::vector<double> points, weights;
+  for (int i = 0; i <= 1600; ++i) {
+    const double x = -8 + 16.0 * i / 1600;
+    points.push_back(x);
+    weights.push_back(std::abs(x) <= 1 ? 1.0 : 1e-4);
+  }
+  Result<Polynomial> weighted = FitWeighted(Activation::kTanh, 3, -8, 8, points, weights);
+  Result<Polynomial> uniform = FitLeastSquares(Activation::kTanh, 3);
+  ASSERT_TRUE(weighted.ok() && uniform.ok());
+  double core_weighted = 0, core_uniform = 0;
+  for (double x = -1; x <= 1; x += 0.01) {
+    core_weighted = std::max(core_weighted, std::abs(weighted->Eval(x) - std::tanh(x)));
+    core_uniform = std::max(core_uniform, std::abs(uniform->Eval(x) - std::tanh(x)));
+  }
+  EXPECT_LT(core_weighted, 0.2 * core_uniform);
+  EXPECT_GT(MeasureFitError(Activation::kTanh, *weighted).max_abs, MeasureFitError(Activation::kTanh, *uniform).max_abs);
+}
+
+TEST(FitWeighted, RejectsBadPointsAndWeights) {
+  const std::vector<double> three = {-1, 0, 1};
+  Result<Polynomial> few = FitWeighted(Activation::kTanh, 3, -1, 1, three, {1, 1, 1});
+  ASSERT_FALSE(few.ok());
+  EXPECT_NE(few.status().message().find("at least 4 points"), std::string::npos) << few.status().message();
+  EXPECT_FALSE(FitWeighted(Activation::kTanh, 1, -1, 1, three, {1, -1, 1}).ok());
+  EXPECT_FALSE(FitWeighted(Activation::kTanh, 1, -1, 1, {-1, 0, 2}, {1, 1, 1}).ok());
+  EXPECT_FALSE(FitWeighted(Activation::kTanh, 1, -1, 1, three, {1, 1}).ok());
 }
 
 TEST(Depth, LevelsPerDegree) {
@@ -121,7 +170,13 @@ TEST(Depth, WalksTheChainWithTheBudget) {
   EXPECT_EQ(g->bootstraps, 1);
   EXPECT_EQ(g->activation_depth, 10);
   EXPECT_EQ(g->total_levels, 14);
-  // A degree-17 polynomial alone needs 5 levels: no placement in a budget of 4.
+  // An RNN step is placed whole (product + tanh), as the encrypted run refreshes
+  // only between steps: {7, 17, 3} takes 4, then 6 -> boot, then 3 (9), fc -> boot.
+  // Placing the product and the polynomial apart would have needed one bootstrap.
+  Result<DepthReport> whole = ComputeDepth(CellKind::kRnn, {7, 17, 3}, 9);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->bootstraps, 2);
+  // A degree-17 step needs 6 levels (product + 5): no placement in a budget of 4.
   Result<DepthReport> over = ComputeDepth(CellKind::kRnn, {3, 17}, 4);
   ASSERT_FALSE(over.ok());
   EXPECT_NE(over.status().message().find("step 1"), std::string::npos) << over.status().message();

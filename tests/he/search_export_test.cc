@@ -214,6 +214,62 @@ void ExpectOnnxMatchesSimulation(const TinyProblem& p, const std::vector<CellPol
   EXPECT_LT(max_diff, 1e-4 * std::max(1.0, max_value)) << "largest logit " << max_value;
 }
 
+TEST(ObserveRanges, HistogramsCountEveryPreactivationInsideTheRange) {
+  for (const char* op : {"RNN", "GRU"}) {
+    TinyProblem p = MakeTinyProblem(op, 5, 2.0f, 300);
+    auto simulator = Simulator::Create(p.model, p.images, p.labels, SimulationOptions{});
+    ASSERT_TRUE(simulator.ok());
+    const std::vector<PreactivationRange> ranges = (*simulator)->ObserveRanges();
+    ASSERT_EQ(ranges.size(), static_cast<size_t>(p.model.steps));
+    const bool gru = p.model.cell == CellKind::kGru;
+    const double bin_width = 2 * PreactivationRange::kHistogramLimit / PreactivationRange::kHistogramBins;
+    for (const PreactivationRange& r : ranges) {
+      auto check = [&](const std::vector<double>& histogram, float lo, float hi, double expected) {
+        double total = 0;
+        for (int b = 0; b < PreactivationRange::kHistogramBins; ++b) {
+          const double count = histogram[static_cast<size_t>(b)];
+          total += count;
+          if (count > 0) {
+            EXPECT_GE(PreactivationRange::BinCenter(b) + bin_width / 2, lo) << op;
+            EXPECT_LE(PreactivationRange::BinCenter(b) - bin_width / 2, hi) << op;
+          }
+        }
+        EXPECT_EQ(total, expected) << op;
+      };
+      check(r.tanh_histogram, r.tanh_lo, r.tanh_hi, 300.0 * p.model.hidden_size);
+      if (gru) check(r.sigmoid_histogram, r.sigmoid_lo, r.sigmoid_hi, 300.0 * 2 * p.model.hidden_size);
+    }
+  }
+}
+
+TEST(PolynomialTable, DistributionFitsBeatRangeFitsOnTheObservedInputs) {
+  // The expected squared error under each cell's observed histogram is what
+  // the dist fit minimises; the Chebyshev range fit on the same interval
+  // cannot do better there.
+  TinyProblem p = MakeTinyProblem("RNN", 7, 3.0f, 400);
+  auto simulator = Simulator::Create(p.model, p.images, p.labels, SimulationOptions{});
+  ASSERT_TRUE(simulator.ok());
+  const std::vector<PreactivationRange> ranges = (*simulator)->ObserveRanges();
+  Result<PolynomialTable> range = PolynomialTable::PerCellRange(p.model, {3}, ranges, 0.1);
+  Result<PolynomialTable> dist = PolynomialTable::PerCellDistribution(p.model, {3}, ranges, 0.1, 0.01);
+  ASSERT_TRUE(range.ok() && dist.ok());
+  for (int c = 0; c < p.model.steps; ++c) {
+    auto expected_error = [&](const Polynomial& poly) {
+      double sum = 0, total = 0;
+      const std::vector<double>& histogram = ranges[static_cast<size_t>(c)].tanh_histogram;
+      for (int b = 0; b < PreactivationRange::kHistogramBins; ++b) {
+        const double count = histogram[static_cast<size_t>(b)];
+        if (count == 0) continue;
+        const double x = PreactivationRange::BinCenter(b);
+        sum += count * std::pow(poly.Eval(x) - std::tanh(x), 2);
+        total += count;
+      }
+      return sum / total;
+    };
+    EXPECT_LE(expected_error(*dist->Get(c, 0).tanh), expected_error(*range->Get(c, 0).tanh)) << "cell " << c;
+  }
+}
+
 TEST(ExportApproxOnnx, EngineRunsTheSameFunctionAsTheSimulation) {
   for (const char* op : {"RNN", "GRU"}) {
     TinyProblem p = MakeTinyProblem(op, 11, 1.5f, 64);
@@ -226,6 +282,10 @@ TEST(ExportApproxOnnx, EngineRunsTheSameFunctionAsTheSimulation) {
     Result<PolynomialTable> range = PolynomialTable::PerCellRange(p.model, {3, 5}, (*simulator)->ObserveRanges(), 0.1);
     ASSERT_TRUE(range.ok());
     ExpectOnnxMatchesSimulation(p, range->Cells({0, 1, 0, 1}));
+    Result<PolynomialTable> dist =
+        PolynomialTable::PerCellDistribution(p.model, {3, 5}, (*simulator)->ObserveRanges(), 0.1, 0.1);
+    ASSERT_TRUE(dist.ok()) << dist.status().ToString();
+    ExpectOnnxMatchesSimulation(p, dist->Cells({1, 0, 1, 0}));
     // Exact activations become Tanh/Sigmoid nodes.
     ExpectOnnxMatchesSimulation(p, std::vector<CellPolynomials>(4));
   }
