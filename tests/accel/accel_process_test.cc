@@ -13,61 +13,22 @@
 #include "accel/field.h"
 #include "common/process.h"
 #include "tests/accel/accel_test_util.h"
+#include "tests/support/accel_process.h"
 
 namespace ppml::accel {
 namespace {
 
+using ppml::testing::AccelProcess;
 using testing::MakeDense;
 using testing::MakeSpec;
 using testing::RandomField;
 using testing::ReferenceFieldLinear;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 size_t Count(const std::string& text, const std::string& needle) {
   size_t n = 0;
   for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
   return n;
 }
-
-// ppml-accel started with `flags`; address() is what its ready line says.
-class AccelProcess {
- public:
-  AccelProcess(const std::string& listen, std::vector<std::string> flags) {
-    ProcessOptions options;
-    options.argv = {std::string(PPML_BIN_DIR) + "/ppml-accel", "--listen", listen, "--threads", "1"};
-    options.argv.insert(options.argv.end(), flags.begin(), flags.end());
-    options.log_file = dir_.File("accel.log");
-    auto started = ChildProcess::Start(options);
-    EXPECT_TRUE(started.ok()) << started.status().ToString();
-    process_ = std::move(started).value();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline && process_.Running()) {
-      const std::string log = ReadAll(options.log_file);
-      const size_t at = log.find("ready: listen=");
-      if (at != std::string::npos && log.find('\n', at) != std::string::npos) {
-        address_ = log.substr(at + 14, log.find('\n', at) - at - 14);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ADD_FAILURE() << "ppml-accel did not print its ready line:\n" << ReadAll(options.log_file);
-  }
-  const std::string& address() const { return address_; }
-  std::string log() const { return ReadAll(dir_.File("accel.log")); }
-  // SIGTERM; the waitpid status.
-  std::optional<int> Stop() { return process_.Stop(std::chrono::seconds(10)); }
-
- private:
-  TempDir dir_{"ppml-accel-process"};
-  ChildProcess process_;
-  std::string address_;
-};
 
 void ExpectExactService(const std::string& address) {
   auto client = AccelClient::Connect(address);

@@ -24,40 +24,16 @@
 #include "common/dataset.h"
 #include "common/process.h"
 #include "int8/quantize.h"
+#include "tests/support/accel_process.h"
 
 namespace ppml::accel {
 namespace {
 
 const std::string kModel = std::string(PPML_SOURCE_DIR) + "/models/fashion_cnn.onnx";
-const std::string kAccelBinary = std::string(PPML_BINARY_DIR) + "/bin/ppml-accel";
 
 std::string ModelBytes() { return int8::ReadModelBytes(kModel).value(); }
 
-// A real ppml-accel on a Unix socket in a temporary folder.
-class Accelerator {
- public:
-  explicit Accelerator(std::vector<std::string> extra = {}) {
-    address_ = "unix:" + dir_.File("accel.sock");
-    ProcessOptions options;
-    options.argv = {kAccelBinary, "--listen", address_, "--threads", "1"};
-    options.argv.insert(options.argv.end(), extra.begin(), extra.end());
-    options.log_file = dir_.File("accel.log");
-    auto started = ChildProcess::Start(options);
-    EXPECT_TRUE(started.ok()) << started.status().ToString();
-    if (started.ok()) process_ = std::move(*started);
-    for (int i = 0; i < 200; ++i) {
-      if (std::filesystem::exists(dir_.File("accel.sock")) && AccelClient::Connect(address_).ok()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "ppml-accel did not start";
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  TempDir dir_{"accel-test"};
-  std::string address_;
-  ChildProcess process_;
-};
+using Accelerator = ppml::testing::AccelProcess;
 
 OutsourceOptions Options(OutsourceMode mode, const std::string& address = "") {
   OutsourceOptions o;
@@ -150,7 +126,7 @@ TEST(Outsource, PrivateModeWithoutPadsComputesInside) {
 }
 
 TEST(Outsource, TamperedRepliesAreCaughtAndRecomputed) {
-  Accelerator accel({"--tamper-rate", "1", "--tamper-seed", "3"});
+  Accelerator accel("", {"--tamper-rate", "1", "--tamper-seed", "3"});
   auto off = Load(Options(OutsourceMode::kOff));
   for (OutsourceMode mode : {OutsourceMode::kIntegrity, OutsourceMode::kPrivate}) {
     OutsourceOptions o = Options(mode, accel.address());
@@ -172,7 +148,7 @@ TEST(Outsource, TamperedRepliesAreCaughtAndRecomputed) {
 }
 
 TEST(Outsource, AcceleratorIsDroppedAfterRepeatedFailures) {
-  Accelerator accel({"--tamper-rate", "1"});
+  Accelerator accel("", {"--tamper-rate", "1"});
   OutsourceOptions o = Options(OutsourceMode::kIntegrity, accel.address());
   o.max_failures = 3;
   auto model = Load(o);

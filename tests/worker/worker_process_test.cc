@@ -1,8 +1,9 @@
 // ppml-worker as processes against a real redis-server: three workers share
 // a stream under load and every request is answered exactly once, also when
 // one is killed with SIGKILL mid-batch; SIGTERM finishes the batch in hand;
-// metrics and readiness over HTTP; a bad config exits 2 naming the key; and
-// the enclave end to end (encrypted requests of mixed shapes through Redis).
+// metrics and readiness over HTTP; a bad config exits 2 naming the key; the
+// enclave end to end (encrypted requests of mixed shapes through Redis); and
+// the enclave outsourcing its linear layers to a real ppml-accel.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -11,6 +12,7 @@
 #include "common/ehbp.h"
 #include "common/kserve.h"
 #include "enclave_sim/attestation.h"
+#include "tests/support/accel_process.h"
 #include "tests/support/http_fetch.h"
 #include "tests/worker/worker_support.h"
 
@@ -166,6 +168,64 @@ TEST(WorkerConfigProcessTest, MissingPackageExitsOneNamingTheFile) {
   EXPECT_NE(log.find(dir.File("nowhere.ppmlpkg")), std::string::npos) << "relative to the config's folder: " << log;
 }
 
+// Encrypted KServe requests to the enclave's key, ids q0..q{count-1}, of
+// 1 or 3 Fashion-sized images (alternating, so one read batch mixes shapes)
+// whose pixels depend on the index, answered on `reply_to`'s result stream;
+// with each the client's state for its reply.
+struct SentRequest {
+  ehbp::ClientState state;
+  int64_t batch;
+};
+struct EncryptedRequests {
+  std::map<std::string, SentRequest> sent;
+  std::vector<RequestEntry> entries;
+};
+
+EncryptedRequests MakeEncryptedRequests(const enclave::AttestationDocument& doc, int count,
+                                        const std::string& reply_to = "fe") {
+  EncryptedRequests out;
+  for (int i = 0; i < count; ++i) {
+    const int64_t n = i % 2 == 0 ? 1 : 3;
+    kserve::InferRequest request;
+    request.id = "q" + std::to_string(i);
+    Tensor images(DataType::kF32, {n, 1, 28, 28});
+    for (int64_t k = 0; k < images.element_count(); ++k) images.data<float>()[k] = static_cast<float>((k + i) % 17) / 17.f;
+    request.inputs.push_back({"input", std::move(images)});
+    auto body = kserve::EncodeInferRequest(request, false);
+    EXPECT_TRUE(body.ok());
+    if (!body.ok()) continue;
+    auto encrypted = ehbp::EncryptRequest(doc.enclave_public_key, body->body);
+    EXPECT_TRUE(encrypted.ok());
+    if (!encrypted.ok()) continue;
+    RequestEntry entry;
+    entry.request_id = request.id;
+    entry.encapsulated_key = encrypted->encapsulated_key_header_value;
+    entry.body.assign(encrypted->body.begin(), encrypted->body.end());
+    entry.reply_to = reply_to;
+    out.entries.push_back(std::move(entry));
+    out.sent.emplace(request.id, SentRequest{std::move(encrypted->client_state), n});
+  }
+  return out;
+}
+
+Status PushEntries(queue::RedisClient& client, const std::string& model, const std::vector<RequestEntry>& entries) {
+  queue::CommandBatch batch;
+  for (const RequestEntry& entry : entries) queue::AppendXadd(batch, queue::RequestStream(model), entry.Fields());
+  return client.Execute(batch).status();
+}
+
+// The model's output for one answered request, decrypted as its client would.
+Result<Tensor> DecryptOutput(SentRequest& request, const std::string& rid, const ResultEntry& result) {
+  if (result.http_status != 200) return Status::Internal(rid + ": HTTP " + std::to_string(result.http_status) + " " + result.body);
+  PPML_ASSIGN_OR_RETURN(crypto::Bytes plain,
+                        ehbp::DecryptResponse(request.state, result.response_nonce,
+                                              crypto::ByteSpan(reinterpret_cast<const uint8_t*>(result.body.data()),
+                                                               result.body.size())));
+  PPML_ASSIGN_OR_RETURN(kserve::InferResponse response, kserve::ParseInferResponse(plain, result.json_length));
+  if (response.id != rid || response.outputs.size() != 1) return Status::Internal(rid + ": unexpected response " + response.id);
+  return std::move(response.outputs[0].tensor);
+}
+
 // The whole trust flow with the CLI, then encrypted requests of two shapes
 // through Redis and one enclave worker; each answer decrypts to the model's
 // output for its own input.
@@ -184,40 +244,15 @@ TEST(WorkerEnclaveTest, EncryptedRequestsOfMixedShapesThroughRedis) {
   queue::RedisClient client(redis->Endpoint());
   ASSERT_TRUE(WaitForServing(dir, "w", 30s)) << ReadLog(dir, "w");
 
-  struct Sent {
-    ehbp::ClientState state;
-    int64_t batch;
-  };
-  std::map<std::string, Sent> sent;
-  queue::CommandBatch batch;
-  std::vector<RequestEntry> entries;
-  for (int i = 0; i < 6; ++i) {
-    const int64_t n = i % 2 == 0 ? 1 : 3;  // two shapes in one read batch
-    kserve::InferRequest request;
-    request.id = "q" + std::to_string(i);
-    Tensor images(DataType::kF32, {n, 1, 28, 28});
-    for (int64_t k = 0; k < images.element_count(); ++k) images.data<float>()[k] = static_cast<float>((k + i) % 17) / 17.f;
-    request.inputs.push_back({"input", std::move(images)});
-    auto body = kserve::EncodeInferRequest(request, false);
-    ASSERT_TRUE(body.ok());
-    auto encrypted = ehbp::EncryptRequest(doc->enclave_public_key, body->body);
-    ASSERT_TRUE(encrypted.ok());
-    RequestEntry entry;
-    entry.request_id = request.id;
-    entry.encapsulated_key = encrypted->encapsulated_key_header_value;
-    entry.body.assign(encrypted->body.begin(), encrypted->body.end());
-    entry.reply_to = "fe";
-    entries.push_back(std::move(entry));
-    sent.emplace(request.id, Sent{std::move(encrypted->client_state), n});
-  }
+  EncryptedRequests requests = MakeEncryptedRequests(*doc, 6);
+  std::vector<RequestEntry> entries = requests.entries;
   RequestEntry attest;
   attest.request_id = "attest-1";
   attest.kind = std::string(queue::kAttestKind);
   attest.body = std::string(32, '\x07');  // the client's nonce
   attest.reply_to = "fe";
   entries.push_back(attest);
-  for (const RequestEntry& entry : entries) queue::AppendXadd(batch, queue::RequestStream("fashion"), entry.Fields());
-  ASSERT_TRUE(client.Execute(batch).ok());
+  ASSERT_TRUE(PushEntries(client, "fashion", entries).ok());
 
   ResultCollector results(redis->Endpoint(), "fe");
   auto& answers = results.Collect(7, 30s);
@@ -238,20 +273,106 @@ TEST(WorkerEnclaveTest, EncryptedRequestsOfMixedShapesThroughRedis) {
             std::string::npos)
       << metadata->str();
   for (auto& [rid, list] : answers) {
-    const ResultEntry& result = list.at(0);
-    ASSERT_EQ(result.http_status, 200) << rid << ": " << result.body;
-    Sent& request = sent.at(rid);
-    auto plain = ehbp::DecryptResponse(request.state, result.response_nonce,
-                                       crypto::ByteSpan(reinterpret_cast<const uint8_t*>(result.body.data()), result.body.size()));
-    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
-    auto response = kserve::ParseInferResponse(*plain, result.json_length);
-    ASSERT_TRUE(response.ok()) << response.status().ToString();
-    EXPECT_EQ(response->id, rid);
-    ASSERT_EQ(response->outputs.size(), 1u);
-    EXPECT_EQ(response->outputs[0].tensor.shape(), (std::vector<int64_t>{request.batch, 10})) << rid;
+    SentRequest& request = requests.sent.at(rid);
+    Result<Tensor> output = DecryptOutput(request, rid, list.at(0));
+    ASSERT_TRUE(output.ok()) << output.status().ToString();
+    EXPECT_EQ(output->shape(), (std::vector<int64_t>{request.batch, 10})) << rid;
   }
   const std::string log = ReadLog(dir, "w");
   EXPECT_NE(log.find("processor=\"enclave measurement="), std::string::npos) << log;
+}
+
+// One metric's value from a Prometheus text page; -1 when it is absent.
+double MetricValue(const std::string& page, const std::string& series) {
+  const size_t at = page.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(page.substr(at + series.size() + 2));
+}
+
+std::string OutsourcedWorkerYaml(const queue::LocalRedisServer& redis, const std::string& accelerator, int metrics_port) {
+  return RedisYaml(redis) +
+         "model:\n  name: fashion\n  package: fashion.ppmlpkg\nworker:\n  consumer: enclave-w\n  threads: 1\n"
+         "  batching:\n    max_batch_size: 8\n    max_queue_delay_us: 100000\n  metrics:\n    port: " +
+         std::to_string(metrics_port) +
+         "\nenclave:\n  platform: platform\n  sealed_keys: enclave/sealed_keys.bin\n"
+         "  outsource:\n    mode: integrity\n    accelerator: " + accelerator +
+         "\n    calibration: random:8\n    max_failures: 0\n";
+}
+
+// Verified outsourcing as deployed: an enclave provisioned for integrity
+// mode, a ppml-worker whose linear layers go to a real ppml-accel, encrypted
+// requests through Redis. An honest accelerator and one that corrupts every
+// reply give the same answers, bit for bit: the corrupted replies are all
+// caught by Freivalds' check and recomputed inside, as the metrics say.
+TEST(WorkerOutsourceTest, HonestAndTamperingAcceleratorsGiveTheSameAnswers) {
+  TempDir dir("ppml-worker-test");
+  const std::optional<enclave::AttestationDocument> doc = ProvisionAndSealFashion(dir, {"--outsource", "integrity"});
+  ASSERT_TRUE(doc.has_value());
+  auto redis = StartRedis(false);
+  ASSERT_NE(redis, nullptr);
+  queue::RedisClient client(redis->Endpoint());
+  struct Run {
+    std::map<std::string, std::vector<float>> outputs;
+    std::string metrics;
+  };
+  auto serve = [&](const std::vector<std::string>& accel_flags, const std::string& name) -> Run {
+    Run run;
+    AccelProcess accel("", accel_flags);
+    auto port = PickFreePort();
+    EXPECT_TRUE(port.ok());
+    if (!port.ok()) return run;
+    ChildProcess worker = StartWorkerProcess(dir, name, OutsourcedWorkerYaml(*redis, accel.address(), *port));
+    EXPECT_TRUE(WaitForServing(dir, name, 60s)) << ReadLog(dir, name);
+    EncryptedRequests requests = MakeEncryptedRequests(*doc, 4, name);
+    EXPECT_TRUE(PushEntries(client, "fashion", requests.entries).ok());
+    ResultCollector results(redis->Endpoint(), name);
+    auto& answers = results.Collect(4, 60s);
+    EXPECT_EQ(answers.size(), 4u) << ReadLog(dir, name);
+    for (auto& [rid, list] : answers) {
+      Result<Tensor> output = DecryptOutput(requests.sent.at(rid), rid, list.at(0));
+      EXPECT_TRUE(output.ok()) << output.status().ToString();
+      if (!output.ok()) continue;
+      EXPECT_EQ(output->shape(), (std::vector<int64_t>{requests.sent.at(rid).batch, 10})) << rid;
+      run.outputs[rid].assign(output->data<float>(), output->data<float>() + output->element_count());
+    }
+    run.metrics = Fetch(*port, "GET", "/metrics").body;
+    worker.Signal(SIGTERM);
+    EXPECT_TRUE(worker.Wait(10s).has_value());
+    return run;
+  };
+  const Run honest = serve({}, "honest");
+  const Run tampered = serve({"--tamper-rate", "1", "--tamper-seed", "9"}, "tampered");
+  ASSERT_EQ(honest.outputs.size(), 4u);
+  EXPECT_EQ(tampered.outputs, honest.outputs) << "every corrupted reply recomputed inside";
+
+  const double honest_outside = MetricValue(honest.metrics, R"(ppml_outsource_layer_calls_total{where="accelerator"})");
+  EXPECT_GT(honest_outside, 0) << honest.metrics;
+  EXPECT_EQ(MetricValue(honest.metrics, "ppml_outsource_failed_checks_total"), 0) << honest.metrics;
+  EXPECT_EQ(MetricValue(honest.metrics, "ppml_outsource_accelerator_bad"), 0) << honest.metrics;
+  // Every reply of the tampering accelerator failed its check and ran inside.
+  const double failed = MetricValue(tampered.metrics, "ppml_outsource_failed_checks_total");
+  EXPECT_GT(failed, 0) << tampered.metrics;
+  EXPECT_EQ(MetricValue(tampered.metrics, R"(ppml_outsource_layer_calls_total{where="accelerator"})"), 0)
+      << tampered.metrics;
+  EXPECT_GE(MetricValue(tampered.metrics, R"(ppml_outsource_layer_calls_total{where="enclave"})"), failed)
+      << tampered.metrics;
+}
+
+// A model its owner sealed as confidential never reaches an accelerator:
+// the worker refuses to start in an outsourcing mode, naming the reason.
+TEST(WorkerOutsourceTest, ConfidentialModelIsRefusedAtStart) {
+  TempDir dir("ppml-worker-test");
+  ASSERT_TRUE(ProvisionAndSealFashion(dir, {"--outsource", "integrity"}, {"--confidential"}).has_value());
+  auto redis = StartRedis(false);
+  ASSERT_NE(redis, nullptr);
+  AccelProcess accel;
+  ChildProcess worker = StartWorkerProcess(dir, "w", OutsourcedWorkerYaml(*redis, accel.address(), -1));
+  const std::optional<int> status = worker.Wait(60s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << DescribeExit(*status);
+  const std::string log = ReadLog(dir, "w");
+  EXPECT_NE(log.find("confidential"), std::string::npos) << log;
+  EXPECT_EQ(accel.log().find("event=accel_layer_registered"), std::string::npos) << "no layer was sent: " << accel.log();
 }
 
 }  // namespace

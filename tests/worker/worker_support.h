@@ -237,9 +237,15 @@ inline int RunTool(const TempDir& dir, std::vector<std::string> args) {
 // (provision: sealed_keys.bin, attestation.json) and fashion.ppmlpkg
 // (models/fashion_cnn.onnx sealed to that enclave as model "fashion").
 // The provisioning document; nullopt (with a test failure naming the step) otherwise.
-inline std::optional<enclave::AttestationDocument> ProvisionAndSealFashion(const TempDir& dir) {
-  if (RunTool(dir, {"keygen", "platform", "--out-dir", dir.File("platform")}) != 0 ||
-      RunTool(dir, {"enclave", "provision", "--platform", dir.File("platform"), "--out-dir", dir.File("enclave")}) != 0) {
+// `provision_flags` and `seal_flags` are added to those two commands
+// (e.g. --outsource integrity, --confidential).
+inline std::optional<enclave::AttestationDocument> ProvisionAndSealFashion(const TempDir& dir,
+                                                                         std::vector<std::string> provision_flags = {},
+                                                                         std::vector<std::string> seal_flags = {}) {
+  std::vector<std::string> provision = {"enclave", "provision", "--platform", dir.File("platform"), "--out-dir",
+                                        dir.File("enclave")};
+  provision.insert(provision.end(), provision_flags.begin(), provision_flags.end());
+  if (RunTool(dir, {"keygen", "platform", "--out-dir", dir.File("platform")}) != 0 || RunTool(dir, provision) != 0) {
     ADD_FAILURE() << "keygen/provision failed: " << ReadLog(dir, "tool");
     return std::nullopt;
   }
@@ -249,10 +255,13 @@ inline std::optional<enclave::AttestationDocument> ProvisionAndSealFashion(const
     ADD_FAILURE() << doc.status().ToString();
     return std::nullopt;
   }
-  if (RunTool(dir, {"model", "seal", "--model", std::string(PPML_SOURCE_DIR) + "/models/fashion_cnn.onnx", "--quote",
-                    dir.File("enclave/attestation.json"), "--platform-pubkey", dir.File("platform/platform.pub.pem"),
-                    "--measurement", crypto::ToHex(doc->quote.measurement), "--model-name", "fashion", "--out",
-                    dir.File("fashion.ppmlpkg")}) != 0) {
+  std::vector<std::string> seal = {"model", "seal", "--model", std::string(PPML_SOURCE_DIR) + "/models/fashion_cnn.onnx",
+                                   "--quote", dir.File("enclave/attestation.json"), "--platform-pubkey",
+                                   dir.File("platform/platform.pub.pem"), "--measurement",
+                                   crypto::ToHex(doc->quote.measurement), "--model-name", "fashion", "--out",
+                                   dir.File("fashion.ppmlpkg")};
+  seal.insert(seal.end(), seal_flags.begin(), seal_flags.end());
+  if (RunTool(dir, seal) != 0) {
     ADD_FAILURE() << "model seal failed: " << ReadLog(dir, "tool");
     return std::nullopt;
   }
