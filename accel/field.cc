@@ -100,7 +100,9 @@ Status ValidateSpec(const LinearSpec& spec) {
                                    std::to_string(kMaxReductionLength) + " (exactness of the INT8 limbs)");
   }
   const int64_t weight_count = spec.out_channels * spec.reduction_length();
-  if (weight_count > kMaxTensorElements) return Status::InvalidArgument("linear spec: more than 2^26 weights");
+  if (weight_count > kMaxWeightCount) {
+    return Status::InvalidArgument("linear spec: " + std::to_string(weight_count) + " weights, more than 2^28");
+  }
   if (static_cast<int64_t>(spec.weights.size()) != weight_count) {
     return Status::InvalidArgument("linear spec: weights has " + std::to_string(spec.weights.size()) +
                                    " values, the geometry needs " + std::to_string(weight_count));

@@ -35,7 +35,10 @@ inline constexpr int kMaxWeight = 63;
 inline constexpr int64_t kMaxReductionLength = 133'000;
 // Size caps that keep every allocation of a (possibly hostile) spec bounded.
 inline constexpr int64_t kMaxDimension = 1 << 18;  // any channel count, height, width, kernel, stride, pad
-inline constexpr int64_t kMaxTensorElements = int64_t{1} << 26;  // per image, and for the weights
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 26;  // per image
+// A sanity bound on one layer's weights, above VGG16's 25088 x 4096 dense
+// layer (103M) and within the protocol's default 256 MiB payload.
+inline constexpr int64_t kMaxWeightCount = int64_t{1} << 28;
 
 inline uint32_t FieldFromSigned(int64_t v) {
   const int64_t r = v % static_cast<int64_t>(kPrime);

@@ -17,9 +17,16 @@ models/make-bench-models.sh --models "${MODELS// /,}" >&2
 printf '%-14s %-10s %10s %12s %12s %12s %10s %s\n' model mode img_s enclave_mac% enclave_ms accel_ms pad_ms isa
 for m in $MODELS; do
   for mode in off integrity private; do
-    out=$(build/bin/ppml bench outsource --model "build/models/$m.onnx" --mode "$mode" --batch "$BATCH" \
-            --seconds "$SECONDS_PER_RUN" --threads "$THREADS" --accel-threads "$THREADS" \
-            --pads $((BATCH * 4)) --json 2>/dev/null | tail -n 1)
+    log="build/bench/outsource_${m}_${mode}.log"
+    mkdir -p build/bench
+    if ! build/bin/ppml bench outsource --model "build/models/$m.onnx" --mode "$mode" --batch "$BATCH" \
+           --seconds "$SECONDS_PER_RUN" --threads "$THREADS" --accel-threads "$THREADS" \
+           --pads $((BATCH * 4)) --json >"$log" 2>&1; then
+      echo "outsource: $m $mode failed; its output is in $log:" >&2
+      tail -n 3 "$log" >&2
+      continue
+    fi
+    out=$(tail -n 1 "$log")
     /usr/bin/python3 - "$m" "$mode" "$out" <<'PY'
 import json, sys
 m, mode, j = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
