@@ -10,6 +10,7 @@
 #include "common/file_io.h"
 #include "common/x509.h"
 #include "tests/frontend/https_client.h"
+#include "tests/support/metric_value.h"
 #include "tests/worker/worker_support.h"
 
 namespace ppml::testing {
@@ -94,21 +95,6 @@ inline std::string EchoWorkerYaml(const queue::LocalRedisServer& redis, const st
                                   const std::string& consumer) {
   return RedisYaml(redis) + "model:\n  name: " + model + "\n  backend: echo\nworker:\n  consumer: " + consumer +
          "\n  batching:\n    max_batch_size: 16\n    max_queue_delay_us: 1000\n  metrics:\n    port: -1\n";
-}
-
-// The value of the series `name_and_labels` (e.g. ppml_x_total{code="200"}) in
-// Prometheus text; -1 when absent.
-inline double MetricValue(const std::string& text, const std::string& name_and_labels) {
-  const std::string prefix = name_and_labels + " ";
-  size_t at = 0;
-  while ((at = text.find(prefix, at)) != std::string::npos) {
-    if (at == 0 || text[at - 1] == '\n') {
-      const size_t end = text.find('\n', at);
-      return std::stod(text.substr(at + prefix.size(), end - at - prefix.size()));
-    }
-    at += prefix.size();
-  }
-  return -1;
 }
 
 }  // namespace ppml::testing

@@ -14,6 +14,7 @@
 #include "enclave_sim/attestation.h"
 #include "tests/support/accel_process.h"
 #include "tests/support/http_fetch.h"
+#include "tests/support/metric_value.h"
 #include "tests/worker/worker_support.h"
 
 namespace ppml::testing {
@@ -280,13 +281,6 @@ TEST(WorkerEnclaveTest, EncryptedRequestsOfMixedShapesThroughRedis) {
   }
   const std::string log = ReadLog(dir, "w");
   EXPECT_NE(log.find("processor=\"enclave measurement="), std::string::npos) << log;
-}
-
-// One metric's value from a Prometheus text page; -1 when it is absent.
-double MetricValue(const std::string& page, const std::string& series) {
-  const size_t at = page.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(page.substr(at + series.size() + 2));
 }
 
 std::string OutsourcedWorkerYaml(const queue::LocalRedisServer& redis, const std::string& accelerator, int metrics_port) {
