@@ -21,8 +21,8 @@ namespace {
 class OnnxModel final : public Model {
  public:
   OnnxModel(Graph graph, PassStats passes, int nodes_in_file, size_t max_plans)
-      : graph_(std::move(graph)), engine_(dnnl::engine::kind::cpu, 0), weights_(graph_.env),
-        max_plans_(std::max<size_t>(max_plans, 1)) {
+      : max_plans_(std::max<size_t>(max_plans, 1)), graph_(std::move(graph)),
+        engine_(dnnl::engine::kind::cpu, 0), weights_(graph_.env) {
     stats_.nodes_in_file = nodes_in_file;
     stats_.folded_batchnorms = passes.folded_batchnorms;
     stats_.fused_post_ops = passes.fused_post_ops;

@@ -120,7 +120,9 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   PPML_ASSIGN_OR_RETURN(Window win, ResolveWindow(b, Shape(xs.begin() + 2, xs.end()), kernel, false));
   Shape out_shape = {xs[0], p.w_shape[0]};
   out_shape.insert(out_shape.end(), win.out.begin(), win.out.end());
-  if (!int8 && xs.size() == 4 && b.IsConstant(p.w) && (p.bias == kNoValue || b.IsConstant(p.bias))) {
+  // Only with a delegate: reading an offloaded weight here would fetch it a second time.
+  if (b.graph().linear_delegate && !int8 && xs.size() == 4 && b.IsConstant(p.w) &&
+      (p.bias == kNoValue || b.IsConstant(p.bias))) {
     LinearLayer layer{.node = n.name, .input = n.Input(0), .input_shape = xs, .output_shape = out_shape,
                       .stride_h = win.strides[0], .stride_w = win.strides[1],
                       .dilation_h = win.dilations_minus_one[0] + 1, .dilation_w = win.dilations_minus_one[1] + 1,

@@ -183,19 +183,40 @@ Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
 PlanBuilder::PlanBuilder(const Graph& graph, const dnnl::engine& engine, WeightCache* weights)
     : graph_(graph), engine_(engine), weights_(weights) {}
 
+namespace {
+
+// ONNX DequantizeLinear of a graph constant: (q - zero_point) * scale per channel.
+std::shared_ptr<const Tensor> Dequantized(const Graph& graph, const QuantizedConstant& q, const std::string& name) {
+  const std::shared_ptr<const Tensor> values = graph.Constant(q.values);
+  if (!values) throw StatusError(Status::Internal("constant '" + q.values + "' behind '" + name + "' is missing"));
+  const Shape& shape = values->shape();
+  int64_t inner = 1;
+  for (size_t d = static_cast<size_t>(q.axis) + 1; q.scales.size() > 1 && d < shape.size(); ++d) inner *= shape[d];
+  std::shared_ptr<Tensor> out = NewAccountedTensor(graph.env.budget, DataType::kF32, shape, "constant '" + name + "'");
+  float* dst = out->data<float>();
+  const int64_t count = values->element_count();
+  for (int64_t i = 0; i < count; ++i) {
+    const size_t ch = q.scales.size() == 1 ? 0 : static_cast<size_t>((i / inner) % static_cast<int64_t>(q.scales.size()));
+    dst[i] = static_cast<float>((values->ElementAsDouble(i) - q.zero_points[ch]) * static_cast<double>(q.scales[ch]));
+  }
+  return out;
+}
+
+}  // namespace
+
 const Tensor* PlanBuilder::Constant(ValueId id) const {
   if (id == kNoValue) return nullptr;
   const PlanValue& v = Value(id);
   if (v.constant) return v.constant.get();
-  if (!v.offloaded) return nullptr;
+  if (!v.deferred()) return nullptr;
   auto& fetched = fetched_[id];
-  if (!fetched) fetched = graph_.Constant(v.name);
+  if (!fetched) fetched = v.offloaded ? graph_.Constant(v.name) : Dequantized(graph_, *v.dequantized_from, v.name);
   return fetched.get();
 }
 
 void PlanBuilder::Pin(ValueId id) {
   PlanValue& v = plan_->values_[id];
-  if (!v.offloaded || v.constant) return;
+  if (!v.deferred()) return;
   Constant(id);
   v.constant = std::const_pointer_cast<Tensor>(fetched_[id]);
 }
@@ -313,6 +334,7 @@ Status PlanBuilder::BuildNode(const Node& node, int index) {
     all_constant = all_constant && IsConstant(it->second);
   }
   all_constant = all_constant && node.fused_sum_input.empty();
+  if (all_constant && DeferDequantize(node)) return Status::Ok();
   const size_t first_step = plan_->steps_.size();
   const size_t first_value = plan_->values_.size();
   const size_t first_buffer = buffers_.size();
@@ -333,6 +355,21 @@ Status PlanBuilder::BuildNode(const Node& node, int index) {
   }
   ApplyOutputQuantization(node);
   return Status::Ok();
+}
+
+bool PlanBuilder::DeferDequantize(const Node& node) {
+  if (node.op_type != "DequantizeLinear" || node.outputs.size() != 1) return false;
+  const auto q = graph_.quantized_constants.find(node.outputs[0]);
+  if (q == graph_.quantized_constants.end() || graph_.activation_quant.count(node.outputs[0])) return false;
+  PlanValue v;
+  v.name = node.outputs[0];
+  v.dtype = DataType::kF32;
+  v.shape = Value(by_name_.at(q->second.values)).shape;
+  v.desc = PlainDesc(v.dtype, v.shape);
+  v.dequantized_from = &q->second;
+  const std::string name = v.name;
+  by_name_[name] = AddValue(std::move(v));
+  return true;
 }
 
 void PlanBuilder::ApplyOutputQuantization(const Node& node) {
@@ -557,6 +594,11 @@ memory PlanBuilder::ConstantMemory(ValueId id, const memory::desc& source_desc, 
   const PlanValue& v = Value(id);
   if (v.constant && source_desc == wanted && !(graph_.env.offload && wanted.get_size() >= graph_.env.offload_min_bytes)) {
     return memory(wanted, engine_, v.constant->raw_data());
+  }
+  if (v.dequantized_from && !v.constant) {
+    // Reordered once from the computed floats, which the cache releases when pruned.
+    Constant(id);
+    return Track(weights_->Get(engine_, graph_, fetched_.at(id), "", source_desc, wanted));
   }
   return Track(weights_->Get(engine_, graph_, v.constant, v.offloaded ? v.name : "", source_desc, wanted));
 }

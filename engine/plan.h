@@ -51,6 +51,11 @@ struct PlanValue {
   // bytes are fetched while the plan is built) unless a run-time kernel needs
   // them, which pins them in memory.
   bool offloaded = false;
+  // The float output of a DequantizeLinear of integer constants: computed
+  // only when a kernel reads it, as INT8 kernels read the integers instead
+  // (`constant` stays null until then, like an offloaded one).
+  const QuantizedConstant* dequantized_from = nullptr;
+  bool deferred() const { return (offloaded || dequantized_from) && !constant; }
   size_t bytes() const;
 };
 
@@ -171,7 +176,9 @@ class PlanBuilder {
   // Value by name (a fused residual), kNoValue when undefined.
   ValueId Lookup(const std::string& name) const;
   const PlanValue& Value(ValueId id) const { return plan_->values_[id]; }
-  bool IsConstant(ValueId id) const { return id != kNoValue && (Value(id).constant || Value(id).offloaded); }
+  bool IsConstant(ValueId id) const {
+    return id != kNoValue && (Value(id).constant || Value(id).offloaded || Value(id).dequantized_from);
+  }
   // The constant's data (fetched from the store when offloaded, valid while
   // the node is built), null when not a constant. Throws StatusError.
   const Tensor* Constant(ValueId id) const;
@@ -241,6 +248,9 @@ class PlanBuilder {
   ValueId NewBufferValue(PlanValue value, int last_use);
   int LastUse(const std::string& name) const;
   Status BuildNode(const Node& node, int index);
+  // Defines the output of an all-constant DequantizeLinear whose integers an
+  // INT8 kernel may read directly, without computing it (false: not one).
+  bool DeferDequantize(const Node& node);
   Status FoldConstantNode(size_t first_new_step, size_t first_new_value);
   // Makes the stored form of each output match the model's quantization annotation.
   void ApplyOutputQuantization(const Node& node);

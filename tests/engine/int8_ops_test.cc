@@ -5,6 +5,7 @@
 // the reference by rounding only: at most one quantization step.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "tests/engine/onnx_builder.h"
@@ -135,6 +136,48 @@ TEST(Int8Ops, GemmMatchesQdqSemantics) {
     }
   }
   ExpectWithinOneStep(test::ToVector((*out)[0]), want, sy);
+}
+
+// A budget that refuses past `limit` bytes and records the peak.
+class LimitedBudget final : public MemoryBudget {
+ public:
+  explicit LimitedBudget(size_t limit) : limit_(limit) {}
+  Status Reserve(size_t bytes, std::string_view what) override {
+    if (in_use_ + bytes > limit_) return Status::ResourceExhausted(std::string(what) + " does not fit");
+    in_use_ += bytes;
+    peak_ = std::max(peak_, in_use_);
+    return Status::Ok();
+  }
+  void Release(size_t bytes) override { in_use_ -= std::min(bytes, in_use_); }
+  size_t peak() const { return peak_; }
+
+ private:
+  size_t limit_, in_use_ = 0, peak_ = 0;
+};
+
+// The INT8 kernels read the integers behind a weight's DequantizeLinear: its
+// float form (4x the bytes) is never made, so a budget that holds the
+// integers twice (stored and reordered) but not the floats is enough.
+TEST(Int8Ops, QuantizedWeightsAreNotKeptAsFloats) {
+  const Shape ws = {256, 256, 3, 3};
+  const size_t float_bytes = static_cast<size_t>(ElementCount(ws)) * sizeof(float);
+  OnnxBuilder b;
+  b.Input("x", {1, 256, 4, 4}).Output("out");
+  AddQdq(b, "x", "xq", 2.f / 255, onnx::TensorProto::UINT8);
+  AddQuantizedWeights(b, "w", ws, 0, 21);
+  b.Node("Conv", {"xq", "w"}, {"conv"}).Ints("pads", {1, 1, 1, 1});
+  AddQdq(b, "conv", "y", 0.05f, onnx::TensorProto::INT8);
+  b.Node("Identity", {"y"}, {"out"});
+  LimitedBudget budget(float_bytes * 3 / 4);
+  EngineOptions options;
+  options.memory_budget = &budget;
+  auto model = b.Load(options);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::vector<Tensor> inputs;
+  inputs.push_back(test::MakeTensor({1, 256, 4, 4}, test::RandomFloats(256 * 16, 5, 0.f, 2.f)));
+  auto out = (*model)->Run(inputs);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_LT(budget.peak(), float_bytes);
 }
 
 }  // namespace
