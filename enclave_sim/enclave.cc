@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <thread>
 #include <cstring>
 #include <map>
 
@@ -109,6 +110,7 @@ struct Enclave::Impl {
   std::optional<PackageView> package;
   crypto::SecretBytes model_key;
   std::unique_ptr<OnDemandWeights> store;
+  bool prefetch = false;
   std::unique_ptr<engine::Model> model;
   accel::OutsourcedModel* outsourced = nullptr;  // `model`, when its layers are outsourced
   bool on_demand = false;
@@ -234,13 +236,15 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
   // past half the budget they would crowd out activations: stream them instead.
   impl->on_demand = config.weights == WeightMode::kOnDemand ||
                     (config.weights == WeightMode::kAuto && weight_bytes > config.memory_budget_bytes / 2);
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  impl->prefetch = config.prefetch.value_or(config.threads > 0 && static_cast<unsigned>(config.threads) < cores);
   Impl* raw = impl.get();
   PPML_ASSIGN_OR_RETURN(impl->store, OnDemandWeights::Create(
                                          impl->budget.get(),
                                          [raw](size_t index, std::span<uint8_t> out) {
                                            return DecryptChunkInto(*raw->package, raw->model_key, index, out);
                                          },
-                                         {config.weight_pool_bytes, config.prefetch}));
+                                         {config.weight_pool_bytes, impl->prefetch}));
 
   engine::EngineOptions options;
   options.threads = config.threads;
@@ -282,6 +286,7 @@ EnclaveStats Enclave::stats() const {
   s.memory = impl_->budget->report();
   s.on_demand = impl_->on_demand;
   s.weight_pool_bytes = impl_->store->pool_bytes();
+  s.prefetch = impl_->prefetch;
   s.streamed_bytes_per_run = impl_->model->stats().streamed_bytes_per_run;
   s.resident_weight_bytes = impl_->resident_weight_bytes;
   if (impl_->outsourced) s.outsource = impl_->outsourced->outsource_stats();

@@ -78,8 +78,12 @@ struct EnclaveConfig {
   size_t memory_budget_bytes = kDefaultEpcBudgetBytes;
   WeightMode weights = WeightMode::kAuto;
   size_t weight_pool_bytes = 0;  // 0: sized for two consecutive layers
-  bool prefetch = true;
-  int threads = 0;
+  // A helper thread decrypting on-demand weights ahead of their layer; unset:
+  // only when the machine has a core beyond the engine's threads (otherwise
+  // it slows the kernels, and each layer's weights are decrypted when it
+  // runs, on the engine's threads).
+  std::optional<bool> prefetch;
+  int threads = 0;  // 0: the process default (one per core)
   size_t replay_window = size_t{1} << 16;   // encapsulated keys remembered
   size_t max_request_bytes = size_t{64} << 20;
   // Verified outsourcing of the linear layers to ppml-accel (accel/); off
@@ -119,6 +123,7 @@ struct EnclaveStats {
   EpcReport memory;
   bool on_demand = false;
   size_t weight_pool_bytes = 0;
+  bool prefetch = false;  // a helper thread decrypts on-demand weights ahead
   size_t streamed_bytes_per_run = 0;
   size_t resident_weight_bytes = 0;
   std::optional<accel::OutsourceStats> outsource;  // when layers are outsourced

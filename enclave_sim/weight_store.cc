@@ -16,9 +16,15 @@ constexpr size_t kAlign = 64;
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 
-crypto::Bytes Aad(uint64_t handle, const std::string& label) {
-  crypto::Bytes aad = {'p', 'p', 'm', 'l', '-', 'w', 'e', 'i', 'g', 'h', 't', '-', 'v', '1'};
-  for (int shift = 56; shift >= 0; shift -= 8) aad.push_back(static_cast<uint8_t>(handle >> shift));
+size_t SegmentCount(size_t bytes) {
+  return std::max<size_t>(1, (bytes + OnDemandWeights::kSegmentBytes - 1) / OnDemandWeights::kSegmentBytes);
+}
+
+crypto::Bytes Aad(uint64_t handle, size_t segment, size_t segments, const std::string& label) {
+  crypto::Bytes aad = {'p', 'p', 'm', 'l', '-', 'w', 'e', 'i', 'g', 'h', 't', '-', 'v', '2'};
+  for (uint64_t field : {handle, uint64_t{segment}, uint64_t{segments}}) {
+    for (int shift = 56; shift >= 0; shift -= 8) aad.push_back(static_cast<uint8_t>(field >> shift));
+  }
   aad.insert(aad.end(), label.begin(), label.end());
   return aad;
 }
@@ -68,28 +74,48 @@ Result<uint64_t> OnDemandWeights::Put(const std::string& label, std::span<const 
   const uint64_t handle = outside_.size();
   Sealed sealed;
   sealed.label = label;
-  sealed.nonce.assign(crypto::kAesGcmNonceLength, 0);
-  const uint64_t counter = next_nonce_++;  // never repeats under this session key
-  for (int i = 0; i < 8; ++i) sealed.nonce[crypto::kAesGcmNonceLength - 1 - i] = static_cast<uint8_t>(counter >> (8 * i));
-  PPML_ASSIGN_OR_RETURN(sealed.ciphertext,
-                        crypto::AesGcmSeal({key_.data(), key_.size()}, sealed.nonce, Aad(handle, label),
-                                           {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
   sealed.plain_bytes = bytes.size();
-  outside_bytes_ += sealed.ciphertext.size();
+  const size_t segments = SegmentCount(bytes.size());
+  for (size_t i = 0; i < segments; ++i) {
+    Segment segment;
+    segment.nonce.assign(crypto::kAesGcmNonceLength, 0);
+    const uint64_t counter = next_nonce_++;  // never repeats under this session key
+    for (int b = 0; b < 8; ++b) {
+      segment.nonce[crypto::kAesGcmNonceLength - 1 - b] = static_cast<uint8_t>(counter >> (8 * b));
+    }
+    const size_t begin = i * kSegmentBytes, end = std::min(bytes.size(), begin + kSegmentBytes);
+    PPML_ASSIGN_OR_RETURN(segment.ciphertext,
+                          crypto::AesGcmSeal({key_.data(), key_.size()}, segment.nonce,
+                                             Aad(handle, i, segments, label),
+                                             {reinterpret_cast<const uint8_t*>(bytes.data()) + begin, end - begin}));
+    outside_bytes_ += segment.ciphertext.size();
+    sealed.segments.push_back(std::move(segment));
+  }
   outside_.push_back(std::move(sealed));
   return handle;
 }
 
-Status OnDemandWeights::Open(uint64_t handle, std::span<uint8_t> out) const {
+Status OnDemandWeights::OpenSegment(uint64_t handle, size_t segment, std::span<uint8_t> weight) const {
   if (handle >= outside_.size()) return Status::Internal("unknown weight handle " + std::to_string(handle));
   const Sealed& s = outside_[handle];
-  if (out.size() != s.plain_bytes) return Status::Internal("weight buffer size mismatch for " + s.label);
-  const Status opened = crypto::AesGcmOpenInto({key_.data(), key_.size()}, s.nonce, Aad(handle, s.label),
-                                               s.ciphertext, out);
-  if (!opened.ok()) {
+  if (weight.size() != s.plain_bytes) return Status::Internal("weight buffer size mismatch for " + s.label);
+  // The count comes from the size the engine expects, not from host memory.
+  const size_t segments = SegmentCount(weight.size());
+  const size_t begin = segment * kSegmentBytes, end = std::min(weight.size(), begin + kSegmentBytes);
+  const bool opened = segment < s.segments.size() &&
+                      crypto::AesGcmOpenInto({key_.data(), key_.size()}, s.segments[segment].nonce,
+                                             Aad(handle, segment, segments, s.label), s.segments[segment].ciphertext,
+                                             weight.subspan(begin, end - begin))
+                          .ok();
+  if (!opened) {
     return Status::DataLoss("weights of " + s.label +
                             " failed the integrity check: the copy outside the enclave was altered");
   }
+  return Status::Ok();
+}
+
+Status OnDemandWeights::Open(uint64_t handle, std::span<uint8_t> out) const {
+  for (size_t i = 0; i < SegmentCount(out.size()); ++i) PPML_RETURN_IF_ERROR(OpenSegment(handle, i, out));
   return Status::Ok();
 }
 
@@ -151,7 +177,7 @@ Status OnDemandWeights::BeginRun(std::span<const uint64_t> order) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     order_.assign(order.begin(), order.end());
-    next_to_fetch_ = 0;
+    next_to_open_ = 0;
     slots_.clear();
     acquired_ = 0;
     running_ = true;
@@ -160,58 +186,101 @@ Status OnDemandWeights::BeginRun(std::span<const uint64_t> order) {
   return Status::Ok();
 }
 
+bool OnDemandWeights::OpenNextSlot() {
+  if (!running_ || next_to_open_ >= order_.size()) return false;
+  const uint64_t handle = order_[next_to_open_];
+  const size_t bytes = outside_[handle].plain_bytes;
+  size_t offset = 0;
+  if (!FindSpace(bytes, &offset)) return false;
+  Slot slot;
+  slot.position = next_to_open_++;
+  slot.handle = handle;
+  slot.offset = offset;
+  slot.bytes = bytes;
+  slot.segments = SegmentCount(bytes);
+  slots_.push_back(std::move(slot));
+  return true;
+}
+
+bool OnDemandWeights::ClaimSegment(size_t first, size_t last, Claim* claim) {
+  for (size_t i = first; i < std::min(last, slots_.size()); ++i) {
+    Slot& slot = slots_[i];
+    if (slot.claimed == slot.segments) continue;
+    *claim = {slot.position, slot.handle, slot.offset, slot.bytes, slot.claimed++};
+    return true;
+  }
+  return false;
+}
+
+void OnDemandWeights::Decrypt(std::span<const Claim> claims, std::unique_lock<std::mutex>& lock) {
+  decrypting_ += claims.size();
+  lock.unlock();
+  std::vector<Status> statuses(claims.size());
+  // On the engine's OpenMP threads: the one that waits for the next parallel
+  // region would otherwise spin on the core a helper thread needs.
+#pragma omp parallel for schedule(dynamic, 1) if (claims.size() > 1)
+  for (size_t i = 0; i < claims.size(); ++i) {
+    const Claim& c = claims[i];
+    statuses[i] = OpenSegment(c.handle, c.segment, {static_cast<uint8_t*>(pool_.get()) + c.offset, c.bytes});
+  }
+  lock.lock();
+  decrypting_ -= claims.size();
+  for (size_t i = 0; i < claims.size(); ++i) {
+    // A claimed slot is not ready, so not released: it is still in slots_.
+    Slot& slot = slots_[claims[i].position - slots_.front().position];
+    if (!statuses[i].ok() && slot.status.ok()) slot.status = std::move(statuses[i]);
+    ++slot.done;
+  }
+  changed_.notify_all();
+}
+
 void OnDemandWeights::PrefetchLoop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    size_t offset = 0;
+    Claim claim;
     changed_.wait(lock, [&] {
-      return stopping_ || (running_ && next_to_fetch_ < order_.size() &&
-                           FindSpace(outside_[order_[next_to_fetch_]].plain_bytes, &offset));
+      if (stopping_) return true;
+      if (!running_) return false;
+      return ClaimSegment(0, slots_.size(), &claim) || (OpenNextSlot() && ClaimSegment(slots_.size() - 1, slots_.size(), &claim));
     });
     if (stopping_) return;
-    const uint64_t handle = order_[next_to_fetch_++];
-    const size_t bytes = outside_[handle].plain_bytes;
-    slots_.push_back({handle, offset, bytes, false, Status::Ok()});
-    fetching_ = true;
-    lock.unlock();
-    // Decryption runs outside the lock, overlapping the layer being computed.
-    Status status = Open(handle, {static_cast<uint8_t*>(pool_.get()) + offset, bytes});
-    lock.lock();
-    fetching_ = false;
-    // EndRun may have cleared the slots meanwhile; then the result is dropped.
-    for (Slot& slot : slots_) {
-      if (slot.handle == handle && slot.offset == offset && !slot.ready) {
-        slot.ready = true;
-        slot.status = std::move(status);
-        break;
-      }
-    }
-    changed_.notify_all();
+    Decrypt({&claim, 1}, lock);
   }
 }
 
 Result<const std::byte*> OnDemandWeights::Acquire(uint64_t handle) {
-  if (!options_.prefetch) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (handle >= outside_.size()) return Status::Internal("unknown weight handle " + std::to_string(handle));
-    size_t offset = 0;
-    const size_t bytes = outside_[handle].plain_bytes;
-    if (!FindSpace(bytes, &offset)) return Status::Internal("the weight pool is full");
-    PPML_RETURN_IF_ERROR(Open(handle, {static_cast<uint8_t*>(pool_.get()) + offset, bytes}));
-    slots_.push_back({handle, offset, bytes, true, Status::Ok()});
-    ++acquired_;
-    return reinterpret_cast<const std::byte*>(static_cast<uint8_t*>(pool_.get()) + offset);
-  }
   std::unique_lock<std::mutex> lock(mutex_);
   // The engine acquires in the announced order: the oldest slot not yet acquired is this one.
-  changed_.wait(lock, [&] { return slots_.size() > acquired_ && slots_[acquired_].ready; });
-  const Slot& slot = slots_[acquired_];
-  if (slot.handle != handle) {
-    return Status::Internal("weights acquired out of the announced order (" + outside_[handle].label + ")");
+  while (true) {
+    if (slots_.size() == acquired_) {
+      if (OpenNextSlot()) {
+        changed_.notify_all();  // the prefetcher may take segments of it too
+      } else {
+        if (!running_ || next_to_open_ >= order_.size()) {
+          return Status::Internal("weights acquired past the announced order (" + outside_[handle].label + ")");
+        }
+        changed_.wait(lock);  // the pool is full until a layer is released
+        continue;
+      }
+    }
+    const Slot& slot = slots_[acquired_];
+    if (slot.handle != handle) {
+      return Status::Internal("weights acquired out of the announced order (" + outside_[handle].label + ")");
+    }
+    if (slot.ready()) {
+      if (!slot.status.ok()) return slot.status;
+      ++acquired_;
+      return reinterpret_cast<const std::byte*>(static_cast<uint8_t*>(pool_.get()) + slot.offset);
+    }
+    // Not ready: decrypt what nobody has taken of this layer rather than wait.
+    std::vector<Claim> claims;
+    for (Claim claim; ClaimSegment(acquired_, acquired_ + 1, &claim);) claims.push_back(claim);
+    if (!claims.empty()) {
+      Decrypt(claims, lock);
+    } else {
+      changed_.wait(lock);
+    }
   }
-  if (!slot.status.ok()) return slot.status;
-  ++acquired_;
-  return reinterpret_cast<const std::byte*>(static_cast<uint8_t*>(pool_.get()) + slot.offset);
 }
 
 void OnDemandWeights::Release(uint64_t handle) {
@@ -230,14 +299,24 @@ void OnDemandWeights::EndRun() {
   std::unique_lock<std::mutex> lock(mutex_);
   running_ = false;
   // A decryption in flight writes into the pool: wait for it before the pool is reused.
-  changed_.wait(lock, [&] { return !fetching_; });
+  changed_.wait(lock, [&] { return decrypting_ == 0; });
   slots_.clear();
   acquired_ = 0;
   order_.clear();
+  next_to_open_ = 0;
 }
 
-void OnDemandWeights::CorruptForTesting(uint64_t handle) {
-  if (handle < outside_.size() && !outside_[handle].ciphertext.empty()) outside_[handle].ciphertext[0] ^= 1;
+void OnDemandWeights::CorruptForTesting(uint64_t handle, size_t segment) {
+  if (handle < outside_.size() && segment < outside_[handle].segments.size() &&
+      !outside_[handle].segments[segment].ciphertext.empty()) {
+    outside_[handle].segments[segment].ciphertext[0] ^= 1;
+  }
+}
+
+void OnDemandWeights::SwapSegmentsForTesting(uint64_t handle, size_t a, size_t b) {
+  if (handle < outside_.size() && a < outside_[handle].segments.size() && b < outside_[handle].segments.size()) {
+    std::swap(outside_[handle].segments[a], outside_[handle].segments[b]);
+  }
 }
 
 }  // namespace ppml::enclave

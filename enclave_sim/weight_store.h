@@ -12,10 +12,18 @@
 //   | (in use)   | (prefetched)              |
 //   +------------+------------+--------------+----------
 //
+// A stored weight is sealed in segments (kSegmentBytes each) so that two
+// threads can decrypt one layer: the prefetcher works ahead, and the engine
+// thread, when it reaches a layer that is not ready, decrypts the segments of
+// that layer nobody has taken yet instead of waiting. On a machine whose
+// cores all run the kernels, that halves the time a layer waits for its
+// weights; where a core is free, the prefetcher hides it.
+//
 // The session key is drawn inside the enclave at start and never leaves it;
-// each stored weight has its own nonce (a counter) and is bound by the AAD
-// to its handle and label, so the host can neither read, alter, swap nor
-// replay one: a failed check is DataLoss naming the layer, and that run fails.
+// each segment has its own nonce (a counter) and is bound by the AAD to its
+// handle, its index, the segment count and the label, so the host can
+// neither read, alter, swap, drop nor replay one: a failed check is DataLoss
+// naming the layer, and that run fails.
 //
 // Thread safety: one engine thread calls the WeightStore methods (as the
 // engine does); the prefetcher is internal.
@@ -27,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,28 +73,52 @@ class OnDemandWeights final : public engine::WeightStore {
 
   size_t pool_bytes() const { return pool_bytes_; }
   size_t outside_bytes() const { return outside_bytes_; }
-  // The host altering untrusted memory: flips one bit of a stored weight (tests).
-  void CorruptForTesting(uint64_t handle);
+  // The host altering untrusted memory: flips one bit of segment `segment` of a stored weight (tests).
+  void CorruptForTesting(uint64_t handle, size_t segment = 0);
+  // The host swapping two segments of a stored weight (tests).
+  void SwapSegmentsForTesting(uint64_t handle, size_t a, size_t b);
+
+  static constexpr size_t kSegmentBytes = size_t{1} << 20;
 
  private:
-  struct Sealed {
-    std::string label;
+  struct Segment {
     crypto::Bytes nonce;
     crypto::Bytes ciphertext;  // in host memory: outside the EPC budget
+  };
+  struct Sealed {
+    std::string label;
+    std::vector<Segment> segments;
     size_t plain_bytes = 0;
   };
+  // A stored weight being decrypted into the pool, segment by segment.
   struct Slot {
+    size_t position = 0;  // in the run's order
     uint64_t handle = 0;
     size_t offset = 0, bytes = 0;
-    bool ready = false;
+    size_t claimed = 0, done = 0, segments = 0;
     Status status;
+    bool ready() const { return done == segments; }
+  };
+  // One segment claimed by a thread, to decrypt outside the lock.
+  struct Claim {
+    size_t position = 0;
+    uint64_t handle = 0;
+    size_t offset = 0, bytes = 0, segment = 0;
   };
 
   OnDemandWeights(EpcBudget* budget, ChunkReader reader, Options options, crypto::SecretBytes key);
+  Status OpenSegment(uint64_t handle, size_t segment, std::span<uint8_t> weight) const;
   Status Open(uint64_t handle, std::span<uint8_t> out) const;
   Status EnsurePool(std::span<const uint64_t> order);
   // Where the next slot of `bytes` fits in the ring, or false while it does not.
   bool FindSpace(size_t bytes, size_t* offset) const;
+  // Under mutex_: opens the slot of the next weight in the run's order when the pool has room.
+  bool OpenNextSlot();
+  // Under mutex_: claims a segment nobody has taken from slots [first, last) of slots_.
+  bool ClaimSegment(size_t first, size_t last, Claim* claim);
+  // Decrypts claimed segments, several at once on the OpenMP threads (mutex_
+  // held on entry and exit, released meanwhile).
+  void Decrypt(std::span<const Claim> claims, std::unique_lock<std::mutex>& lock);
   void PrefetchLoop();
 
   EpcBudget* budget_;
@@ -103,10 +136,11 @@ class OnDemandWeights final : public engine::WeightStore {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::vector<uint64_t> order_;
-  size_t next_to_fetch_ = 0;
-  std::deque<Slot> slots_;  // fetched or being fetched, oldest first
+  size_t next_to_open_ = 0; // position in order_ of the next slot to open
+  std::deque<Slot> slots_;  // opened and not yet released, oldest first
   size_t acquired_ = 0;     // the oldest slots, handed to the engine and not yet released
-  bool running_ = false, fetching_ = false, stopping_ = false;
+  size_t decrypting_ = 0;   // segments being decrypted outside the lock
+  bool running_ = false, stopping_ = false;
   std::thread prefetcher_;
 };
 

@@ -4,7 +4,7 @@
 //   before `ppml model seal` (attestation.json).
 //
 // ppml bench enclave --model M --precision fp32|int8 --batch B --budget-mib X
-//                    --seconds S [--threads T] [--rounds R] [--no-prefetch] [--json]
+//                    --seconds S [--threads T] [--rounds R] [--prefetch | --no-prefetch] [--json]
 //   Encrypted inference through the enclave (decrypt, KServe parse, run,
 //   encrypt) with on-demand weights under the budget, against the same model
 //   fully resident (no budget), alternating in R rounds. Only InferBatch is
@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 
 #include "common/ehbp.h"
@@ -86,7 +87,7 @@ struct BenchEnclaveOptions {
   double seconds = 20;
   int threads = 2;
   int rounds = 3;
-  bool prefetch = true;
+  std::optional<bool> prefetch;  // unset: the enclave's default
   bool json = false;
 };
 
@@ -217,7 +218,7 @@ int RunBenchEnclave(const BenchEnclaveOptions& options) {
         .Add("resident_peak_enclave_mib", mib(resident_stats.memory.peak_bytes))
         .Add("pool_mib", mib(stats.weight_pool_bytes))
         .Add("streamed_mib_per_run", mib(stats.streamed_bytes_per_run))
-        .Add("prefetch", options.prefetch)
+        .Add("prefetch", stats.prefetch)
         .Add("seconds", options.seconds);
     std::cout << json.str() << std::endl;
   } else {
@@ -258,7 +259,9 @@ void AddBenchEnclaveCommand(CLI::App& bench, int* exit_code) {
   c->add_option("--threads", options->threads, "oneDNN threads")->check(Positive());
   c->add_option("--rounds", options->rounds, "Alternations of the two modes")->check(Positive());
   c->add_flag("--json", options->json, "End with one JSON line");
-  c->add_flag("!--no-prefetch", options->prefetch, "Decrypt each layer's weights when it runs, not ahead on a helper thread");
+  c->add_flag("--prefetch,!--no-prefetch", options->prefetch,
+              "Decrypt weights ahead on a helper thread, or each layer's when it runs on the engine's threads "
+              "(default: ahead only when a core is free of the engine's threads)");
   c->callback([options, exit_code] { *exit_code = RunBenchEnclave(*options); });
 }
 

@@ -334,5 +334,59 @@ TEST(OnDemandWeightsTest, StreamsInOrderAndCatchesHostTampering) {
   store->EndRun();
 }
 
+// Weights over a segment: every byte comes back, in both modes, however the
+// two threads share the segments; a segment altered or swapped with another
+// fails the layer's check.
+TEST(OnDemandWeightsTest, SegmentedWeightsRoundTripAndEachSegmentIsChecked) {
+  for (const bool prefetch : {true, false}) {
+    SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
+    EpcBudget budget(64 << 20);
+    OnDemandWeights::Options options;
+    options.prefetch = prefetch;
+    auto store = OnDemandWeights::Create(&budget, [](size_t, std::span<uint8_t>) { return Status::Ok(); },
+                                         options).value();
+    std::vector<std::vector<std::byte>> weights;
+    std::vector<uint64_t> handles;
+    for (int i = 0; i < 6; ++i) {
+      // 2.5 segments, 1 segment exactly, and a small one, twice.
+      const size_t bytes = i % 3 == 0 ? OnDemandWeights::kSegmentBytes * 5 / 2
+                           : i % 3 == 1 ? OnDemandWeights::kSegmentBytes : 4096;
+      std::vector<std::byte> w(bytes);
+      for (size_t k = 0; k < bytes; ++k) w[k] = std::byte((k * 31 + i * 7 + k / 4096) & 0xff);
+      handles.push_back(store->Put("layer" + std::to_string(i), w).value());
+      weights.push_back(std::move(w));
+    }
+    for (int run = 0; run < 3; ++run) {
+      ASSERT_TRUE(store->BeginRun(handles).ok());
+      for (size_t i = 0; i < handles.size(); ++i) {
+        const std::byte* p = store->Acquire(handles[i]).value();
+        EXPECT_EQ(std::memcmp(p, weights[i].data(), weights[i].size()), 0) << "layer" << i;
+        store->Release(handles[i]);
+      }
+      store->EndRun();
+    }
+    std::vector<std::byte> whole(weights[3].size());
+    ASSERT_TRUE(store->Get(handles[3], whole).ok());
+    EXPECT_EQ(whole, weights[3]);
+
+    const auto run_fails_at = [&](size_t bad) {
+      ASSERT_TRUE(store->BeginRun(handles).ok());
+      for (size_t i = 0; i < bad; ++i) {
+        ASSERT_TRUE(store->Acquire(handles[i]).ok());
+        store->Release(handles[i]);
+      }
+      Result<const std::byte*> got = store->Acquire(handles[bad]);
+      ASSERT_FALSE(got.ok());
+      EXPECT_EQ(got.status().code(), StatusCode::kDataLoss);
+      EXPECT_NE(got.status().message().find("layer" + std::to_string(bad)), std::string::npos);
+      store->EndRun();
+    };
+    store->CorruptForTesting(handles[3], 2);
+    run_fails_at(3);
+    store->SwapSegmentsForTesting(handles[0], 0, 1);
+    run_fails_at(0);
+  }
+}
+
 }  // namespace
 }  // namespace ppml::enclave
