@@ -271,6 +271,13 @@ Result<kserve::InferResponse> PpmlClient::InferBody(std::span<const uint8_t> bod
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(plaintext->data()), plaintext->size()),
       reply_json_length);
   if (!parsed.ok()) return parsed.status().WithContext(what);
+  // The model that ran is named inside the encryption, from the enclave's
+  // sealed package: an operator routing the request to another model's
+  // enclave (one holding the same service key) is caught here.
+  if (parsed->model_name != options_.model) {
+    return Status::DataLoss(what + ": the encrypted reply was computed by model '" + Printable(parsed->model_name) +
+                            "', not '" + options_.model + "': the request was routed to another model's enclave");
+  }
   return parsed;
 }
 

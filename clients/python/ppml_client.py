@@ -520,9 +520,12 @@ def encode_infer_request(inputs, binary=False, outputs=None, binary_output=False
     return text + b"".join(blobs), len(text)
 
 
-def decode_infer_response(body, json_length=None):
+def decode_infer_response(body, json_length=None, expected_model=None):
     """{output name: ndarray} from a KServe v2 response body (JSON, or JSON
-    and binary data with `json_length` its JSON length)."""
+    and binary data with `json_length` its JSON length). With
+    `expected_model`, the body must name that model: the enclave names the
+    model it ran inside the encryption, so a request routed to another
+    model's enclave is refused."""
     body = bytes(body)
     if json_length is None:
         json_part, rest = body, b""
@@ -539,6 +542,10 @@ def decode_infer_response(body, json_length=None):
         raise PPMLError("inference response: not a JSON object", "InvalidArgument")
     if "error" in response:
         raise PPMLError("inference response: server answered an error: %s" % response["error"], "InvalidArgument")
+    if expected_model is not None and response.get("model_name") != expected_model:
+        raise PPMLError("inference response: the encrypted reply was computed by model %r, not %r: the request "
+                        "was routed to another model's enclave" % (response.get("model_name"), expected_model),
+                        "DataLoss")
     results = {}
     offset = 0
     for entry in response.get("outputs", []):
@@ -735,7 +742,7 @@ class PPMLClient:
             if not length_header.strip().isdigit():
                 raise PPMLError("%s: bad %s" % (what, HEADER_LENGTH_HEADER), "DataLoss")
             reply_json_length = int(length_header)
-        return decode_infer_response(plaintext, reply_json_length)
+        return decode_infer_response(plaintext, reply_json_length, expected_model=model)
 
 
 def main(argv=None):

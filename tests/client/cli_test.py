@@ -247,7 +247,8 @@ def test_attacks(r, fake_binary, tmp):
                                     ("wrong-measurement", "attest", "wrong measurement"),
                                     ("key-swap", "infer", "report data does not bind"),
                                     ("plaintext-reply", "infer", "unencrypted reply is refused"),
-                                    ("tampered-reply", "infer", "does not decrypt")):
+                                    ("tampered-reply", "infer", "does not decrypt"),
+                                    ("other-model", "infer", "routed to another model's enclave")):
         with Fake(fake_binary, attack) as fake:
             args = [command] + r.flags(fake)
             if command == "infer":
@@ -295,7 +296,8 @@ def test_python_client(fake, fake_binary, tmp):
     except pc.PPMLError as error:
         check(error.code == "PermissionDenied", "python untrusted certificate: %s" % error.code)
     for attack, reason in (("plaintext-reply", "unencrypted reply is refused"), ("tampered-reply", "does not decrypt"),
-                           ("key-swap", "report data does not bind")):
+                           ("key-swap", "report data does not bind"),
+                           ("other-model", "routed to another model's enclave")):
         with Fake(fake_binary, attack) as bad:
             try:
                 pc.PPMLClient(bad.url, bad.pubkey, bad.measurement, bad.ca).infer("double", {"x": x})

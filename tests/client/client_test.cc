@@ -178,6 +178,16 @@ TEST_F(ClientTest, RefusesPlaintextAndTamperedReplies) {
   EXPECT_TRUE(Contains(reply.status(), "does not decrypt")) << reply.status().message();
 }
 
+TEST_F(ClientTest, RefusesAReplyComputedByAnotherModel) {
+  Result<PpmlClient> client = PpmlClient::Connect(Options());
+  ASSERT_TRUE(client.ok());
+  fake_->set_attack(Attack::kOtherModel);
+  Result<kserve::InferResponse> reply = client->Infer(DoubleRequest({1, 2, 3, 4}), false);
+  ASSERT_FALSE(reply.ok());
+  EXPECT_EQ(reply.status().code(), StatusCode::kDataLoss) << reply.status().ToString();
+  EXPECT_TRUE(Contains(reply.status(), "computed by model 'double-other', not 'double'")) << reply.status().message();
+}
+
 TEST_F(ClientTest, ServerErrorsKeepTheirMessageAndCode) {
   Result<PpmlClient> client = PpmlClient::Connect(Options());
   ASSERT_TRUE(client.ok());

@@ -166,7 +166,7 @@ TestReply FakeFrontend::Infer(const TestRequest& request, const std::string& mod
       error = outputs.status().message();
     } else {
       kserve::InferResponse response;
-      response.model_name = model;
+      response.model_name = attack_.load() == Attack::kOtherModel ? model + "-other" : model;
       response.id = parsed->id;
       response.outputs = std::move(*outputs);
       Result<kserve::EncodedBody> encoded = kserve::EncodeInferResponse(response, *parsed);

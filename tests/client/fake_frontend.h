@@ -42,6 +42,7 @@ enum class Attack {
   kPlaintextReply,    // a 200 reply without encryption
   kTamperedReply,     // one ciphertext byte of the reply flipped
   kWrongMeasurement,  // a validly signed quote for another measurement
+  kOtherModel,        // the encrypted reply comes from another model's enclave holding the same key
 };
 
 class FakeFrontend {

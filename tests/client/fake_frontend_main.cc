@@ -10,7 +10,7 @@
 //   ready: url=https://127.0.0.1:PORT ca=DIR/ca.pem platform_pubkey=DIR/platform.pub.pem measurement=HEX
 // and serves until its stdin closes (or it is killed). NAME is one of none,
 // replayed-nonce, other-platform, key-swap, stale-quote, plaintext-reply,
-// tampered-reply, wrong-measurement.
+// tampered-reply, wrong-measurement, other-model.
 #include <unistd.h>
 
 #include <cstring>
@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
       {"plaintext-reply", Attack::kPlaintextReply},
       {"tampered-reply", Attack::kTamperedReply},
       {"wrong-measurement", Attack::kWrongMeasurement},
+      {"other-model", Attack::kOtherModel},
   };
   if (dir.empty() || attacks.count(attack_name) == 0) {
     std::cerr << "usage: ppml_fake_frontend --dir DIR [--attack NAME]" << std::endl;
