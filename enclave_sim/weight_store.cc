@@ -253,15 +253,12 @@ Result<const std::byte*> OnDemandWeights::Acquire(uint64_t handle) {
   // The engine acquires in the announced order: the oldest slot not yet acquired is this one.
   while (true) {
     if (slots_.size() == acquired_) {
-      if (OpenNextSlot()) {
-        changed_.notify_all();  // the prefetcher may take segments of it too
-      } else {
-        if (!running_ || next_to_open_ >= order_.size()) {
-          return Status::Internal("weights acquired past the announced order (" + outside_[handle].label + ")");
-        }
-        changed_.wait(lock);  // the pool is full until a layer is released
-        continue;
+      if (!running_ || next_to_open_ >= order_.size()) {
+        return Status::Internal("weights acquired past the announced order (" + outside_[handle].label + ")");
       }
+      // Every open slot is in the engine's hands: only its own Release frees room.
+      if (!OpenNextSlot()) return Status::Internal("the weight pool is full (" + outside_[handle].label + ")");
+      changed_.notify_all();  // the prefetcher may take segments of it too
     }
     const Slot& slot = slots_[acquired_];
     if (slot.handle != handle) {

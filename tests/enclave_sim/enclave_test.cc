@@ -388,5 +388,31 @@ TEST(OnDemandWeightsTest, SegmentedWeightsRoundTripAndEachSegmentIsChecked) {
   }
 }
 
+// Holding more layers at once than the pool takes is an error, not a wait
+// (only the engine's own Release could make room).
+TEST(OnDemandWeightsTest, APoolTooSmallForTheLayersHeldIsAnError) {
+  for (const bool prefetch : {true, false}) {
+    SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
+    EpcBudget budget(1 << 20);
+    OnDemandWeights::Options options;
+    options.pool_bytes = 128 * 1024;
+    options.prefetch = prefetch;
+    auto store = OnDemandWeights::Create(&budget, [](size_t, std::span<uint8_t>) { return Status::Ok(); },
+                                         options).value();
+    std::vector<uint64_t> handles;
+    for (int i = 0; i < 2; ++i) {
+      handles.push_back(store->Put("layer" + std::to_string(i), std::vector<std::byte>(100000)).value());
+    }
+    ASSERT_TRUE(store->BeginRun(handles).ok());
+    ASSERT_TRUE(store->Acquire(handles[0]).ok());
+    Result<const std::byte*> second = store->Acquire(handles[1]);
+    ASSERT_FALSE(second.ok());
+    EXPECT_EQ(second.status().code(), StatusCode::kInternal);
+    EXPECT_NE(second.status().message().find("pool is full"), std::string::npos) << second.status().ToString();
+    store->Release(handles[0]);
+    store->EndRun();
+  }
+}
+
 }  // namespace
 }  // namespace ppml::enclave
