@@ -2,6 +2,7 @@
 // steps (see plan.h). Builders live in ops_*.cc grouped by kind. Internal.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,5 +30,11 @@ std::vector<OpEntry> LinearOps();     // Gemm, MatMul
 std::vector<OpEntry> PoolingOps();    // pools, Softmax, Concat
 std::vector<OpEntry> ShapeOps();      // Reshape & co, Transpose, Gather, Pad, Slice, Cast, ...
 std::vector<OpEntry> QuantOps();      // QuantizeLinear, DequantizeLinear
+
+// The float output of a DequantizeLinear of integer constant `q` (the same
+// arithmetic as the op), accounted in the graph's budget as constant `name`.
+// Throws StatusError.
+std::shared_ptr<const Tensor> DequantizeConstant(const Graph& graph, const QuantizedConstant& q,
+                                                 const std::string& name);
 
 }  // namespace ppml::engine

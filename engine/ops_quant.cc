@@ -12,14 +12,24 @@ namespace {
 
 double ElementAt(const ref::ConstView& v, int64_t i) { return ElementAsDouble(v.dtype, v.data, i); }
 
+// Which scale and zero point element i of a tensor takes.
 struct AxisLayout {
   int64_t channels = 1;  // 1: per tensor
   int64_t inner = 1;     // elements after the axis
+  int64_t Channel(int64_t i) const { return (i / inner) % channels; }
 };
 
-Result<AxisLayout> LayoutFor(const Node& n, const Shape& shape, const Shape& scale_shape) {
+// Per `axis` (in range) of `shape` when there is more than one scale, per tensor otherwise.
+AxisLayout AxisLayoutOf(const Shape& shape, int64_t axis, int64_t scale_count) {
   AxisLayout l;
-  if (ElementCount(scale_shape) == 1) return l;
+  if (scale_count == 1) return l;
+  l.channels = shape[axis];
+  for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) l.inner *= shape[d];
+  return l;
+}
+
+Result<AxisLayout> LayoutFor(const Node& n, const Shape& shape, const Shape& scale_shape) {
+  if (ElementCount(scale_shape) == 1) return AxisLayout{};
   const int64_t rank = static_cast<int64_t>(shape.size());
   int64_t axis = n.Int("axis", 1);
   if (axis < 0) axis += rank;
@@ -28,9 +38,7 @@ Result<AxisLayout> LayoutFor(const Node& n, const Shape& shape, const Shape& sca
     return Status::InvalidArgument(n.Describe() + ": " + std::to_string(ElementCount(scale_shape)) +
                                    " scales for an axis of size " + std::to_string(shape[axis]));
   }
-  l.channels = shape[axis];
-  for (int64_t d = axis + 1; d < rank; ++d) l.inner *= shape[d];
-  return l;
+  return AxisLayoutOf(shape, axis, ElementCount(scale_shape));
 }
 
 Status BuildQuantize(const Node& n, PlanBuilder& b) {
@@ -48,7 +56,7 @@ Status BuildQuantize(const Node& n, PlanBuilder& b) {
     const int64_t count = ElementCount(c.Value(xs).shape);
     const double lo = out_type == DataType::kU8 ? 0 : -128, hi = out_type == DataType::kU8 ? 255 : 127;
     for (int64_t i = 0; i < count; ++i) {
-      const int64_t ch = (i / layout.inner) % layout.channels;
+      const int64_t ch = layout.Channel(i);
       const double zero = zp == kNoValue ? 0 : ElementAt(ConstViewOf(c, zp), ch);
       // ONNX: saturate(round_half_to_even(x / scale) + zero_point).
       const double q = std::clamp(std::nearbyint(in[i] / ElementAt(s, ch)) + zero, lo, hi);
@@ -75,7 +83,7 @@ Status BuildDequantize(const Node& n, PlanBuilder& b) {
     float* dst = static_cast<float*>(c.Data(out));
     const int64_t count = ElementCount(in.shape);
     for (int64_t i = 0; i < count; ++i) {
-      const int64_t ch = (i / layout.inner) % layout.channels;
+      const int64_t ch = layout.Channel(i);
       const double zero = zp == kNoValue ? 0 : ElementAt(ConstViewOf(c, zp), ch);
       dst[i] = static_cast<float>((ElementAt(in, i) - zero) * ElementAt(s, ch));
     }
@@ -85,6 +93,21 @@ Status BuildDequantize(const Node& n, PlanBuilder& b) {
 }
 
 }  // namespace
+
+std::shared_ptr<const Tensor> DequantizeConstant(const Graph& graph, const QuantizedConstant& q,
+                                                 const std::string& name) {
+  const std::shared_ptr<const Tensor> values = graph.Constant(q.values);
+  if (!values) throw StatusError(Status::Internal("constant '" + q.values + "' behind '" + name + "' is missing"));
+  const AxisLayout layout = AxisLayoutOf(values->shape(), q.axis, static_cast<int64_t>(q.scales.size()));
+  std::shared_ptr<Tensor> out =
+      NewAccountedTensor(graph.env.budget, DataType::kF32, values->shape(), "constant '" + name + "'");
+  float* dst = out->data<float>();
+  for (int64_t i = 0; i < values->element_count(); ++i) {
+    const int64_t ch = layout.Channel(i);
+    dst[i] = static_cast<float>((values->ElementAsDouble(i) - q.zero_points[ch]) * static_cast<double>(q.scales[ch]));
+  }
+  return out;
+}
 
 std::vector<OpEntry> QuantOps() {
   return {{"QuantizeLinear", BuildQuantize}, {"DequantizeLinear", BuildDequantize}};

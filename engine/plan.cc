@@ -183,34 +183,13 @@ Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
 PlanBuilder::PlanBuilder(const Graph& graph, const dnnl::engine& engine, WeightCache* weights)
     : graph_(graph), engine_(engine), weights_(weights) {}
 
-namespace {
-
-// ONNX DequantizeLinear of a graph constant: (q - zero_point) * scale per channel.
-std::shared_ptr<const Tensor> Dequantized(const Graph& graph, const QuantizedConstant& q, const std::string& name) {
-  const std::shared_ptr<const Tensor> values = graph.Constant(q.values);
-  if (!values) throw StatusError(Status::Internal("constant '" + q.values + "' behind '" + name + "' is missing"));
-  const Shape& shape = values->shape();
-  int64_t inner = 1;
-  for (size_t d = static_cast<size_t>(q.axis) + 1; q.scales.size() > 1 && d < shape.size(); ++d) inner *= shape[d];
-  std::shared_ptr<Tensor> out = NewAccountedTensor(graph.env.budget, DataType::kF32, shape, "constant '" + name + "'");
-  float* dst = out->data<float>();
-  const int64_t count = values->element_count();
-  for (int64_t i = 0; i < count; ++i) {
-    const size_t ch = q.scales.size() == 1 ? 0 : static_cast<size_t>((i / inner) % static_cast<int64_t>(q.scales.size()));
-    dst[i] = static_cast<float>((values->ElementAsDouble(i) - q.zero_points[ch]) * static_cast<double>(q.scales[ch]));
-  }
-  return out;
-}
-
-}  // namespace
-
 const Tensor* PlanBuilder::Constant(ValueId id) const {
   if (id == kNoValue) return nullptr;
   const PlanValue& v = Value(id);
   if (v.constant) return v.constant.get();
   if (!v.deferred()) return nullptr;
   auto& fetched = fetched_[id];
-  if (!fetched) fetched = v.offloaded ? graph_.Constant(v.name) : Dequantized(graph_, *v.dequantized_from, v.name);
+  if (!fetched) fetched = v.offloaded ? graph_.Constant(v.name) : DequantizeConstant(graph_, *v.dequantized_from, v.name);
   return fetched.get();
 }
 
