@@ -151,14 +151,8 @@ struct Layer {
   std::unique_ptr<FieldLinear> pad_linear;
 };
 
-// A stable 12-byte nonce per (layer, pad): never reused under the pad key.
-crypto::Bytes PadNonce(int layer, uint64_t counter) {
-  crypto::Bytes nonce(crypto::kAesGcmNonceLength);
-  const uint32_t l = static_cast<uint32_t>(layer);
-  std::memcpy(nonce.data(), &l, 4);
-  std::memcpy(nonce.data() + 4, &counter, 8);
-  return nonce;
-}
+// A stable nonce per (layer, pad): never reused under the pad key.
+crypto::Bytes PadNonce(int layer, uint64_t counter) { return crypto::CounterNonce(static_cast<uint32_t>(layer), counter); }
 
 std::span<const std::byte> Seed(const crypto::Bytes& bytes) { return std::as_bytes(std::span(bytes)); }
 
@@ -326,7 +320,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   Status FillPads(int64_t per_layer) override {
     if (mode_ != OutsourceMode::kPrivate) return Status::Ok();
     for (const auto& layer : layers_) {
-      while (PadCount(*layer) < per_layer) PPML_RETURN_IF_ERROR(MakePad(*layer));
+      while (static_cast<int64_t>(PadCount(*layer)) < per_layer) PPML_RETURN_IF_ERROR(MakePad(*layer));
     }
     return Status::Ok();
   }

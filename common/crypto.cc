@@ -176,6 +176,13 @@ Result<SecretBytes> HkdfSha256Expand(ByteSpan prk, ByteSpan info, size_t length)
 
 // ---- AES-GCM ---------------------------------------------------------------
 
+Bytes CounterNonce(uint32_t domain, uint64_t counter) {
+  Bytes nonce(kAesGcmNonceLength);
+  for (int i = 0; i < 4; ++i) nonce[i] = static_cast<uint8_t>(domain >> (24 - 8 * i));
+  for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<uint8_t>(counter >> (56 - 8 * i));
+  return nonce;
+}
+
 Result<Bytes> AesGcmSeal(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan plaintext) {
   PPML_RETURN_IF_ERROR(CheckGcmArgs(key, nonce, aad, plaintext.size()));
   EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());

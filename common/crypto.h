@@ -117,6 +117,10 @@ Result<SecretBytes> HkdfSha256Expand(ByteSpan prk, ByteSpan info, size_t length)
 // uses), 16 bytes AES-128-GCM (kept for the RFC 9180 A.1 test vector). The
 // nonce is 12 bytes and must never repeat under one key.
 Result<Bytes> AesGcmSeal(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan plaintext);
+// A nonce that never repeats under one key as long as (domain, counter)
+// does not: the domain in the first 4 bytes, the counter in the last 8
+// (big-endian).
+Bytes CounterNonce(uint32_t domain, uint64_t counter);
 // DataLoss when the tag does not verify (wrong key, nonce, aad, or altered
 // bytes); no plaintext is ever returned unless the tag verified.
 Result<Bytes> AesGcmOpen(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan sealed);

@@ -6,9 +6,9 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <thread>
 #include <cstring>
 #include <map>
+#include <thread>
 
 #include "common/ehbp.h"
 #include "common/file_io.h"
@@ -110,7 +110,6 @@ struct Enclave::Impl {
   std::optional<PackageView> package;
   crypto::SecretBytes model_key;
   std::unique_ptr<OnDemandWeights> store;
-  bool prefetch = false;
   std::unique_ptr<engine::Model> model;
   accel::OutsourcedModel* outsourced = nullptr;  // `model`, when its layers are outsourced
   bool on_demand = false;
@@ -237,14 +236,14 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
   impl->on_demand = config.weights == WeightMode::kOnDemand ||
                     (config.weights == WeightMode::kAuto && weight_bytes > config.memory_budget_bytes / 2);
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  impl->prefetch = config.prefetch.value_or(config.threads > 0 && static_cast<unsigned>(config.threads) < cores);
+  const bool prefetch = config.prefetch.value_or(config.threads > 0 && static_cast<unsigned>(config.threads) < cores);
   Impl* raw = impl.get();
   PPML_ASSIGN_OR_RETURN(impl->store, OnDemandWeights::Create(
                                          impl->budget.get(),
                                          [raw](size_t index, std::span<uint8_t> out) {
                                            return DecryptChunkInto(*raw->package, raw->model_key, index, out);
                                          },
-                                         {config.weight_pool_bytes, impl->prefetch}));
+                                         {config.weight_pool_bytes, prefetch}));
 
   engine::EngineOptions options;
   options.threads = config.threads;
@@ -286,7 +285,7 @@ EnclaveStats Enclave::stats() const {
   s.memory = impl_->budget->report();
   s.on_demand = impl_->on_demand;
   s.weight_pool_bytes = impl_->store->pool_bytes();
-  s.prefetch = impl_->prefetch;
+  s.prefetch = impl_->store->prefetch();
   s.streamed_bytes_per_run = impl_->model->stats().streamed_bytes_per_run;
   s.resident_weight_bytes = impl_->resident_weight_bytes;
   if (impl_->outsourced) s.outsource = impl_->outsourced->outsource_stats();

@@ -20,6 +20,13 @@ size_t SegmentCount(size_t bytes) {
   return std::max<size_t>(1, (bytes + OnDemandWeights::kSegmentBytes - 1) / OnDemandWeights::kSegmentBytes);
 }
 
+// Segment `i` of a weight: kSegmentBytes from i * kSegmentBytes, the last one shorter.
+template <typename T>
+std::span<T> SegmentOf(std::span<T> weight, size_t i) {
+  const size_t begin = i * OnDemandWeights::kSegmentBytes;
+  return weight.subspan(begin, std::min(weight.size() - begin, OnDemandWeights::kSegmentBytes));
+}
+
 crypto::Bytes Aad(uint64_t handle, size_t segment, size_t segments, const std::string& label) {
   crypto::Bytes aad = {'p', 'p', 'm', 'l', '-', 'w', 'e', 'i', 'g', 'h', 't', '-', 'v', '2'};
   for (uint64_t field : {handle, uint64_t{segment}, uint64_t{segments}}) {
@@ -78,16 +85,12 @@ Result<uint64_t> OnDemandWeights::Put(const std::string& label, std::span<const 
   const size_t segments = SegmentCount(bytes.size());
   for (size_t i = 0; i < segments; ++i) {
     Segment segment;
-    segment.nonce.assign(crypto::kAesGcmNonceLength, 0);
-    const uint64_t counter = next_nonce_++;  // never repeats under this session key
-    for (int b = 0; b < 8; ++b) {
-      segment.nonce[crypto::kAesGcmNonceLength - 1 - b] = static_cast<uint8_t>(counter >> (8 * b));
-    }
-    const size_t begin = i * kSegmentBytes, end = std::min(bytes.size(), begin + kSegmentBytes);
+    segment.nonce = crypto::CounterNonce(0, next_nonce_++);  // never repeats under this session key
+    const std::span<const std::byte> plain = SegmentOf(bytes, i);
     PPML_ASSIGN_OR_RETURN(segment.ciphertext,
                           crypto::AesGcmSeal({key_.data(), key_.size()}, segment.nonce,
                                              Aad(handle, i, segments, label),
-                                             {reinterpret_cast<const uint8_t*>(bytes.data()) + begin, end - begin}));
+                                             {reinterpret_cast<const uint8_t*>(plain.data()), plain.size()}));
     outside_bytes_ += segment.ciphertext.size();
     sealed.segments.push_back(std::move(segment));
   }
@@ -101,11 +104,10 @@ Status OnDemandWeights::OpenSegment(uint64_t handle, size_t segment, std::span<u
   if (weight.size() != s.plain_bytes) return Status::Internal("weight buffer size mismatch for " + s.label);
   // The count comes from the size the engine expects, not from host memory.
   const size_t segments = SegmentCount(weight.size());
-  const size_t begin = segment * kSegmentBytes, end = std::min(weight.size(), begin + kSegmentBytes);
-  const bool opened = segment < s.segments.size() &&
+  const bool opened = segment < segments && segment < s.segments.size() &&
                       crypto::AesGcmOpenInto({key_.data(), key_.size()}, s.segments[segment].nonce,
                                              Aad(handle, segment, segments, s.label), s.segments[segment].ciphertext,
-                                             weight.subspan(begin, end - begin))
+                                             SegmentOf(weight, segment))
                           .ok();
   if (!opened) {
     return Status::DataLoss("weights of " + s.label +

@@ -72,6 +72,7 @@ class OnDemandWeights final : public engine::WeightStore {
   void EndRun() override;
 
   size_t pool_bytes() const { return pool_bytes_; }
+  bool prefetch() const { return options_.prefetch; }
   size_t outside_bytes() const { return outside_bytes_; }
   // The host altering untrusted memory: flips one bit of segment `segment` of a stored weight (tests).
   void CorruptForTesting(uint64_t handle, size_t segment = 0);
