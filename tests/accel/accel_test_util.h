@@ -84,6 +84,9 @@ inline std::vector<int64_t> ReferenceLinear(const LinearSpec& s, const std::vect
   return out;
 }
 
+// A 32-byte PRG seed of one repeated byte.
+inline std::vector<std::byte> Seed(uint8_t fill) { return std::vector<std::byte>(32, std::byte{fill}); }
+
 // Uniform field elements, with p - 1 and 0 planted at the start.
 inline std::vector<uint32_t> RandomField(size_t n, std::mt19937_64& rng) {
   std::uniform_int_distribution<uint32_t> d(0, kPrime - 1);

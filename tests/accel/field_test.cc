@@ -16,9 +16,8 @@ using testing::MakeSpec;
 using testing::RandomField;
 using testing::ReferenceFieldLinear;
 using testing::ReferenceLinear;
+using testing::Seed;
 using testing::VarietyOfSpecs;
-
-std::vector<std::byte> Seed(uint8_t fill) { return std::vector<std::byte>(32, std::byte{fill}); }
 
 TEST(FieldHelpers, SignedValuesRoundTripThroughCentered) {
   EXPECT_EQ(FieldFromSigned(-1), kPrime - 1);

@@ -14,9 +14,8 @@ using testing::MakeDense;
 using testing::MakeSpec;
 using testing::RandomField;
 using testing::ReferenceFieldLinear;
+using testing::Seed;
 using testing::VarietyOfSpecs;
-
-std::vector<std::byte> Seed(uint8_t fill) { return std::vector<std::byte>(32, std::byte{fill}); }
 
 // A nonzero field element.
 uint32_t NonZero(std::mt19937_64& rng) { return std::uniform_int_distribution<uint32_t>(1, kPrime - 1)(rng); }
