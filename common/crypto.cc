@@ -265,13 +265,52 @@ Result<Bytes> AesGcmOpen(ByteSpan key, ByteSpan nonce, ByteSpan aad, ByteSpan se
 
 // ---- X25519 ----------------------------------------------------------------
 
-Result<EvpPkeyPtr> X25519PrivateKeyFromRaw(ByteSpan private_key) {
+Result<X25519PrivateKey> X25519PrivateKey::FromRaw(ByteSpan private_key) {
   if (private_key.size() != kX25519KeyLength) {
     return Status::InvalidArgument("X25519: private key must be 32 bytes, got " + std::to_string(private_key.size()));
   }
   EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(), private_key.size()));
   if (!key) return OpenSslError("X25519: import private key");
-  return key;
+  PPML_ASSIGN_OR_RETURN(Bytes public_key, RawPublicKey(key.get()));
+  return X25519PrivateKey(std::move(key), std::move(public_key));
+}
+
+Result<X25519PrivateKey> X25519PrivateKey::Generate() {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));
+  if (!ctx) return OpenSslError("X25519 keygen: EVP_PKEY_CTX_new_id");
+  EVP_PKEY* raw = nullptr;
+  if (EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
+    return OpenSslError("X25519 keygen");
+  }
+  EvpPkeyPtr key(raw);
+  PPML_ASSIGN_OR_RETURN(Bytes public_key, RawPublicKey(key.get()));
+  return X25519PrivateKey(std::move(key), std::move(public_key));
+}
+
+Result<SecretBytes> X25519PrivateKey::RawPrivate() const { return RawPrivateKey(key_.get()); }
+
+Result<SecretBytes> X25519PrivateKey::Agree(ByteSpan peer_public_key) const {
+  PPML_ASSIGN_OR_RETURN(EvpPkeyPtr peer, X25519PublicKeyFromRaw(peer_public_key));
+  // The context only reads the key (and counts a reference to it).
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(key_.get(), nullptr));
+  if (!ctx) return OpenSslError("X25519: EVP_PKEY_CTX_new");
+  if (EVP_PKEY_derive_init(ctx.get()) != 1) return OpenSslError("X25519: derive init");
+  if (EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1) {
+    ERR_clear_error();
+    return Status::InvalidArgument("X25519: peer public key rejected");
+  }
+  SecretBytes shared(kX25519KeyLength);
+  size_t length = shared.size();
+  // OpenSSL fails the derivation itself when the result is all zeros.
+  if (EVP_PKEY_derive(ctx.get(), shared.data(), &length) != 1) {
+    ERR_clear_error();
+    return Status::InvalidArgument("X25519: key agreement failed (low-order peer public key)");
+  }
+  static const uint8_t kZeros[kX25519KeyLength] = {};
+  if (length != kX25519KeyLength || CRYPTO_memcmp(shared.data(), kZeros, kX25519KeyLength) == 0) {
+    return Status::InvalidArgument("X25519: all-zero shared secret (low-order peer public key)");
+  }
+  return shared;
 }
 
 Result<EvpPkeyPtr> X25519PublicKeyFromRaw(ByteSpan public_key) {
@@ -305,46 +344,16 @@ Result<SecretBytes> RawPrivateKey(const EVP_PKEY* key) {
 }
 
 Result<X25519KeyPair> X25519GenerateKeyPair() {
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_X25519, nullptr));
-  if (!ctx) return OpenSslError("X25519 keygen: EVP_PKEY_CTX_new_id");
-  EVP_PKEY* raw = nullptr;
-  if (EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
-    return OpenSslError("X25519 keygen");
-  }
-  EvpPkeyPtr key(raw);
+  PPML_ASSIGN_OR_RETURN(X25519PrivateKey key, X25519PrivateKey::Generate());
   X25519KeyPair pair;
-  PPML_ASSIGN_OR_RETURN(pair.private_key, RawPrivateKey(key.get()));
-  PPML_ASSIGN_OR_RETURN(pair.public_key, RawPublicKey(key.get()));
+  PPML_ASSIGN_OR_RETURN(pair.private_key, key.RawPrivate());
+  pair.public_key = key.public_key();
   return pair;
 }
 
 Result<Bytes> X25519PublicFromPrivate(ByteSpan private_key) {
-  PPML_ASSIGN_OR_RETURN(EvpPkeyPtr key, X25519PrivateKeyFromRaw(private_key));
-  return RawPublicKey(key.get());
-}
-
-Result<SecretBytes> X25519(ByteSpan private_key, ByteSpan peer_public_key) {
-  PPML_ASSIGN_OR_RETURN(EvpPkeyPtr own, X25519PrivateKeyFromRaw(private_key));
-  PPML_ASSIGN_OR_RETURN(EvpPkeyPtr peer, X25519PublicKeyFromRaw(peer_public_key));
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(own.get(), nullptr));
-  if (!ctx) return OpenSslError("X25519: EVP_PKEY_CTX_new");
-  if (EVP_PKEY_derive_init(ctx.get()) != 1) return OpenSslError("X25519: derive init");
-  if (EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1) {
-    ERR_clear_error();
-    return Status::InvalidArgument("X25519: peer public key rejected");
-  }
-  SecretBytes shared(kX25519KeyLength);
-  size_t length = shared.size();
-  // OpenSSL fails the derivation itself when the result is all zeros.
-  if (EVP_PKEY_derive(ctx.get(), shared.data(), &length) != 1) {
-    ERR_clear_error();
-    return Status::InvalidArgument("X25519: key agreement failed (low-order peer public key)");
-  }
-  static const uint8_t kZeros[kX25519KeyLength] = {};
-  if (length != kX25519KeyLength || CRYPTO_memcmp(shared.data(), kZeros, kX25519KeyLength) == 0) {
-    return Status::InvalidArgument("X25519: all-zero shared secret (low-order peer public key)");
-  }
-  return shared;
+  PPML_ASSIGN_OR_RETURN(X25519PrivateKey key, X25519PrivateKey::FromRaw(private_key));
+  return key.public_key();
 }
 
 // ---- Randomness and comparison ----------------------------------------------

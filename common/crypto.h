@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -135,17 +136,34 @@ struct X25519KeyPair {
   Bytes public_key;         // 32 raw bytes
 };
 
+// A private key loaded once. Importing a raw key makes OpenSSL compute its
+// public half, a scalar multiplication as costly as the key agreement itself,
+// so code that agrees many times (the enclave, once per request) keeps this
+// instead of raw bytes. Agree may be called from several threads at once.
+class X25519PrivateKey {
+ public:
+  static Result<X25519PrivateKey> FromRaw(ByteSpan private_key);
+  static Result<X25519PrivateKey> Generate();
+
+  const Bytes& public_key() const { return public_key_; }
+  Result<SecretBytes> RawPrivate() const;
+  // The 32-byte shared secret X25519(this, peer_public_key). An all-zero
+  // result (a low-order peer key) is an InvalidArgument error, as RFC 7748
+  // §6.1 and RFC 9180 §7.1.4 require.
+  Result<SecretBytes> Agree(ByteSpan peer_public_key) const;
+
+ private:
+  X25519PrivateKey(EvpPkeyPtr key, Bytes public_key) : key_(std::move(key)), public_key_(std::move(public_key)) {}
+  EvpPkeyPtr key_;
+  Bytes public_key_;
+};
+
 Result<X25519KeyPair> X25519GenerateKeyPair();
 Result<Bytes> X25519PublicFromPrivate(ByteSpan private_key);
 // Raw 32-byte import and export of EVP_PKEY objects.
-Result<EvpPkeyPtr> X25519PrivateKeyFromRaw(ByteSpan private_key);
 Result<EvpPkeyPtr> X25519PublicKeyFromRaw(ByteSpan public_key);
 Result<Bytes> RawPublicKey(const EVP_PKEY* key);
 Result<SecretBytes> RawPrivateKey(const EVP_PKEY* key);
-// The 32-byte shared secret X25519(private_key, peer_public_key). An all-zero
-// result (a low-order peer key) is an InvalidArgument error, as RFC 7748 §6.1
-// and RFC 9180 §7.1.4 require.
-Result<SecretBytes> X25519(ByteSpan private_key, ByteSpan peer_public_key);
 
 // ---- Randomness and comparison ----------------------------------------------
 

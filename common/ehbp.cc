@@ -120,7 +120,7 @@ Result<EncryptedRequest> EncryptRequest(ByteSpan recipient_public_key, ByteSpan 
 }
 
 Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header_value, ByteSpan body,
-                                        ByteSpan recipient_private_key) {
+                                        const crypto::X25519PrivateKey& recipient_private_key) {
   PPML_ASSIGN_OR_RETURN(Bytes enc,
                         DecodeHexHeader(kEncapsulatedKeyHeader, encapsulated_key_header_value, hpke::kEncLength));
   auto context = hpke::SetupBaseR(enc, recipient_private_key, Span(kRequestInfo), kAead);
@@ -140,6 +140,12 @@ Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header
                             " is unauthenticated");
   }
   return DecryptedRequest{std::move(plaintext), ServerState{std::move(enc), std::move(context).value()}};
+}
+
+Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header_value, ByteSpan body,
+                                        ByteSpan recipient_private_key) {
+  PPML_ASSIGN_OR_RETURN(crypto::X25519PrivateKey key, crypto::X25519PrivateKey::FromRaw(recipient_private_key));
+  return DecryptRequest(encapsulated_key_header_value, body, key);
 }
 
 Result<EncryptedResponse> EncryptResponse(ServerState& state, ByteSpan plaintext, size_t chunk_size,

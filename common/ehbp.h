@@ -113,6 +113,10 @@ Result<EncryptedRequest> EncryptRequest(ByteSpan recipient_public_key, ByteSpan 
                                         size_t chunk_size = kDefaultChunkSize,
                                         ByteSpan fixed_ephemeral_private_key = {});
 
+// A server keeps its key loaded (crypto::X25519PrivateKey: loading a raw key
+// costs a scalar multiplication); the raw form loads it for one call.
+Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header_value, ByteSpan body,
+                                        const crypto::X25519PrivateKey& recipient_private_key);
 Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header_value, ByteSpan body,
                                         ByteSpan recipient_private_key);
 

@@ -106,27 +106,26 @@ Result<crypto::X25519KeyPair> DeriveKeyPair(ByteSpan ikm) {
 
 // Encap: dh = DH(skE, pkR); enc = pkE; kem_context = enc || pkR;
 // shared_secret = ExtractAndExpand(dh, kem_context).
-Result<Encapsulation> Encap(ByteSpan recipient_public_key, ByteSpan ephemeral_private_key) {
+Result<Encapsulation> Encap(ByteSpan recipient_public_key, const crypto::X25519PrivateKey& ephemeral) {
   if (recipient_public_key.size() != kPublicKeyLength) {
     return Status::InvalidArgument("HPKE Encap: recipient public key must be 32 bytes, got " +
                                    std::to_string(recipient_public_key.size()));
   }
-  PPML_ASSIGN_OR_RETURN(SecretBytes dh, crypto::X25519(ephemeral_private_key, recipient_public_key));
+  PPML_ASSIGN_OR_RETURN(SecretBytes dh, ephemeral.Agree(recipient_public_key));
   Encapsulation out;
-  PPML_ASSIGN_OR_RETURN(out.enc, crypto::X25519PublicFromPrivate(ephemeral_private_key));
+  out.enc = ephemeral.public_key();
   Bytes kem_context = Concat<Bytes>({out.enc, recipient_public_key});
   PPML_ASSIGN_OR_RETURN(out.shared_secret, ExtractAndExpand(dh.span(), kem_context));
   return out;
 }
 
 // Decap: pkE = enc; dh = DH(skR, pkE); kem_context = enc || pk(skR).
-Result<SecretBytes> Decap(ByteSpan enc, ByteSpan recipient_private_key) {
+Result<SecretBytes> Decap(ByteSpan enc, const crypto::X25519PrivateKey& recipient) {
   if (enc.size() != kEncLength) {
     return Status::InvalidArgument("HPKE Decap: enc must be 32 bytes, got " + std::to_string(enc.size()));
   }
-  PPML_ASSIGN_OR_RETURN(SecretBytes dh, crypto::X25519(recipient_private_key, enc));
-  PPML_ASSIGN_OR_RETURN(Bytes recipient_public_key, crypto::X25519PublicFromPrivate(recipient_private_key));
-  Bytes kem_context = Concat<Bytes>({enc, recipient_public_key});
+  PPML_ASSIGN_OR_RETURN(SecretBytes dh, recipient.Agree(enc));
+  Bytes kem_context = Concat<Bytes>({enc, recipient.public_key()});
   return ExtractAndExpand(dh.span(), kem_context);
 }
 
@@ -145,23 +144,26 @@ Result<Bytes> KeyScheduleContext(Aead aead, ByteSpan info) {
 Result<SenderSetup> SetupBaseS(ByteSpan recipient_public_key, ByteSpan info, Aead aead,
                                ByteSpan fixed_ephemeral_private_key) {
   if (!IsSupported(aead)) return Status::Unsupported("HPKE: unsupported aead id");
-  SecretBytes ephemeral;
-  if (fixed_ephemeral_private_key.empty()) {
-    PPML_ASSIGN_OR_RETURN(crypto::X25519KeyPair pair, crypto::X25519GenerateKeyPair());
-    ephemeral = std::move(pair.private_key);
-  } else {
-    ephemeral = SecretBytes(fixed_ephemeral_private_key);
-  }
-  PPML_ASSIGN_OR_RETURN(internal::Encapsulation encap, internal::Encap(recipient_public_key, ephemeral.span()));
+  PPML_ASSIGN_OR_RETURN(crypto::X25519PrivateKey ephemeral,
+                        fixed_ephemeral_private_key.empty()
+                            ? crypto::X25519PrivateKey::Generate()
+                            : crypto::X25519PrivateKey::FromRaw(fixed_ephemeral_private_key));
+  PPML_ASSIGN_OR_RETURN(internal::Encapsulation encap, internal::Encap(recipient_public_key, ephemeral));
   PPML_ASSIGN_OR_RETURN(SenderContext context,
                         ContextBuilder::KeySchedule<SenderContext>(aead, encap.shared_secret.span(), info));
   return SenderSetup{std::move(encap.enc), std::move(context)};
 }
 
-Result<ReceiverContext> SetupBaseR(ByteSpan enc, ByteSpan recipient_private_key, ByteSpan info, Aead aead) {
+Result<ReceiverContext> SetupBaseR(ByteSpan enc, const crypto::X25519PrivateKey& recipient_private_key,
+                                   ByteSpan info, Aead aead) {
   if (!IsSupported(aead)) return Status::Unsupported("HPKE: unsupported aead id");
   PPML_ASSIGN_OR_RETURN(SecretBytes shared_secret, internal::Decap(enc, recipient_private_key));
   return ContextBuilder::KeySchedule<ReceiverContext>(aead, shared_secret.span(), info);
+}
+
+Result<ReceiverContext> SetupBaseR(ByteSpan enc, ByteSpan recipient_private_key, ByteSpan info, Aead aead) {
+  PPML_ASSIGN_OR_RETURN(crypto::X25519PrivateKey key, crypto::X25519PrivateKey::FromRaw(recipient_private_key));
+  return SetupBaseR(enc, key, info, aead);
 }
 
 Result<Bytes> Context::CurrentNonce() const {

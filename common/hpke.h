@@ -127,6 +127,10 @@ struct SenderSetup {
 Result<SenderSetup> SetupBaseS(ByteSpan recipient_public_key, ByteSpan info, Aead aead = Aead::kAes256Gcm,
                                ByteSpan fixed_ephemeral_private_key = {});
 // RFC 9180 §5.1.1 SetupBaseR. InvalidArgument for a malformed or low-order enc.
+// A receiver of many messages keeps its key loaded (see X25519PrivateKey);
+// the raw form loads it for one call.
+Result<ReceiverContext> SetupBaseR(ByteSpan enc, const crypto::X25519PrivateKey& recipient_private_key,
+                                   ByteSpan info, Aead aead = Aead::kAes256Gcm);
 Result<ReceiverContext> SetupBaseR(ByteSpan enc, ByteSpan recipient_private_key, ByteSpan info,
                                    Aead aead = Aead::kAes256Gcm);
 
@@ -163,8 +167,8 @@ struct Encapsulation {
   SecretBytes shared_secret;
   Bytes enc;
 };
-Result<Encapsulation> Encap(ByteSpan recipient_public_key, ByteSpan ephemeral_private_key);
-Result<SecretBytes> Decap(ByteSpan enc, ByteSpan recipient_private_key);
+Result<Encapsulation> Encap(ByteSpan recipient_public_key, const crypto::X25519PrivateKey& ephemeral);
+Result<SecretBytes> Decap(ByteSpan enc, const crypto::X25519PrivateKey& recipient);
 // mode_base || LabeledExtract("", "psk_id_hash", "") || LabeledExtract("", "info_hash", info)
 Result<Bytes> KeyScheduleContext(Aead aead, ByteSpan info);
 }  // namespace internal

@@ -104,7 +104,7 @@ struct Enclave::Impl {
   crypto::SecretBytes platform_secret;
   crypto::EvpPkeyPtr signing_key;
   SignerId signer_id{};
-  crypto::SecretBytes private_key;
+  std::optional<crypto::X25519PrivateKey> private_key;  // loaded once: see X25519PrivateKey
   std::unique_ptr<EpcBudget> budget;
   std::shared_ptr<const crypto::Bytes> package_file;  // host memory
   std::optional<PackageView> package;
@@ -213,11 +213,11 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
     return Status::PermissionDenied("enclave init: the sealed service key does not unseal for this enclave (" +
                                     key.status().message() + "); provision it again for this code and config");
   }
-  impl->private_key = crypto::SecretBytes(key->size());
-  std::copy(key->begin(), key->end(), impl->private_key.data());
+  Result<crypto::X25519PrivateKey> loaded = crypto::X25519PrivateKey::FromRaw(*key);
   OPENSSL_cleanse(key->data(), key->size());
-  PPML_ASSIGN_OR_RETURN(crypto::Bytes public_key,
-                        crypto::X25519PublicFromPrivate({impl->private_key.data(), impl->private_key.size()}));
+  if (!loaded.ok()) return loaded.status().WithContext("enclave init: the sealed service key");
+  impl->private_key = std::move(loaded).value();
+  crypto::Bytes public_key = impl->private_key->public_key();
 
   impl->package_file = std::move(package);
   PPML_ASSIGN_OR_RETURN(PackageView view, OpenPackage(ByteSpan(*impl->package_file)));
@@ -225,7 +225,7 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
   PPML_ASSIGN_OR_RETURN(Sha256Digest manifest_hash, ManifestHash(*impl->package));
   PPML_ASSIGN_OR_RETURN(Measurement serving, Measure(config, manifest_hash));
   PPML_ASSIGN_OR_RETURN(impl->model_key,
-                        UnwrapModelKey(*impl->package, {impl->private_key.data(), impl->private_key.size()}));
+                        UnwrapModelKey(*impl->package, *impl->private_key));
 
   size_t weight_bytes = 0;
   for (const PackageChunk& c : impl->package->manifest().chunks) {
@@ -429,7 +429,7 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       parsed = kserve::ParseInferRequest(r.body, r.json_length);
     } else {
       Result<ehbp::DecryptedRequest> decrypted =
-          ehbp::DecryptRequest(r.encapsulated_key, r.body, {impl.private_key.data(), impl.private_key.size()});
+          ehbp::DecryptRequest(r.encapsulated_key, r.body, *impl.private_key);
       if (!decrypted.ok()) {
         replies[i] = impl.PlainError(r, 400, "the request does not decrypt: " + decrypted.status().message());
         continue;

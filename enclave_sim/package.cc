@@ -734,13 +734,9 @@ Result<Sha256Digest> ManifestHash(const PackageView& view) {
   return ToDigest(digest);
 }
 
-Result<SecretBytes> UnwrapModelKey(const PackageView& view, ByteSpan enclave_private_key) {
+Result<SecretBytes> UnwrapModelKey(const PackageView& view, const crypto::X25519PrivateKey& enclave_private_key) {
   const PackageManifest& manifest = view.manifest();
-  if (enclave_private_key.size() != crypto::kX25519KeyLength) {
-    return Status::InvalidArgument("enclave private key is " + std::to_string(enclave_private_key.size()) +
-                                   " bytes, expected 32 (X25519)");
-  }
-  PPML_ASSIGN_OR_RETURN(Bytes public_key, crypto::X25519PublicFromPrivate(enclave_private_key));
+  const Bytes& public_key = enclave_private_key.public_key();
   if (!crypto::ConstantTimeEquals(public_key, manifest.enclave_public_key)) {
     return Status::PermissionDenied("package is sealed to another enclave key (package: " +
                                     ToHex(manifest.enclave_public_key) + ", this enclave: " + ToHex(public_key) + ")");

@@ -211,7 +211,7 @@ Result<Sha256Digest> ManifestHash(const PackageView& view);
 // PermissionDenied "package is sealed to another enclave key" when the key's
 // public half is not the manifest's; DataLoss when the wrap does not open
 // (the manifest was edited after sealing, or the wrap itself was altered).
-Result<SecretBytes> UnwrapModelKey(const PackageView& view, ByteSpan enclave_private_key);
+Result<SecretBytes> UnwrapModelKey(const PackageView& view, const crypto::X25519PrivateKey& enclave_private_key);
 
 // Chunk `index`'s plaintext: first its stored bytes against the manifest's
 // SHA-256, then the AEAD. DataLoss "<Describe()>: modified: hash mismatch" or

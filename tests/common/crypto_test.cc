@@ -4,6 +4,8 @@
 
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 namespace ppml::crypto {
 namespace {
@@ -143,11 +145,20 @@ TEST(CryptoTest, X25519Rfc7748Example) {
   Result<Bytes> pub = X25519PublicFromPrivate(alice_private);
   ASSERT_TRUE(pub.ok()) << pub.status().ToString();
   EXPECT_EQ(*pub, alice_public);
-  Result<SecretBytes> ab = X25519(alice_private, bob_public);
-  Result<SecretBytes> ba = X25519(bob_private, alice_public);
+  Result<X25519PrivateKey> alice = X25519PrivateKey::FromRaw(alice_private);
+  Result<X25519PrivateKey> bob = X25519PrivateKey::FromRaw(bob_private);
+  ASSERT_TRUE(alice.ok() && bob.ok());
+  EXPECT_EQ(alice->public_key(), alice_public);
+  EXPECT_EQ(bob->public_key(), bob_public);
+  Result<SecretBytes> ab = alice->Agree(bob_public);
+  Result<SecretBytes> ba = bob->Agree(alice_public);
   ASSERT_TRUE(ab.ok() && ba.ok());
   EXPECT_EQ(ab->Reveal(), shared);
   EXPECT_EQ(ba->Reveal(), shared);
+  // A loaded key agrees again and again (the enclave keeps one for every request).
+  Result<SecretBytes> again = alice->Agree(bob_public);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->Reveal(), shared);
 }
 
 TEST(CryptoTest, X25519GeneratedPairsAgree) {
@@ -159,24 +170,62 @@ TEST(CryptoTest, X25519GeneratedPairsAgree) {
   Result<Bytes> a_pub = X25519PublicFromPrivate(a->private_key.span());
   ASSERT_TRUE(a_pub.ok());
   EXPECT_EQ(*a_pub, a->public_key);
-  Result<SecretBytes> ab = X25519(a->private_key.span(), b->public_key);
-  Result<SecretBytes> ba = X25519(b->private_key.span(), a->public_key);
+  Result<SecretBytes> ab = X25519PrivateKey::FromRaw(a->private_key.span())->Agree(b->public_key);
+  Result<SecretBytes> ba = X25519PrivateKey::FromRaw(b->private_key.span())->Agree(a->public_key);
   ASSERT_TRUE(ab.ok() && ba.ok());
   EXPECT_EQ(ab->Reveal(), ba->Reveal());
+}
+
+TEST(CryptoTest, X25519LoadedKeyAgreesFromSeveralThreadsAtOnce) {
+  Result<X25519PrivateKey> key = X25519PrivateKey::Generate();
+  ASSERT_TRUE(key.ok());
+  constexpr int kThreads = 4;
+  std::vector<X25519KeyPair> peers;
+  for (int i = 0; i < kThreads; ++i) peers.push_back(X25519GenerateKeyPair().value());
+  std::vector<Bytes> ours(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int round = 0; round < 50; ++round) {
+        Result<SecretBytes> s = key->Agree(peers[i].public_key);
+        if (!s.ok() || (round > 0 && s->Reveal() != ours[i])) {
+          ours[i].clear();  // the check below then fails
+          return;
+        }
+        ours[i] = s->Reveal();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kThreads; ++i) {
+    Result<SecretBytes> theirs = X25519PrivateKey::FromRaw(peers[i].private_key.span())->Agree(key->public_key());
+    ASSERT_TRUE(theirs.ok());
+    EXPECT_EQ(ours[i], theirs->Reveal()) << "thread " << i;
+  }
+}
+
+TEST(CryptoTest, X25519GeneratedKeyExportsWhatItAgreesWith) {
+  Result<X25519PrivateKey> key = X25519PrivateKey::Generate();
+  ASSERT_TRUE(key.ok());
+  Result<SecretBytes> raw = key->RawPrivate();
+  ASSERT_TRUE(raw.ok());
+  Result<Bytes> pub = X25519PublicFromPrivate(raw->span());
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(*pub, key->public_key());
 }
 
 TEST(CryptoTest, X25519RawImportExportRoundTrips) {
   Result<X25519KeyPair> pair = X25519GenerateKeyPair();
   ASSERT_TRUE(pair.ok());
-  Result<EvpPkeyPtr> priv = X25519PrivateKeyFromRaw(pair->private_key.span());
+  Result<X25519PrivateKey> priv = X25519PrivateKey::FromRaw(pair->private_key.span());
   Result<EvpPkeyPtr> pub = X25519PublicKeyFromRaw(pair->public_key);
   ASSERT_TRUE(priv.ok() && pub.ok());
-  Result<SecretBytes> raw_priv = RawPrivateKey(priv->get());
+  Result<SecretBytes> raw_priv = priv->RawPrivate();
   Result<Bytes> raw_pub = RawPublicKey(pub->get());
   ASSERT_TRUE(raw_priv.ok() && raw_pub.ok());
   EXPECT_EQ(raw_priv->Reveal(), pair->private_key.Reveal());
   EXPECT_EQ(*raw_pub, pair->public_key);
-  EXPECT_EQ(X25519PrivateKeyFromRaw(Bytes(31, 1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(X25519PrivateKey::FromRaw(Bytes(31, 1)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(X25519PublicKeyFromRaw(Bytes(33, 1)).status().code(), StatusCode::kInvalidArgument);
 }
 
@@ -186,8 +235,10 @@ TEST(CryptoTest, X25519RejectsLowOrderPeer) {
   // The all-zero point and the point of order 1 give an all-zero secret.
   Bytes one(32, 0);
   one[0] = 1;
-  EXPECT_EQ(X25519(pair->private_key.span(), Bytes(32, 0)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(X25519(pair->private_key.span(), one).status().code(), StatusCode::kInvalidArgument);
+  Result<X25519PrivateKey> key = X25519PrivateKey::FromRaw(pair->private_key.span());
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(key->Agree(Bytes(32, 0)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(key->Agree(one).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(CryptoTest, RandomBytesDiffer) {

@@ -9,6 +9,7 @@ namespace ppml::hpke {
 namespace {
 
 Bytes Hex(std::string_view hex) { return crypto::FromHex(hex).value(); }
+crypto::X25519PrivateKey KeyFromHex(std::string_view hex) { return crypto::X25519PrivateKey::FromRaw(Hex(hex)).value(); }
 
 Bytes Text(std::string_view text) { return Bytes(text.begin(), text.end()); }
 
@@ -102,11 +103,11 @@ TEST(HpkeRfc9180A11, DeriveKeyPair) {
 }
 
 TEST(HpkeRfc9180A11, EncapDecapAndKeySchedule) {
-  Result<internal::Encapsulation> encap = internal::Encap(Hex(a11::kPkRm), Hex(a11::kSkEm));
+  Result<internal::Encapsulation> encap = internal::Encap(Hex(a11::kPkRm), KeyFromHex(a11::kSkEm));
   ASSERT_TRUE(encap.ok()) << encap.status().ToString();
   EXPECT_EQ(encap->enc, Hex(a11::kEnc));
   EXPECT_EQ(encap->shared_secret.Reveal(), Hex(a11::kSharedSecret));
-  Result<SecretBytes> decap = internal::Decap(Hex(a11::kEnc), Hex(a11::kSkRm));
+  Result<SecretBytes> decap = internal::Decap(Hex(a11::kEnc), KeyFromHex(a11::kSkRm));
   ASSERT_TRUE(decap.ok()) << decap.status().ToString();
   EXPECT_EQ(decap->Reveal(), Hex(a11::kSharedSecret));
 
@@ -188,7 +189,7 @@ TEST(HpkeCfrgAes256Gcm, SenderMatchesVector) {
 }
 
 TEST(HpkeCfrgAes256Gcm, ReceiverMatchesVector) {
-  Result<SecretBytes> shared = internal::Decap(Hex(aes256::kEnc), Hex(aes256::kSkRm));
+  Result<SecretBytes> shared = internal::Decap(Hex(aes256::kEnc), KeyFromHex(aes256::kSkRm));
   ASSERT_TRUE(shared.ok());
   EXPECT_EQ(shared->Reveal(), Hex(aes256::kSharedSecret));
   // The default suite is this one.

@@ -26,6 +26,8 @@ namespace {
 
 bool Contains(const Status& s, std::string_view text) { return s.message().find(text) != std::string::npos; }
 
+crypto::X25519PrivateKey Loaded(const SecretBytes& raw) { return crypto::X25519PrivateKey::FromRaw(raw.span()).value(); }
+
 Bytes ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -133,7 +135,7 @@ PackageView OpenOrDie(const Bytes& file) {
 }
 
 SecretBytes UnwrapOrDie(const PackageView& view, const Sealed& sealed) {
-  Result<SecretBytes> key = UnwrapModelKey(view, sealed.enclave_key.private_key.span());
+  Result<SecretBytes> key = UnwrapModelKey(view, Loaded(sealed.enclave_key.private_key));
   EXPECT_TRUE(key.ok()) << key.status().ToString();
   return key.ok() ? *key : SecretBytes();
 }
@@ -338,7 +340,7 @@ class PackageTamperTest : public ::testing::Test {
   Status OpenUnwrapDecrypt(const Bytes& file, size_t index, Status* unwrap = nullptr) {
     Result<PackageView> view = OpenPackage(file);
     if (!view.ok()) return view.status();
-    Result<SecretBytes> key = UnwrapModelKey(*view, sealed_.enclave_key.private_key.span());
+    Result<SecretBytes> key = UnwrapModelKey(*view, Loaded(sealed_.enclave_key.private_key));
     if (unwrap != nullptr) *unwrap = key.status();
     // Past the key wrap, the chunk's own checks must still hold on their own.
     return DecryptChunk(*view, model_key_, index).status();
@@ -480,7 +482,7 @@ TEST_F(PackageTamperTest, AnotherEnclaveKeyIsPermissionDenied) {
   Result<crypto::X25519KeyPair> other = crypto::X25519GenerateKeyPair();
   ASSERT_TRUE(other.ok());
   PackageView view = OpenOrDie(sealed_.file);
-  Result<SecretBytes> key = UnwrapModelKey(view, other->private_key.span());
+  Result<SecretBytes> key = UnwrapModelKey(view, Loaded(other->private_key));
   EXPECT_EQ(key.status().code(), StatusCode::kPermissionDenied);
   EXPECT_TRUE(Contains(key.status(), "package is sealed to another enclave key")) << key.status().ToString();
 
@@ -488,7 +490,7 @@ TEST_F(PackageTamperTest, AnotherEnclaveKeyIsPermissionDenied) {
   PackageManifest manifest = manifest_;
   manifest.enclave_public_key = other->public_key;
   PackageView forged = OpenOrDie(BuildFile(manifest, chunks_));
-  EXPECT_EQ(UnwrapModelKey(forged, other->private_key.span()).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(UnwrapModelKey(forged, Loaded(other->private_key)).status().code(), StatusCode::kDataLoss);
 }
 
 // ---- Attestation document -------------------------------------------------------
@@ -647,7 +649,7 @@ TEST(PackageCliTest, KeygenSealInspect) {
   const Bytes file = ReadAll(dir + "/m.ppmlpkg");  // the view borrows it
   PackageView view = OpenOrDie(file);
   EXPECT_EQ(view.manifest().model_name, "fashion_cnn");
-  EXPECT_TRUE(UnwrapModelKey(view, enclave_key->private_key.span()).ok());
+  EXPECT_TRUE(UnwrapModelKey(view, Loaded(enclave_key->private_key)).ok());
   EXPECT_TRUE(r.output.find("manifest_sha256=" + ToHex(*ManifestHash(view))) != std::string::npos) << r.output;
 
   r = RunPpml("model inspect --json --package " + dir + "/m.ppmlpkg");
