@@ -201,9 +201,9 @@ fi
 
 ENGINE_JSON=""
 if [ -n "$ENGINE_MODEL" ]; then
-  # The QDQ file is INT8 already (`--precision int8` would quantize again and wants --calib).
-  echo "== $MODEL: engine alone (ppml bench engine --model $ENGINE_MODEL --batch 16 --threads 2) =="
-  if ENGINE_JSON=$("$BIN/ppml" bench engine --model "$ENGINE_MODEL" --batch 16 --threads 2 \
+  # The QDQ file is INT8 already: --precision int8 runs it as it is.
+  echo "== $MODEL: engine alone (ppml bench engine --model $ENGINE_MODEL --precision int8 --batch 16 --threads 2) =="
+  if ENGINE_JSON=$("$BIN/ppml" bench engine --model "$ENGINE_MODEL" --precision int8 --batch 16 --threads 2 \
                      --seconds "$SECONDS_PER_POINT" --json 2> "$OUT_DIR/$MODEL-engine.stderr" | tail -n 1); then
     echo "$ENGINE_JSON" > "$OUT_DIR/$MODEL-engine.json"
   else

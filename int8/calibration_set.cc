@@ -161,6 +161,21 @@ Result<CalibrationSet> LoadCalibrationSet(const std::string& spec, const std::ve
   return Checked(spec, std::move(data.images), model_input_shape);
 }
 
+bool IsQuantizedOp(std::string_view op_type) {
+  static const std::set<std::string, std::less<>> kQuantized = {
+      "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"};
+  return kQuantized.count(op_type) > 0;
+}
+
+Result<bool> IsQuantizedModel(std::string_view onnx_bytes) {
+  onnx::ModelProto model;
+  if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {
+    return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
+  }
+  const auto& nodes = model.graph().node();
+  return std::any_of(nodes.begin(), nodes.end(), [](const onnx::NodeProto& n) { return IsQuantizedOp(n.op_type()); });
+}
+
 Result<Shape> ModelInputShape(std::string_view onnx_bytes) {
   onnx::ModelProto model;
   if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {

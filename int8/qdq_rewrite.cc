@@ -68,9 +68,7 @@ class QdqRewriter {
 
   Status Run(QuantizeSummary* summary) {
     for (const auto& n : graph_.node()) {
-      static const std::set<std::string> kQuantized = {"QuantizeLinear", "DequantizeLinear", "QLinearConv",
-                                                       "QLinearMatMul",  "ConvInteger",      "MatMulInteger"};
-      if (kQuantized.count(n.op_type())) {
+      if (IsQuantizedOp(n.op_type())) {
         return Status::FailedPrecondition("the model is already quantized (" + OpLabel(n) +
                                           "); quantize its FP32 original instead");
       }

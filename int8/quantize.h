@@ -92,6 +92,11 @@ Result<Shape> ModelInputShape(std::string_view onnx_bytes);
 // Reads a whole model file.
 Result<std::string> ReadModelBytes(const std::string& path);
 
+// True when the model is quantized already (QDQ, QLinear* or *Integer ops):
+// the engine runs it in INT8 as it is, and quantizing it again is an error.
+bool IsQuantizedOp(std::string_view op_type);
+Result<bool> IsQuantizedModel(std::string_view onnx_bytes);
+
 // ---------------------------------------------------------------- calibration
 
 enum class CalibrationMethod {

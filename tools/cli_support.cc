@@ -40,11 +40,21 @@ Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
   engine::EngineOptions options;
   options.threads = source.threads;
   if (source.precision == "fp32") return engine::Model::LoadFile(source.path, options);
+  PPML_ASSIGN_OR_RETURN(std::string bytes, int8::ReadModelBytes(source.path));
+  Result<bool> quantized_already = int8::IsQuantizedModel(bytes);
+  if (!quantized_already.ok()) return quantized_already.status().WithContext(source.path);
+  if (*quantized_already) {
+    // A QDQ file (`ppml model quantize`) runs in INT8 as it is.
+    if (!source.calibration.empty()) {
+      return Status::InvalidArgument(source.path + " is quantized already: drop --calib, or pass its FP32 original");
+    }
+    return engine::Model::LoadBytes(std::as_bytes(std::span<const char>(bytes)), source.path, options);
+  }
   if (source.calibration.empty()) {
-    return Status::InvalidArgument("--precision int8 needs --calib SPEC (fashion-mnist:train:N, random:N or a folder)");
+    return Status::InvalidArgument("--precision int8 needs --calib SPEC (fashion-mnist:train:N, random:N or a folder) "
+                                   "to quantize " + source.path + " (or pass a model that `ppml model quantize` wrote)");
   }
   PPML_ASSIGN_OR_RETURN(int8::CalibrationMethod method, int8::ParseCalibrationMethod(source.method));
-  PPML_ASSIGN_OR_RETURN(std::string bytes, int8::ReadModelBytes(source.path));
   PPML_ASSIGN_OR_RETURN(int8::QuantizedModel quantized,
                         int8::QuantizeModel(bytes, source.calibration, method, DefaultQuantizeOptions(),
                                             CalibrateOptionsWithProgress(source.threads)));

@@ -317,7 +317,7 @@ TEST(SpecJson, CarriesOneCellPerStepAndTheSamples) {
 // order and bias semantics of the reader to PyTorch's.
 TEST(CommittedModels, ExactSimulationMatchesPyTorchAccuracy) {
   Result<LabeledImages> data = LoadDataset("fashion-mnist:test");
-  if (!data.ok()) GTEST_SKIP() << data.status().ToString();
+  ASSERT_TRUE(data.ok()) << data.status().ToString() << " (./test.sh installs dataset-fashion-mnist)";
   for (const char* name : {"he_rnn", "he_gru"}) {
     const std::string base = std::string(PPML_SOURCE_DIR) + "/models/" + name;
     Result<RnnModel> model = LoadRnnModel(base + ".onnx");
