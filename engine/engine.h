@@ -133,9 +133,11 @@ struct EngineOptions {
   // in memory, and stream them in per layer while running.
   bool offload_weights = false;
   size_t offload_min_bytes = 64 * 1024;
-  // Plans (one per set of input shapes) kept at once; each holds an
-  // activation arena, so a tight memory budget keeps only one.
-  size_t max_plans = 16;
+  // Plans (one per set of input shapes) kept at once, least recently used
+  // evicted first; each holds an activation arena, so a plan that does not
+  // fit the memory budget evicts others until it does. A worker batching up
+  // to N images meets every batch size up to N: keep at least that many.
+  size_t max_plans = 64;
   // Runs the model's linear layers when set (not owned; must outlive the
   // model). BatchNormalization folding stays; post-op fusion is off, so each
   // delegated layer's result is its plain output.
@@ -154,6 +156,7 @@ struct ModelStats {
   int quantized_tensors = 0;   // tensors a QDQ model keeps in INT8 (0: an FP32 model)
   size_t offloaded_bytes = 0;  // prepared weights kept in the WeightStore (offload_weights)
   size_t streamed_bytes_per_run = 0;  // of those, fetched per run of the last plan built
+  int64_t plans_built = 0;     // since load; more than the shapes met means the cache is too small
 };
 
 class Model {

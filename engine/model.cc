@@ -2,6 +2,8 @@
 #include <omp.h>
 #include <xmmintrin.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <map>
 #include <set>
@@ -86,30 +88,55 @@ class OnnxModel final : public Model {
  private:
   Result<Plan*> PlanFor(const std::vector<Shape>& shapes) {
     auto it = plans_.find(shapes);
-    if (it != plans_.end()) return it->second.get();
+    if (it != plans_.end()) {
+      it->second.last_used = ++uses_;
+      return it->second.plan.get();
+    }
     // Bound the cache before building: a client sending ever new shapes must
     // not grow memory without limit, and the evicted arena frees budget.
-    if (plans_.size() >= max_plans_) {
-      plans_.erase(plans_.begin());
-      weights_.Prune();
+    while (plans_.size() >= max_plans_) EvictLeastRecentlyUsed();
+    for (;;) {
+      PlanBuilder builder(graph_, engine_, &weights_);
+      Result<std::unique_ptr<Plan>> built = builder.Build(shapes);
+      if (built.ok()) {
+        std::unique_ptr<Plan> plan = std::move(built).value();
+        stats_.kernels = static_cast<int>(plan->step_count());
+        stats_.arena_bytes = plan->arena_bytes();
+        stats_.macs = plan->macs();
+        stats_.offloaded_bytes = weights_.offloaded_bytes();
+        stats_.streamed_bytes_per_run = plan->streamed_bytes();
+        ++stats_.plans_built;
+        Plan* raw = plan.get();
+        plans_[shapes] = CachedPlan{std::move(plan), ++uses_};
+        return raw;
+      }
+      // Over the memory budget: the arenas of plans kept for other batch
+      // sizes may be what stands in the way (a batcher meets every size up
+      // to its maximum); drop the least recently used and try again.
+      if (built.status().code() != StatusCode::kResourceExhausted || plans_.empty()) return built.status();
+      EvictLeastRecentlyUsed();
     }
-    PlanBuilder builder(graph_, engine_, &weights_);
-    PPML_ASSIGN_OR_RETURN(std::unique_ptr<Plan> plan, builder.Build(shapes));
-    stats_.kernels = static_cast<int>(plan->step_count());
-    stats_.arena_bytes = plan->arena_bytes();
-    stats_.macs = plan->macs();
-    stats_.offloaded_bytes = weights_.offloaded_bytes();
-    stats_.streamed_bytes_per_run = plan->streamed_bytes();
-    Plan* raw = plan.get();
-    plans_[shapes] = std::move(plan);
-    return raw;
   }
+
+  void EvictLeastRecentlyUsed() {
+    auto oldest = std::min_element(plans_.begin(), plans_.end(), [](const auto& a, const auto& b) {
+      return a.second.last_used < b.second.last_used;
+    });
+    plans_.erase(oldest);
+    weights_.Prune();
+  }
+
+  struct CachedPlan {
+    std::unique_ptr<Plan> plan;
+    uint64_t last_used = 0;
+  };
 
   size_t max_plans_;
   Graph graph_;
   dnnl::engine engine_;
   WeightCache weights_;
-  std::map<std::vector<Shape>, std::unique_ptr<Plan>> plans_;
+  std::map<std::vector<Shape>, CachedPlan> plans_;
+  uint64_t uses_ = 0;
   std::vector<TensorInfo> inputs_, outputs_;
   ModelStats stats_;
 };

@@ -13,6 +13,7 @@
 namespace ppml::engine {
 namespace {
 
+using test::LimitedBudget;
 using test::OnnxBuilder;
 
 void AddTensor(OnnxBuilder& b, const std::string& name, const Shape& shape, int type,
@@ -137,23 +138,6 @@ TEST(Int8Ops, GemmMatchesQdqSemantics) {
   }
   ExpectWithinOneStep(test::ToVector((*out)[0]), want, sy);
 }
-
-// A budget that refuses past `limit` bytes and records the peak.
-class LimitedBudget final : public MemoryBudget {
- public:
-  explicit LimitedBudget(size_t limit) : limit_(limit) {}
-  Status Reserve(size_t bytes, std::string_view what) override {
-    if (in_use_ + bytes > limit_) return Status::ResourceExhausted(std::string(what) + " does not fit");
-    in_use_ += bytes;
-    peak_ = std::max(peak_, in_use_);
-    return Status::Ok();
-  }
-  void Release(size_t bytes) override { in_use_ -= std::min(bytes, in_use_); }
-  size_t peak() const { return peak_; }
-
- private:
-  size_t limit_, in_use_ = 0, peak_ = 0;
-};
 
 // The INT8 kernels read the integers behind a weight's DequantizeLinear: its
 // float form (4x the bytes) is never made, so a budget that holds the

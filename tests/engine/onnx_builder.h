@@ -23,6 +23,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -255,6 +256,23 @@ inline ::testing::AssertionResult AllClose(const Tensor& got, const Shape& shape
                                        << worst << ", rel " << rel << ", abs " << abs << ")" << details.str();
 }
 
+// A memory budget that refuses past `limit` bytes and records the peak.
+class LimitedBudget final : public engine::MemoryBudget {
+ public:
+  explicit LimitedBudget(size_t limit) : limit_(limit) {}
+  Status Reserve(size_t bytes, std::string_view what) override {
+    if (in_use_ + bytes > limit_) return Status::ResourceExhausted(std::string(what) + " does not fit");
+    in_use_ += bytes;
+    peak_ = std::max(peak_, in_use_);
+    return Status::Ok();
+  }
+  void Release(size_t bytes) override { in_use_ -= std::min(bytes, in_use_); }
+  size_t peak() const { return peak_; }
+  size_t in_use() const { return in_use_; }
+
+ private:
+  size_t limit_, in_use_ = 0, peak_ = 0;
+};
 
 // ---------------------------------------------------------------------------
 // Naive references shared by the engine tests: plain loops, double accumulators.

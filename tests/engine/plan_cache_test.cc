@@ -1,0 +1,91 @@
+// The plan cache: one plan (kernels + activation arena) per set of input
+// shapes. A batcher meets every batch size up to its maximum, so the cache
+// keeps the plans used most recently and, under a memory budget, gives up old
+// arenas rather than failing a batch.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <vector>
+
+#include "engine/engine.h"
+#include "tests/engine/onnx_builder.h"
+
+namespace ppml::test {
+namespace {
+
+constexpr int64_t kChannels = 8, kSide = 16;
+
+// Conv -> Relu -> Conv -> GlobalAveragePool over a batch-dynamic input.
+OnnxBuilder BatchDynamicCnn() {
+  OnnxBuilder b(13, "batch_dynamic_cnn");
+  b.Input("x", {-1, kChannels, kSide, kSide});
+  b.Initializer("w1", {kChannels, kChannels, 3, 3}, RandomFloats(kChannels * kChannels * 9, 1, -0.2f, 0.2f));
+  b.Initializer("w2", {kChannels, kChannels, 3, 3}, RandomFloats(kChannels * kChannels * 9, 2, -0.2f, 0.2f));
+  b.Node("Conv", {"x", "w1"}, {"c1"}, "conv1").Ints("pads", {1, 1, 1, 1});
+  b.Node("Relu", {"c1"}, {"r1"}, "relu1");
+  b.Node("Conv", {"r1", "w2"}, {"c2"}, "conv2").Ints("pads", {1, 1, 1, 1});
+  b.Node("GlobalAveragePool", {"c2"}, {"y"}, "gap");
+  b.Output("y");
+  return b;
+}
+
+std::vector<Tensor> Batch(int64_t n) {
+  std::vector<Tensor> inputs;
+  inputs.push_back(MakeTensor({n, kChannels, kSide, kSide},
+                              RandomFloats(n * kChannels * kSide * kSide, static_cast<uint64_t>(100 + n))));
+  return inputs;
+}
+
+TEST(PlanCache, TheLeastRecentlyUsedPlanIsEvicted) {
+  engine::EngineOptions options;
+  options.max_plans = 2;
+  auto model = BatchDynamicCnn().Load(options);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const int64_t at_load = (*model)->stats().plans_built;
+  // Batch 2 is used again before batch 4 arrives: batch 3's plan goes, 2's
+  // stays (evicting by shape order would drop 2 and build it again).
+  for (int64_t n : {2, 3, 2, 4, 2}) {
+    auto out = (*model)->Run(Batch(n));
+    ASSERT_TRUE(out.ok()) << "batch " << n << ": " << out.status().ToString();
+  }
+  EXPECT_EQ((*model)->stats().plans_built - at_load, 3);  // batches 2, 3, 4 once each
+}
+
+TEST(PlanCache, EveryBatchSizeRunsWhenTheBudgetHoldsOnlySomeArenas) {
+  constexpr int64_t kMaxBatch = 8;
+  // What the model needs beside arenas, and batch kMaxBatch's own arena.
+  LimitedBudget measure(SIZE_MAX);
+  engine::EngineOptions options;
+  options.memory_budget = &measure;
+  size_t fixed = 0, largest_arena = 0;
+  std::map<int64_t, std::vector<float>> want;
+  {
+    auto model = BatchDynamicCnn().Load(options);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    (*model)->Run(Batch(1)).value();  // a plan for a dynamic model is built on first use
+    const size_t with_one = measure.in_use();
+    (*model)->Run(Batch(kMaxBatch)).value();
+    largest_arena = measure.in_use() - with_one;
+    fixed = with_one;
+    for (int64_t n = 1; n <= kMaxBatch; ++n) want[n] = ToVector((*model)->Run(Batch(n)).value()[0]);
+  }
+  ASSERT_GT(largest_arena, 0u);
+
+  // Room for about two of the larger arenas, far less than all eight.
+  LimitedBudget tight(fixed + 2 * largest_arena);
+  options.memory_budget = &tight;
+  auto model = BatchDynamicCnn().Load(options);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  for (int round = 0; round < 2; ++round) {
+    for (int64_t n = 1; n <= kMaxBatch; ++n) {
+      auto out = (*model)->Run(Batch(n));
+      ASSERT_TRUE(out.ok()) << "round " << round << ", batch " << n << ": " << out.status().ToString();
+      EXPECT_TRUE(AllClose((*out)[0], {n, kChannels, 1, 1}, want[n])) << "batch " << n;
+    }
+  }
+  EXPECT_LE(tight.peak(), fixed + 2 * largest_arena);
+  EXPECT_GT((*model)->stats().plans_built, kMaxBatch);  // arenas were given up and rebuilt
+}
+
+}  // namespace
+}  // namespace ppml::test
