@@ -326,6 +326,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   }
 
   engine::ModelStats stats() const override { return model_->stats(); }
+  void ReleaseCachedPlans() override { model_->ReleaseCachedPlans(); }
 
   OutsourceStats outsource_stats() const override {
     std::lock_guard lock(stats_mutex_);

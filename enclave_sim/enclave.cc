@@ -411,8 +411,15 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       continue;
     }
     // Decrypted bytes and parsed tensors: about twice the body inside the enclave.
+    const size_t request_bytes = 2 * r.body.size();
     Result<engine::Reservation> reserved =
-        engine::Reservation::Make(impl.budget.get(), 2 * r.body.size(), "request " + r.request_id);
+        engine::Reservation::Make(impl.budget.get(), request_bytes, "request " + r.request_id);
+    if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted) {
+      // Plans kept for other batch sizes may fill the budget: accepted
+      // requests come first, the plans are rebuilt when needed.
+      impl.model->ReleaseCachedPlans();
+      reserved = engine::Reservation::Make(impl.budget.get(), request_bytes, "request " + r.request_id);
+    }
     if (!reserved.ok()) {
       replies[i] = impl.PlainError(r, 503, reserved.status().message());
       continue;

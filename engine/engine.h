@@ -174,6 +174,11 @@ class Model {
   // A wrong count, data type or shape is InvalidArgument naming the input.
   virtual Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs) = 0;
 
+  // Drops the plans kept for reuse, so their arenas go back to the memory
+  // budget; the next Run builds what it needs again. For a caller that needs
+  // budget for something else (an enclave's request buffers). Not during Run.
+  virtual void ReleaseCachedPlans() = 0;
+
   virtual ModelStats stats() const = 0;
 };
 

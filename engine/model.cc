@@ -60,6 +60,12 @@ class OnnxModel final : public Model {
     return Status::Ok();
   }
 
+  void ReleaseCachedPlans() override {
+    if (plans_.empty()) return;
+    plans_.clear();
+    weights_.Prune();
+  }
+
   const std::vector<TensorInfo>& inputs() const override { return inputs_; }
   const std::vector<TensorInfo>& outputs() const override { return outputs_; }
   ModelStats stats() const override { return stats_; }

@@ -261,6 +261,44 @@ TEST(EnclaveTest, BudgetTooSmallForTheModelFailsClearly) {
       << created.status().ToString();
 }
 
+// A batcher meets every batch size up to its maximum, and the engine keeps a
+// plan (with its arena) for each until the budget is full: those plans must
+// give way to the buffers of the requests that follow.
+TEST(EnclaveTest, PlansKeptForOtherBatchSizesGiveWayToRequests) {
+  EnclaveConfig config;
+  config.memory_budget_bytes = 24 << 20;
+  config.weights = WeightMode::kResident;
+  Served s(config);
+  ASSERT_TRUE(s.enclave);
+  // Plans for batch sizes 1..30 hold far more than 24 MiB: the cache fills
+  // the budget, evicting its least recently used plans as it goes.
+  for (int64_t n = 1; n <= 30; ++n) {
+    ClientRequest client = Encrypt(s.enclave->public_key(), "fill-" + std::to_string(n), Images(n, 1.f), true);
+    const std::vector<SealedReply> replies = s.enclave->InferBatch(std::vector<SealedRequest>{client.sealed});
+    ASSERT_EQ(replies.at(0).http_status, 200) << "batch of " << n << ": "
+                                              << std::string(replies[0].body.begin(), replies[0].body.end());
+  }
+  const EpcReport full = s.enclave->stats().memory;
+  const size_t headroom = full.budget_bytes - full.in_use_bytes;
+  ASSERT_LT(headroom, size_t{8} << 20) << "the plans did not fill the budget";
+
+  // One image in a JSON body padded (whitespace is valid JSON) past what the
+  // budget has left: the request's buffers need the plans' room.
+  kserve::InferRequest request;
+  request.id = "big";
+  request.inputs.push_back({"input", Images(1, 1.f)});
+  kserve::EncodedBody body = kserve::EncodeInferRequest(request, false).value();
+  ASSERT_FALSE(body.json_length.has_value());  // all of it is JSON
+  body.body.resize(body.body.size() + headroom / 2 + (256 << 10), ' ');
+  ehbp::EncryptedRequest encrypted = ehbp::EncryptRequest(s.enclave->public_key(), body.body).value();
+  ClientRequest client{SealedRequest{"big", encrypted.encapsulated_key_header_value, encrypted.body, body.json_length},
+                       std::move(encrypted.client_state)};
+  const std::vector<SealedReply> replies = s.enclave->InferBatch(std::vector<SealedRequest>{client.sealed});
+  ASSERT_EQ(replies.at(0).http_status, 200) << std::string(replies[0].body.begin(), replies[0].body.end());
+  EXPECT_EQ(DecryptLogits(client, replies[0]).shape(), (Shape{1, 10}));
+  EXPECT_LE(s.enclave->stats().memory.peak_bytes, config.memory_budget_bytes);
+}
+
 TEST(EnclaveTest, OnDemandWeightsGiveBitIdenticalOutputsWithinTheBudget) {
   EnclaveConfig resident_config;
   resident_config.weights = WeightMode::kResident;
