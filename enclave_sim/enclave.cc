@@ -286,7 +286,9 @@ EnclaveStats Enclave::stats() const {
   s.on_demand = impl_->on_demand;
   s.weight_pool_bytes = impl_->store->pool_bytes();
   s.prefetch = impl_->store->prefetch();
-  s.streamed_bytes_per_run = impl_->model->stats().streamed_bytes_per_run;
+  const engine::ModelStats model = impl_->model->stats();
+  s.streamed_bytes_per_run = model.streamed_bytes_per_run;
+  s.plans_built = model.plans_built;
   s.resident_weight_bytes = impl_->resident_weight_bytes;
   if (impl_->outsourced) s.outsource = impl_->outsourced->outsource_stats();
   return s;

@@ -126,6 +126,7 @@ struct EnclaveStats {
   bool prefetch = false;  // a helper thread decrypts on-demand weights ahead
   size_t streamed_bytes_per_run = 0;
   size_t resident_weight_bytes = 0;
+  int64_t plans_built = 0;  // engine plans built since load (see engine::ModelStats)
   std::optional<accel::OutsourceStats> outsource;  // when layers are outsourced
 };
 

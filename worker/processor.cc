@@ -68,7 +68,7 @@ class EnclaveProcessor final : public BatchProcessor {
   std::string Describe() const override {
     return "enclave measurement=" + crypto::ToHex(enclave_->measurement());
   }
-  std::optional<accel::OutsourceStats> OutsourceStats() const override { return enclave_->stats().outsource; }
+  std::optional<enclave::EnclaveStats> EnclaveStats() const override { return enclave_->stats(); }
   Result<std::string> Attest(std::string_view nonce) override {
     return enclave_->Attest(crypto::ByteSpan(reinterpret_cast<const uint8_t*>(nonce.data()), nonce.size()));
   }

@@ -10,11 +10,11 @@
 #include <span>
 #include <vector>
 
-#include "common/status.h"
-#include "queue/request_entry.h"
 #include <optional>
 
-#include "accel/outsource.h"
+#include "common/status.h"
+#include "enclave_sim/enclave.h"
+#include "queue/request_entry.h"
 #include "worker/config.h"
 
 namespace ppml::worker {
@@ -30,8 +30,8 @@ class BatchProcessor {
   virtual Result<std::string> Attest(std::string_view nonce) = 0;
   // What the worker publishes at ppml:{model}:info.
   virtual queue::WorkerInfo Info(std::string_view model_name) const = 0;
-  // The enclave's verified-outsourcing counters, when its layers are outsourced.
-  virtual std::optional<accel::OutsourceStats> OutsourceStats() const { return std::nullopt; }
+  // The enclave's memory, plan and verified-outsourcing counters; none without an enclave.
+  virtual std::optional<enclave::EnclaveStats> EnclaveStats() const { return std::nullopt; }
 };
 
 // The null model: 200 with the request's body, header length and no nonce.

@@ -66,6 +66,26 @@ struct Worker::Metrics {
   metrics::Histogram &batch_size, &queue_wait, &inference;
 };
 
+// The enclave's memory budget (the EPC) and plan builds: gauges set after
+// each batch. Plans built climbing under steady load means batch sizes keep
+// evicting each other's plans (a budget too small for them).
+struct Worker::EnclaveMetrics {
+  explicit EnclaveMetrics(metrics::Registry& r)
+      : in_use(r.AddGauge("ppml_enclave_memory_bytes", "Enclave memory budget (EPC) use", {{"kind", "in_use"}})),
+        peak(r.AddGauge("ppml_enclave_memory_bytes", "Enclave memory budget (EPC) use", {{"kind", "peak"}})),
+        budget(r.AddGauge("ppml_enclave_memory_bytes", "Enclave memory budget (EPC) use", {{"kind", "budget"}})),
+        plans_built(r.AddGauge("ppml_enclave_plans_built_total", "Engine plans (one per batch size) built since start")) {}
+
+  void Set(const enclave::EnclaveStats& s) {
+    in_use.Set(static_cast<double>(s.memory.in_use_bytes));
+    peak.Set(static_cast<double>(s.memory.peak_bytes));
+    budget.Set(static_cast<double>(s.memory.budget_bytes));
+    plans_built.Set(static_cast<double>(s.plans_built));
+  }
+
+  metrics::Gauge &in_use, &peak, &budget, &plans_built;
+};
+
 // Verified outsourcing (enclave.outsource): gauges set from the enclave's
 // counters after each batch (rate() of the totals gives the refill rate).
 struct Worker::OutsourceMetrics {
@@ -327,9 +347,7 @@ class Worker::Loop {
     }
     metrics.batches.Increment();
     metrics.batch_size.Observe(static_cast<double>(entries.size()));
-    if (worker_.outsource_metrics_) {
-      if (std::optional<accel::OutsourceStats> s = worker_.processor_->OutsourceStats()) worker_.outsource_metrics_->Set(*s);
-    }
+    worker_.SetEnclaveMetrics();
     Write(out);
   }
 
@@ -426,7 +444,19 @@ Worker::Worker(WorkerConfig config, std::unique_ptr<BatchProcessor> processor, m
     registry = own_registry_.get();
   }
   metrics_ = std::make_unique<Metrics>(*registry, config_.batching.max_batch_size);
-  if (processor_->OutsourceStats()) outsource_metrics_ = std::make_unique<OutsourceMetrics>(*registry);
+  if (std::optional<enclave::EnclaveStats> stats = processor_->EnclaveStats()) {
+    enclave_metrics_ = std::make_unique<EnclaveMetrics>(*registry);
+    if (stats->outsource) outsource_metrics_ = std::make_unique<OutsourceMetrics>(*registry);
+    SetEnclaveMetrics();
+  }
+}
+
+void Worker::SetEnclaveMetrics() {
+  if (!enclave_metrics_) return;
+  std::optional<enclave::EnclaveStats> stats = processor_->EnclaveStats();
+  if (!stats) return;
+  enclave_metrics_->Set(*stats);
+  if (outsource_metrics_ && stats->outsource) outsource_metrics_->Set(*stats->outsource);
 }
 
 Worker::~Worker() = default;

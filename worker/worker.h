@@ -67,13 +67,18 @@ class Worker {
 
  private:
   struct Metrics;
+  struct EnclaveMetrics;
   struct OutsourceMetrics;
   class Loop;
+
+  // Copies the enclave's counters into the gauges (after each batch).
+  void SetEnclaveMetrics();
 
   WorkerConfig config_;
   std::unique_ptr<BatchProcessor> processor_;
   std::unique_ptr<metrics::Registry> own_registry_;  // when none was given
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<EnclaveMetrics> enclave_metrics_;      // when batches run in an enclave
   std::unique_ptr<OutsourceMetrics> outsource_metrics_;  // when the enclave outsources its layers
   WorkerCounters counters_;
 };

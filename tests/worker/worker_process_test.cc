@@ -354,6 +354,14 @@ TEST(WorkerOutsourceTest, HonestAndTamperingAcceleratorsGiveTheSameAnswers) {
   EXPECT_GT(honest_outside, 0) << honest.metrics;
   EXPECT_EQ(MetricValue(honest.metrics, "ppml_outsource_failed_checks_total"), 0) << honest.metrics;
   EXPECT_EQ(MetricValue(honest.metrics, "ppml_outsource_accelerator_bad"), 0) << honest.metrics;
+  // The enclave's memory budget and plan builds are there for operators too.
+  const double budget = MetricValue(honest.metrics, R"(ppml_enclave_memory_bytes{kind="budget"})");
+  const double peak = MetricValue(honest.metrics, R"(ppml_enclave_memory_bytes{kind="peak"})");
+  const double in_use = MetricValue(honest.metrics, R"(ppml_enclave_memory_bytes{kind="in_use"})");
+  EXPECT_GT(in_use, 0) << honest.metrics;
+  EXPECT_GE(peak, in_use) << honest.metrics;
+  EXPECT_GE(budget, peak) << honest.metrics;
+  EXPECT_GE(MetricValue(honest.metrics, "ppml_enclave_plans_built_total"), 1) << honest.metrics;
   // Every reply of the tampering accelerator failed its check and ran inside.
   const double failed = MetricValue(tampered.metrics, "ppml_outsource_failed_checks_total");
   EXPECT_GT(failed, 0) << tampered.metrics;
