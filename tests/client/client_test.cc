@@ -163,29 +163,24 @@ TEST_F(ClientTest, FailedReattestationKeepsTheVerifiedKey) {
   EXPECT_TRUE(client->Attest().ok());
 }
 
-TEST_F(ClientTest, RefusesPlaintextAndTamperedReplies) {
+TEST_F(ClientTest, RefusesEachForgedReply) {
+  struct Case {
+    Attack attack;
+    StatusCode code;
+    const char* reason;
+  };
   Result<PpmlClient> client = PpmlClient::Connect(Options());
   ASSERT_TRUE(client.ok());
-  fake_->set_attack(Attack::kPlaintextReply);
-  Result<kserve::InferResponse> reply = client->Infer(DoubleRequest({1, 2, 3, 4}), false);
-  ASSERT_FALSE(reply.ok());
-  EXPECT_EQ(reply.status().code(), StatusCode::kPermissionDenied) << reply.status().ToString();
-  EXPECT_TRUE(Contains(reply.status(), "unencrypted reply is refused")) << reply.status().message();
-  fake_->set_attack(Attack::kTamperedReply);
-  reply = client->Infer(DoubleRequest({1, 2, 3, 4}), false);
-  ASSERT_FALSE(reply.ok());
-  EXPECT_EQ(reply.status().code(), StatusCode::kDataLoss) << reply.status().ToString();
-  EXPECT_TRUE(Contains(reply.status(), "does not decrypt")) << reply.status().message();
-}
-
-TEST_F(ClientTest, RefusesAReplyComputedByAnotherModel) {
-  Result<PpmlClient> client = PpmlClient::Connect(Options());
-  ASSERT_TRUE(client.ok());
-  fake_->set_attack(Attack::kOtherModel);
-  Result<kserve::InferResponse> reply = client->Infer(DoubleRequest({1, 2, 3, 4}), false);
-  ASSERT_FALSE(reply.ok());
-  EXPECT_EQ(reply.status().code(), StatusCode::kDataLoss) << reply.status().ToString();
-  EXPECT_TRUE(Contains(reply.status(), "computed by model 'double-other', not 'double'")) << reply.status().message();
+  for (const Case& c :
+       {Case{Attack::kPlaintextReply, StatusCode::kPermissionDenied, "unencrypted reply is refused"},
+        Case{Attack::kTamperedReply, StatusCode::kDataLoss, "does not decrypt"},
+        Case{Attack::kOtherModel, StatusCode::kDataLoss, "computed by model 'double-other', not 'double'"}}) {
+    fake_->set_attack(c.attack);
+    Result<kserve::InferResponse> reply = client->Infer(DoubleRequest({1, 2, 3, 4}), false);
+    ASSERT_FALSE(reply.ok()) << c.reason;
+    EXPECT_EQ(reply.status().code(), c.code) << reply.status().ToString();
+    EXPECT_TRUE(Contains(reply.status(), c.reason)) << reply.status().message();
+  }
 }
 
 TEST_F(ClientTest, ServerErrorsKeepTheirMessageAndCode) {
