@@ -1,4 +1,5 @@
-// ppml-accel --listen ADDR [--threads N] [--metrics HOST:PORT]
+// ppml-accel --listen ADDR [--backend cpu|cuda] [--threads N] [--metrics HOST:PORT]
+//            [--cuda-device N --cuda-kernel int8|fp64]
 //            [--tamper-rate R --tamper-kinds element,row,off-by-one,replay --tamper-seed N]
 //
 // The untrusted accelerator of verified outsourcing (docs/ACCEL.md): serves
@@ -14,6 +15,9 @@
 
 #include "accel/address.h"
 #include "accel/server.h"
+#ifdef PPML_WITH_CUDA
+#include "accel/cuda_backend.h"
+#endif
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -26,17 +30,35 @@ int Fail(int code, const ppml::Status& status) {
   return code;
 }
 
+// The arithmetic: oneDNN on this CPU, or cuBLAS on a GPU where the build has CUDA.
+ppml::Result<std::unique_ptr<ppml::accel::Backend>> MakeBackend(const std::string& name, int cuda_device,
+                                                                const std::string& cuda_kernel) {
+  if (name == "cpu") return ppml::accel::MakeCpuBackend();
+  if (name != "cuda") return ppml::Status::InvalidArgument("--backend '" + name + "': expected cpu or cuda");
+#ifdef PPML_WITH_CUDA
+  ppml::accel::CudaBackendOptions options;
+  options.device = cuda_device;
+  PPML_ASSIGN_OR_RETURN(options.kernel, ppml::accel::ParseCudaKernel(cuda_kernel));
+  return ppml::accel::MakeCudaBackend(options);
+#else
+  return ppml::Status::Unsupported("--backend cuda: this ppml-accel was built without CUDA (CMake found no CUDA compiler)");
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"ppml-accel: untrusted accelerator for verified, blinded linear layers (Slalom)"};
-  std::string listen, metrics_address, tamper_kinds = "all";
-  int threads = 0;
+  std::string listen, metrics_address, tamper_kinds = "all", backend_name = "cpu", cuda_kernel = "int8";
+  int threads = 0, cuda_device = 0;
   double tamper_rate = 0;
   int64_t tamper_seed = -1;
   uint32_t max_frame_mib = ppml::accel::kDefaultMaxPayload >> 20;
   app.add_option("--listen", listen, "unix:/path, /path, HOST:PORT or tcp:HOST:PORT (port 0: any free port)")
       ->required();
+  app.add_option("--backend", backend_name, "where the arithmetic runs: cpu (oneDNN) or cuda (cuBLAS)");
+  app.add_option("--cuda-device", cuda_device, "GPU index for --backend cuda")->check(CLI::NonNegativeNumber);
+  app.add_option("--cuda-kernel", cuda_kernel, "exact field GEMM on the GPU: int8 (three 8-bit digits) or fp64");
   app.add_option("--threads", threads, "oneDNN (OpenMP) threads per computation; 0: all cores")->check(CLI::NonNegativeNumber);
   app.add_option("--metrics", metrics_address, "serve Prometheus /metrics on HOST:PORT");
   app.add_option("--max-frame-mib", max_frame_mib, "largest request or reply frame, MiB")->check(CLI::Range(1, 4095));
@@ -65,10 +87,13 @@ int main(int argc, char** argv) {
   }
   if (threads > 0) omp_set_num_threads(threads);
 
+  ppml::Result<std::unique_ptr<ppml::accel::Backend>> backend = MakeBackend(backend_name, cuda_device, cuda_kernel);
+  if (!backend.ok()) return Fail(backend.status().code() == ppml::StatusCode::kInvalidArgument ? 2 : 1, backend.status());
+
   const std::atomic<bool>& stop_requested = ppml::StopFlagOnSignals();
   ppml::metrics::Registry registry;
   ppml::Result<std::unique_ptr<ppml::accel::AccelServer>> server =
-      ppml::accel::AccelServer::Start(options, ppml::accel::MakeCpuBackend(), registry);
+      ppml::accel::AccelServer::Start(options, std::move(backend).value(), registry);
   if (!server.ok()) return Fail(1, server.status());
   std::unique_ptr<ppml::metrics::MetricsServer> metrics_server;
   if (metrics_at) {

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "accel/client.h"
 #include "accel/field.h"
@@ -66,6 +68,40 @@ TEST(AccelProcessTest, ServesOverUnixSocketAndTcpAndStopsCleanly) {
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeExit(*status);
     EXPECT_NE(accel.log().find("event=accel_layer_registered"), std::string::npos);
   }
+}
+
+// ppml-accel's exit status and stderr for a start that must fail.
+std::pair<int, std::string> FailedStart(std::vector<std::string> flags) {
+  TempDir dir("ppml-accel-flags");
+  ProcessOptions options;
+  options.argv = {std::string(PPML_BIN_DIR) + "/ppml-accel", "--listen", "unix:" + dir.File("a.sock")};
+  options.argv.insert(options.argv.end(), flags.begin(), flags.end());
+  options.log_file = dir.File("accel.log");
+  auto process = ChildProcess::Start(options);
+  EXPECT_TRUE(process.ok()) << process.status().ToString();
+  if (!process.ok()) return {-1, ""};
+  std::optional<int> status = process->Wait(std::chrono::seconds(20));
+  if (!status) process->Stop();
+  EXPECT_TRUE(status && WIFEXITED(*status)) << "ppml-accel " << flags[0] << " did not exit by itself";
+  Result<std::string> log = ReadFile(dir.File("accel.log"));
+  return {status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, log.ok() ? *log : ""};
+}
+
+TEST(AccelProcessTest, BackendChoiceIsCheckedAtStart) {
+  auto [code, log] = FailedStart({"--backend", "tpu"});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(log.find("--backend 'tpu': expected cpu or cuda"), std::string::npos) << log;
+  std::tie(code, log) = FailedStart({"--backend", "cuda", "--cuda-kernel", "fp16"});
+#ifdef PPML_WITH_CUDA
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(log.find("CUDA kernel 'fp16': expected int8 or fp64"), std::string::npos) << log;
+  std::tie(code, log) = FailedStart({"--backend", "cuda", "--cuda-device", "99"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(log.find("CUDA device 99"), std::string::npos) << log;
+#else
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(log.find("built without CUDA"), std::string::npos) << log;
+#endif
 }
 
 TEST(AccelProcessTest, EveryTamperedReplyIsCaughtByFreivalds) {
