@@ -9,7 +9,11 @@
 // Every figure is field multiply-accumulates per second (one MAC of X W,
 // however many limb MACs it takes), the median of the timed runs.
 //
-//   ppml-bench-accel-field [--threads 2] [--seconds 1] [--json]
+// With --cuda (a build with CUDA) it also times ppml-accel's CUDA backend,
+// both exact kernels (INT8 digits, FP64), host-to-device copies included,
+// on the same layers and on larger ones (ResNet/VGG sizes at batch 64).
+//
+//   ppml-bench-accel-field [--threads 2] [--seconds 1] [--cuda] [--json]
 // With --json the last stdout line is {"isa":..., "threads":..., "precision":"field", "layers":[...]}.
 #include <omp.h>
 
@@ -26,6 +30,9 @@
 #include "accel/field_kernels.h"
 #include "common/json_line.h"
 #include "engine/engine.h"
+#ifdef PPML_WITH_CUDA
+#include "accel/cuda_backend.h"
+#endif
 
 namespace {
 
@@ -47,6 +54,14 @@ const Shape kConv[] = {
     {"conv3x3_64_56_b4", 64, 56, 64, 3, 4},
     {"conv3x3_256_14_b16", 256, 14, 256, 3, 16},
     {"conv1x1_512_7_2048_b16", 512, 7, 2048, 1, 16},
+};
+// Only for the GPU: the CPU would take minutes per call.
+const Shape kGpuOnly[] = {
+    {"conv3x3_64_56_b64", 64, 56, 64, 3, 64},
+    {"conv3x3_128_112_b16", 128, 112, 128, 3, 16},
+    {"conv3x3_256_14_b64", 256, 14, 256, 3, 64},
+    {"conv1x1_512_7_2048_b64", 512, 7, 2048, 1, 64},
+    {"fc_25088x4096_b64", 25088, 1, 4096, 1, 64},
 };
 
 LinearSpec SpecOf(const Shape& s, std::mt19937_64& rng) {
@@ -87,16 +102,23 @@ struct Row {
 int main(int argc, char** argv) {
   int threads = 2;
   double seconds = 1;
-  bool json = false;
+  bool json = false, cuda = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = std::atof(argv[++i]);
     else if (!std::strcmp(argv[i], "--json")) json = true;
+    else if (!std::strcmp(argv[i], "--cuda")) cuda = true;
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--seconds S] [--json]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--seconds S] [--cuda] [--json]\n", argv[0]);
       return 2;
     }
   }
+#ifndef PPML_WITH_CUDA
+  if (cuda) {
+    std::fprintf(stderr, "%s: --cuda: this build has no CUDA backend (CMake found no CUDA compiler)\n", argv[0]);
+    return 2;
+  }
+#endif
   ppml::engine::SetThreads(threads);
   std::mt19937_64 rng(1);
   std::vector<Row> rows;
@@ -154,7 +176,43 @@ int main(int argc, char** argv) {
     time_check(s, spec);
   }
 
+  std::string gpu;
+#ifdef PPML_WITH_CUDA
+  for (CudaKernel kernel : {CudaKernel::kInt8Digits, CudaKernel::kFp64}) {
+    if (!cuda) break;
+    CudaBackendOptions options;
+    options.kernel = kernel;
+    auto backend = MakeCudaBackend(options);
+    if (!backend.ok()) {
+      std::fprintf(stderr, "--cuda: %s\n", backend.status().ToString().c_str());
+      return 1;
+    }
+    gpu = (*backend)->name();
+    const char* method = kernel == CudaKernel::kFp64 ? "cuda_fp64" : "cuda_int8_digits";
+    std::vector<Shape> shapes(std::begin(kDense), std::end(kDense));
+    shapes.insert(shapes.end(), std::begin(kConv), std::end(kConv));
+    shapes.insert(shapes.end(), std::begin(kGpuOnly), std::end(kGpuOnly));
+    for (const Shape& s : shapes) {
+      std::mt19937_64 shape_rng(2);  // the same layer for both kernels
+      const LinearSpec spec = SpecOf(s, shape_rng);
+      const std::string digest = SpecDigest(spec);
+      std::vector<uint32_t> x(static_cast<size_t>(s.batch * spec.input_size()));
+      std::uniform_int_distribution<uint32_t> d(0, kPrime - 1);
+      for (auto& v : x) v = d(rng);
+      std::vector<uint32_t> out(static_cast<size_t>(s.batch * spec.output_size()));
+      bool ok = true;
+      const double t = MedianSeconds([&] { ok = ok && (*backend)->Compute(spec, digest, s.batch, x, out).ok(); }, seconds);
+      if (!ok) {
+        std::fprintf(stderr, "%s %s: the CUDA backend failed\n", s.name, method);
+        return 1;
+      }
+      rows.push_back({s.name, method, s.batch * spec.macs_per_image() / t / 1e9, t * 1e3});
+    }
+  }
+#endif
+
   const std::string isa = ppml::engine::EffectiveCpuIsa();
+  if (!gpu.empty()) std::printf("gpu=%s\n", gpu.c_str());
   std::printf("isa=%s threads=%d\n%-26s %-28s %10s %10s\n", isa.c_str(), threads, "layer", "method", "GMAC/s", "ms");
   for (const Row& r : rows) std::printf("%-26s %-28s %10.2f %10.3f\n", r.layer.c_str(), r.method.c_str(), r.gmacs, r.ms);
   if (json) {
@@ -166,7 +224,7 @@ int main(int argc, char** argv) {
       layers += row.str();
     }
     ppml::JsonLine out;
-    out.Add("isa", isa).Add("threads", threads).Add("precision", "field").AddRaw("layers", layers + "]");
+    out.Add("isa", isa).Add("threads", threads).Add("gpu", gpu).Add("precision", "field").AddRaw("layers", layers + "]");
     std::printf("%s\n", out.str().c_str());
   }
   return 0;

@@ -7,6 +7,7 @@ Graph contract: input "input" float32 [N,3,224,224] (N dynamic), output "output"
 Run with Debian's /usr/bin/python3.
 """
 import argparse
+import inspect
 import os
 import time
 import warnings
@@ -29,11 +30,14 @@ def export(name, path, fold_bn=False):
     # ONNX files) so the engine's BN folding is exercised; --fold-bn lets torch fuse them.
     mode = torch.onnx.TrainingMode.EVAL if fold_bn else torch.onnx.TrainingMode.PRESERVE
     warnings.filterwarnings("ignore", message="It is recommended that constant folding")
+    # Newer torch (2.9+) defaults to the dynamo exporter, which writes opset 18+;
+    # the TorchScript exporter keeps opset 13, which the engine reads.
+    extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.no_grad():
         torch.onnx.export(model, torch.zeros(1, 3, 224, 224), path, opset_version=13,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
-                          do_constant_folding=True, training=mode)
+                          do_constant_folding=True, training=mode, **extra)
 
 
 def inline_identity_initializers(path):

@@ -2,7 +2,7 @@
 //
 //   ppml bench outsource --model M --mode off|integrity|private --batch B --seconds S
 //                        [--accel ADDR] [--threads T] [--accel-threads T] [--calib SPEC]
-//                        [--pads N] [--json]
+//                        [--accel-backend cpu|cuda] [--cuda-kernel int8|fp64] [--pads N] [--json]
 //     Throughput of the model with its linear layers inside (off) or on
 //     ppml-accel (started on a private Unix socket unless --accel names
 //     one), and what stays inside: the share of multiply-accumulates and the
@@ -13,6 +13,7 @@
 //      "failed_checks","pad_fallbacks","pad_ms_per_image",...}.
 //
 //   ppml accel tamper-test --replies N [--model M] [--mode integrity|private|both] [--batch B]
+//                          [--accel-backend cpu|cuda] [--cuda-kernel int8|fp64]
 //     Runs the model against a ppml-accel that corrupts every reply (one
 //     element, a row, off-by-one, a replayed reply) and checks that every
 //     corrupted reply is detected and no wrong result comes out: each output
@@ -49,6 +50,23 @@ struct LocalAccelerator {
   TempDir dir{"ppml-accel"};
   ChildProcess process;
   std::string address;
+  std::string backend;  // as its accel_listen log line names it
+};
+
+// Where a started ppml-accel computes: `cpu`, or `cuda` with its kernel.
+struct AcceleratorChoice {
+  std::string backend = "cpu";
+  std::string cuda_kernel = "int8";
+
+  std::vector<std::string> Flags() const {
+    if (backend == "cpu") return {"--backend", "cpu"};
+    return {"--backend", backend, "--cuda-kernel", cuda_kernel};
+  }
+  void AddOptions(CLI::App& command) {
+    command.add_option("--accel-backend", backend, "backend of the ppml-accel this command starts: cpu or cuda")
+        ->capture_default_str();
+    command.add_option("--cuda-kernel", cuda_kernel, "with --accel-backend cuda: int8 or fp64")->capture_default_str();
+  }
 };
 
 // The end of ppml-accel's log, for an error that says why it did not start.
@@ -56,6 +74,18 @@ std::string FileTail(const std::string& path, size_t bytes = 2000) {
   Result<std::string> read = ReadFile(path);
   const std::string text = read.ok() ? *read : std::string();
   return text.size() > bytes ? text.substr(text.size() - bytes) : text;
+}
+
+// The value of `backend=` in a key=value log line (quoted when it holds spaces).
+std::string LoggedBackend(const std::string& log) {
+  size_t at = log.find(" backend=");
+  if (at == std::string::npos) return "";
+  at += 9;
+  if (at < log.size() && log[at] == '"') {
+    const size_t end = log.find('"', at + 1);
+    return log.substr(at + 1, end == std::string::npos ? std::string::npos : end - at - 1);
+  }
+  return log.substr(at, log.find_first_of(" \n", at) - at);
 }
 
 Result<std::unique_ptr<LocalAccelerator>> StartAccelerator(int threads, std::vector<std::string> extra) {
@@ -73,6 +103,8 @@ Result<std::unique_ptr<LocalAccelerator>> StartAccelerator(int threads, std::vec
       return Status::Unavailable("ppml-accel exited at start: " + FileTail(options.log_file));
     }
     if (std::filesystem::exists(accel->dir.File("accel.sock")) && accel::AccelClient::Connect(accel->address).ok()) {
+      Result<std::string> log = ReadFile(options.log_file);
+      accel->backend = LoggedBackend(log.ok() ? *log : "");
       return accel;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -93,6 +125,7 @@ struct BenchOutsourceOptions {
   int accel_threads = 2;
   std::string accel;
   std::string calibration = "random:16";
+  AcceleratorChoice accelerator;
   int64_t pads = 64;
   int warmup = 2;
   bool json = false;
@@ -109,7 +142,7 @@ int RunBenchOutsource(const BenchOutsourceOptions& o) {
   options.mode = *mode;
   options.accelerator = o.accel;
   if (*mode != accel::OutsourceMode::kOff && o.accel.empty()) {
-    Result<std::unique_ptr<LocalAccelerator>> started = StartAccelerator(o.accel_threads, {});
+    Result<std::unique_ptr<LocalAccelerator>> started = StartAccelerator(o.accel_threads, o.accelerator.Flags());
     if (!started.ok()) return ReportError(kBench, started.status());
     local = std::move(*started);
     options.accelerator = local->address;
@@ -164,9 +197,9 @@ int RunBenchOutsource(const BenchOutsourceOptions& o) {
                                       ? 1000.0 * after.pad_generation_seconds * after.layers / after.pads_generated
                                       : 0.0;
   const LatencySummary latency = SummarizeLatencies(latencies_ms);
-  const std::string device = *mode == accel::OutsourceMode::kOff
-                                 ? std::string("none")
-                                 : "ppml-accel cpu (oneDNN " + engine::EffectiveCpuIsa() + ")";
+  const std::string device = *mode == accel::OutsourceMode::kOff ? std::string("none")
+                             : local ? "ppml-accel " + local->backend
+                                     : "ppml-accel at " + o.accel;
   const double throughput = elapsed > 0 ? images / elapsed : 0;
   if (o.json) {
     JsonLine json;
@@ -211,6 +244,7 @@ struct TamperOptions {
   std::string mode = "both";
   int64_t batch = 4;
   int threads = 2;
+  AcceleratorChoice accelerator;
   bool json = false;
 };
 
@@ -227,8 +261,9 @@ int RunTamperTest(const TamperOptions& o) {
   }
   Result<std::string> bytes = int8::ReadModelBytes(o.model);
   if (!bytes.ok()) return ReportError(kTamper, bytes.status());
-  Result<std::unique_ptr<LocalAccelerator>> accelerator =
-      StartAccelerator(1, {"--tamper-rate", "1", "--tamper-seed", "1"});
+  std::vector<std::string> flags = o.accelerator.Flags();
+  flags.insert(flags.end(), {"--tamper-rate", "1", "--tamper-seed", "1"});
+  Result<std::unique_ptr<LocalAccelerator>> accelerator = StartAccelerator(1, flags);
   if (!accelerator.ok()) return ReportError(kTamper, accelerator.status());
 
   accel::OutsourceOptions base;
@@ -306,6 +341,7 @@ int RunTamperTest(const TamperOptions& o) {
       .Add("mode", o.mode)
       .Add("batch", o.batch)
       .Add("isa", engine::EffectiveCpuIsa())
+      .Add("device", "ppml-accel " + (*accelerator)->backend)
       .Add("replies", replies(s))
       .Add("corrupted", s.corrupted_replies)
       .Add("detected", s.failed_checks)
@@ -339,6 +375,7 @@ void AddBenchOutsourceCommand(CLI::App& bench, int* exit_code) {
       ->capture_default_str()
       ->check(NonNegative());
   c->add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str()->check(NonNegative());
+  o->accelerator.AddOptions(*c);
   c->add_flag("--json", o->json, "print the result as one JSON object on the last line");
   c->callback([o, exit_code] { *exit_code = RunBenchOutsource(*o); });
 }
@@ -353,6 +390,7 @@ void AddAccelCommands(CLI::App& app, int* exit_code) {
   t->add_option("--mode", o->mode, "integrity, private or both")->capture_default_str();
   t->add_option("--batch", o->batch, "images per run")->capture_default_str()->check(Positive());
   t->add_option("--threads", o->threads, "oneDNN threads")->capture_default_str()->check(Positive());
+  o->accelerator.AddOptions(*t);
   t->callback([o, exit_code] { *exit_code = RunTamperTest(*o); });
 }
 
