@@ -187,7 +187,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "--cuda: %s\n", backend.status().ToString().c_str());
       return 1;
     }
-    gpu = (*backend)->name();
+    const std::string name = (*backend)->name();  // "cuda-KERNEL (DEVICE)"
+    gpu = name.substr(name.find('(') + 1, name.rfind(')') - name.find('(') - 1);
     const char* method = kernel == CudaKernel::kFp64 ? "cuda_fp64" : "cuda_int8_digits";
     std::vector<Shape> shapes(std::begin(kDense), std::end(kDense));
     shapes.insert(shapes.end(), std::begin(kConv), std::end(kConv));
