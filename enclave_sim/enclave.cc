@@ -124,8 +124,20 @@ struct Enclave::Impl {
   }
 
   bool SeenBefore(const std::string& enc);
+  // Requests' bytes come before plans kept for other batch sizes, which are
+  // rebuilt when needed.
+  Result<engine::Reservation> ReserveForRequests(size_t bytes, const std::string& what);
   SealedReply PlainError(const SealedRequest& r, int status, const std::string& message) const;
 };
+
+Result<engine::Reservation> Enclave::Impl::ReserveForRequests(size_t bytes, const std::string& what) {
+  Result<engine::Reservation> reserved = engine::Reservation::Make(budget.get(), bytes, what);
+  if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted) {
+    model->ReleaseCachedPlans();
+    reserved = engine::Reservation::Make(budget.get(), bytes, what);
+  }
+  return reserved;
+}
 
 bool Enclave::Impl::SeenBefore(const std::string& enc) {
   std::string key = enc;
@@ -239,11 +251,10 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
   const bool prefetch = config.prefetch.value_or(config.threads > 0 && static_cast<unsigned>(config.threads) < cores);
   Impl* raw = impl.get();
   PPML_ASSIGN_OR_RETURN(impl->store, OnDemandWeights::Create(
-                                         impl->budget.get(),
                                          [raw](size_t index, std::span<uint8_t> out) {
                                            return DecryptChunkInto(*raw->package, raw->model_key, index, out);
                                          },
-                                         {config.weight_pool_bytes, prefetch}));
+                                         {prefetch}));
 
   engine::EngineOptions options;
   options.threads = config.threads;
@@ -284,9 +295,9 @@ EnclaveStats Enclave::stats() const {
   EnclaveStats s;
   s.memory = impl_->budget->report();
   s.on_demand = impl_->on_demand;
-  s.weight_pool_bytes = impl_->store->pool_bytes();
   s.prefetch = impl_->store->prefetch();
   const engine::ModelStats model = impl_->model->stats();
+  s.arena_bytes = model.arena_bytes;
   s.streamed_bytes_per_run = model.streamed_bytes_per_run;
   s.plans_built = model.plans_built;
   s.resident_weight_bytes = impl_->resident_weight_bytes;
@@ -318,9 +329,16 @@ struct Pending {
   size_t index = 0;
   std::optional<ehbp::ServerState> state;  // set once the request decrypted
   kserve::InferRequest request;
-  std::vector<const Tensor*> inputs;  // in model input order
+  std::vector<Tensor*> inputs;  // in model input order; moved into the run
   int64_t rows = 0;
+  engine::Reservation held;  // the request's bytes inside the enclave
 };
+
+size_t InputBytes(const Pending& p) {
+  size_t bytes = 0;
+  for (const Tensor* t : p.inputs) bytes += t->byte_size();
+  return bytes;
+}
 
 Status ValidateRequest(const engine::Model& model, Pending& p) {
   const auto& wanted = model.inputs();
@@ -329,7 +347,7 @@ Status ValidateRequest(const engine::Model& model, Pending& p) {
                                    std::to_string(p.request.inputs.size()));
   }
   p.inputs.assign(wanted.size(), nullptr);
-  for (const kserve::NamedTensor& in : p.request.inputs) {
+  for (kserve::NamedTensor& in : p.request.inputs) {
     auto it = std::find_if(wanted.begin(), wanted.end(), [&](const auto& w) { return w.name == in.name; });
     if (it == wanted.end()) return Status::InvalidArgument("unknown input '" + in.name + "'");
     const engine::TensorInfo& info = *it;
@@ -381,7 +399,6 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
   Impl& impl = *impl_;
   std::vector<SealedReply> replies(requests.size());
   std::vector<std::unique_ptr<Pending>> pending;
-  std::vector<engine::Reservation> held;
 
   // An error the client can read: encrypted under its response key (plain
   // for a plaintext request).
@@ -413,22 +430,14 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       continue;
     }
     // Decrypted bytes and parsed tensors: about twice the body inside the enclave.
-    const size_t request_bytes = 2 * r.body.size();
-    Result<engine::Reservation> reserved =
-        engine::Reservation::Make(impl.budget.get(), request_bytes, "request " + r.request_id);
-    if (!reserved.ok() && reserved.status().code() == StatusCode::kResourceExhausted) {
-      // Plans kept for other batch sizes may fill the budget: accepted
-      // requests come first, the plans are rebuilt when needed.
-      impl.model->ReleaseCachedPlans();
-      reserved = engine::Reservation::Make(impl.budget.get(), request_bytes, "request " + r.request_id);
-    }
+    Result<engine::Reservation> reserved = impl.ReserveForRequests(2 * r.body.size(), "request " + r.request_id);
     if (!reserved.ok()) {
       replies[i] = impl.PlainError(r, 503, reserved.status().message());
       continue;
     }
-    held.push_back(std::move(reserved).value());
     auto p = std::make_unique<Pending>();
     p->index = i;
+    p->held = std::move(reserved).value();
     Result<kserve::InferRequest> parsed = Status::Internal("not parsed");
     if (r.encapsulated_key.empty()) {
       if (!impl.allow_plaintext) {
@@ -461,6 +470,9 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       continue;
     }
     p->rows = Batchable(*impl.model, *p) ? p->inputs[0]->dim(0) : -1;
+    // The decrypted bytes are gone: only the parsed inputs stay until the run.
+    p->held.Reset();
+    p->held = engine::Reservation::Make(impl.budget.get(), InputBytes(*p), "request " + r.request_id).value();
     pending.push_back(std::move(p));
   }
 
@@ -478,18 +490,31 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
 
   const auto& output_info = impl.model->outputs();
   for (const std::vector<Pending*>& run : runs) {
-    std::vector<Tensor> stacked;
+    // The run's inputs: the requests' own tensors, moved (one request) or
+    // stacked, the parts freed as each input is stacked.
+    std::vector<Tensor> inputs;
     const bool stack = run.size() > 1;
-    for (size_t in = 0; stack && in < run[0]->inputs.size(); ++in) {
-      std::vector<const Tensor*> parts;
-      for (Pending* p : run) parts.push_back(p->inputs[in]);
-      stacked.push_back(Stack(parts));
+    engine::Reservation stacked_held;
+    if (stack) {
+      size_t stacked_bytes = 0;
+      for (Pending* p : run) stacked_bytes += InputBytes(*p);
+      Result<engine::Reservation> reserved = impl.ReserveForRequests(stacked_bytes, "the inputs of a batch");
+      if (!reserved.ok()) {
+        for (Pending* p : run) encrypted_error(*p, 503, reserved.status().message());
+        continue;
+      }
+      stacked_held = std::move(reserved).value();
+      for (size_t in = 0; in < run[0]->inputs.size(); ++in) {
+        std::vector<const Tensor*> parts;
+        for (Pending* p : run) parts.push_back(p->inputs[in]);
+        inputs.push_back(Stack(parts));
+        for (Pending* p : run) *p->inputs[in] = Tensor();
+      }
+      for (Pending* p : run) p->held.Reset();
+    } else {
+      for (Tensor* t : run[0]->inputs) inputs.push_back(std::move(*t));
     }
-    std::vector<Tensor> single;
-    if (!stack) {
-      for (const Tensor* t : run[0]->inputs) single.push_back(t->Clone());
-    }
-    Result<std::vector<Tensor>> outputs = impl.model->Run(stack ? stacked : single);
+    Result<std::vector<Tensor>> outputs = impl.model->Run(inputs);
     int64_t total_rows = 0;
     for (Pending* p : run) total_rows += std::max<int64_t>(p->rows, 0);
     if (outputs.ok() && stack) {

@@ -77,7 +77,6 @@ struct EnclaveConfig {
   std::vector<std::string> security_config;  // extra measured "key=value" entries (kAllowPlaintextEntry among them)
   size_t memory_budget_bytes = kDefaultEpcBudgetBytes;
   WeightMode weights = WeightMode::kAuto;
-  size_t weight_pool_bytes = 0;  // 0: sized for two consecutive layers
   // A helper thread decrypting on-demand weights ahead of their layer; unset:
   // only when the machine has a core beyond the engine's threads (otherwise
   // it slows the kernels, and each layer's weights are decrypted when it
@@ -122,7 +121,7 @@ struct ProvisionResult {
 struct EnclaveStats {
   EpcReport memory;
   bool on_demand = false;
-  size_t weight_pool_bytes = 0;
+  size_t arena_bytes = 0;  // activations and on-demand weight slots, of the last plan built
   bool prefetch = false;  // a helper thread decrypts on-demand weights ahead
   size_t streamed_bytes_per_run = 0;
   size_t resident_weight_bytes = 0;

@@ -12,10 +12,6 @@
 namespace ppml::enclave {
 namespace {
 
-constexpr size_t kAlign = 64;
-size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-
 size_t SegmentCount(size_t bytes) {
   return std::max<size_t>(1, (bytes + OnDemandWeights::kSegmentBytes - 1) / OnDemandWeights::kSegmentBytes);
 }
@@ -42,18 +38,16 @@ std::span<uint8_t> AsU8(std::span<std::byte> bytes) {
 
 }  // namespace
 
-Result<std::unique_ptr<OnDemandWeights>> OnDemandWeights::Create(EpcBudget* budget, ChunkReader reader,
-                                                                 Options options) {
+Result<std::unique_ptr<OnDemandWeights>> OnDemandWeights::Create(ChunkReader reader, Options options) {
   PPML_ASSIGN_OR_RETURN(crypto::Bytes key, crypto::RandomBytes(32));
   crypto::SecretBytes secret(key.size());
   std::copy(key.begin(), key.end(), secret.data());
   OPENSSL_cleanse(key.data(), key.size());
-  return std::unique_ptr<OnDemandWeights>(
-      new OnDemandWeights(budget, std::move(reader), options, std::move(secret)));
+  return std::unique_ptr<OnDemandWeights>(new OnDemandWeights(std::move(reader), options, std::move(secret)));
 }
 
-OnDemandWeights::OnDemandWeights(EpcBudget* budget, ChunkReader reader, Options options, crypto::SecretBytes key)
-    : budget_(budget), reader_(std::move(reader)), options_(options), key_(std::move(key)) {
+OnDemandWeights::OnDemandWeights(ChunkReader reader, Options options, crypto::SecretBytes key)
+    : reader_(std::move(reader)), options_(options), key_(std::move(key)) {
   if (options_.prefetch) prefetcher_ = std::thread([this] { PrefetchLoop(); });
 }
 
@@ -64,7 +58,6 @@ OnDemandWeights::~OnDemandWeights() {
   }
   changed_.notify_all();
   if (prefetcher_.joinable()) prefetcher_.join();
-  if (pool_bytes_) budget_->Release(pool_bytes_);
 }
 
 Status OnDemandWeights::ReadExternal(const std::string& location, std::span<std::byte> out) {
@@ -116,71 +109,31 @@ Status OnDemandWeights::OpenSegment(uint64_t handle, size_t segment, std::span<u
   return Status::Ok();
 }
 
-Status OnDemandWeights::Open(uint64_t handle, std::span<uint8_t> out) const {
-  for (size_t i = 0; i < SegmentCount(out.size()); ++i) PPML_RETURN_IF_ERROR(OpenSegment(handle, i, out));
+Status OnDemandWeights::Get(uint64_t handle, std::span<std::byte> out) {
+  for (size_t i = 0; i < SegmentCount(out.size()); ++i) PPML_RETURN_IF_ERROR(OpenSegment(handle, i, AsU8(out)));
   return Status::Ok();
 }
 
-Status OnDemandWeights::Get(uint64_t handle, std::span<std::byte> out) { return Open(handle, AsU8(out)); }
-
-Status OnDemandWeights::EnsurePool(std::span<const uint64_t> order) {
-  size_t largest = 0, pair = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
-    if (order[i] >= outside_.size()) return Status::Internal("unknown weight handle " + std::to_string(order[i]));
-    const size_t bytes = AlignUp(outside_[order[i]].plain_bytes);
-    largest = std::max(largest, bytes);
-    if (i + 1 < order.size()) pair = std::max(pair, bytes + AlignUp(outside_[order[i + 1]].plain_bytes));
-  }
-  const size_t wanted = std::max(largest, options_.pool_bytes ? options_.pool_bytes : std::max(pair, largest));
-  if (wanted <= pool_bytes_) return Status::Ok();
-  // Grows only when a new plan needs more (another batch size); the old pool is released first.
-  if (pool_bytes_) budget_->Release(pool_bytes_);
-  pool_.reset();
-  pool_bytes_ = 0;
-  PPML_RETURN_IF_ERROR(budget_->Reserve(wanted, "the on-demand weight pool"));
-  void* p = std::aligned_alloc(kAlign, wanted);
-  if (!p) {
-    budget_->Release(wanted);
-    return Status::ResourceExhausted("cannot allocate the weight pool of " + MiB(wanted));
-  }
-  pool_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-  pool_bytes_ = wanted;
-  return Status::Ok();
-}
-
-bool OnDemandWeights::FindSpace(size_t bytes, size_t* offset) const {
-  bytes = AlignUp(bytes);
-  if (slots_.empty()) {
-    *offset = 0;
-    return bytes <= pool_bytes_;
-  }
-  const size_t head = slots_.front().offset;
-  const size_t tail = slots_.back().offset + AlignUp(slots_.back().bytes);
-  if (tail > head) {
-    if (tail + bytes <= pool_bytes_) {
-      *offset = tail;
-      return true;
+Status OnDemandWeights::BeginRun(std::span<const Slot> order) {
+  std::vector<Pending> run;
+  run.reserve(order.size());
+  for (const Slot& slot : order) {
+    if (slot.handle >= outside_.size()) return Status::Internal("unknown weight handle " + std::to_string(slot.handle));
+    const Sealed& sealed = outside_[slot.handle];
+    if (slot.bytes.size() != sealed.plain_bytes) {
+      return Status::Internal("the slot for the weights of " + sealed.label + " has " +
+                              std::to_string(slot.bytes.size()) + " bytes, they have " +
+                              std::to_string(sealed.plain_bytes));
     }
-    if (bytes <= head) {  // wrap around
-      *offset = 0;
-      return true;
-    }
-    return false;
+    Pending pending;
+    pending.handle = slot.handle;
+    pending.slot = AsU8(slot.bytes);
+    pending.segments = SegmentCount(slot.bytes.size());
+    run.push_back(std::move(pending));
   }
-  if (tail + bytes <= head) {
-    *offset = tail;
-    return true;
-  }
-  return false;
-}
-
-Status OnDemandWeights::BeginRun(std::span<const uint64_t> order) {
-  PPML_RETURN_IF_ERROR(EnsurePool(order));
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    order_.assign(order.begin(), order.end());
-    next_to_open_ = 0;
-    slots_.clear();
+    run_ = std::move(run);
     acquired_ = 0;
     running_ = true;
   }
@@ -188,27 +141,11 @@ Status OnDemandWeights::BeginRun(std::span<const uint64_t> order) {
   return Status::Ok();
 }
 
-bool OnDemandWeights::OpenNextSlot() {
-  if (!running_ || next_to_open_ >= order_.size()) return false;
-  const uint64_t handle = order_[next_to_open_];
-  const size_t bytes = outside_[handle].plain_bytes;
-  size_t offset = 0;
-  if (!FindSpace(bytes, &offset)) return false;
-  Slot slot;
-  slot.position = next_to_open_++;
-  slot.handle = handle;
-  slot.offset = offset;
-  slot.bytes = bytes;
-  slot.segments = SegmentCount(bytes);
-  slots_.push_back(std::move(slot));
-  return true;
-}
-
-bool OnDemandWeights::ClaimSegment(size_t first, size_t last, Claim* claim) {
-  for (size_t i = first; i < std::min(last, slots_.size()); ++i) {
-    Slot& slot = slots_[i];
-    if (slot.claimed == slot.segments) continue;
-    *claim = {slot.position, slot.handle, slot.offset, slot.bytes, slot.claimed++};
+bool OnDemandWeights::ClaimSegment(size_t last, Claim* claim) {
+  for (size_t i = acquired_; running_ && i < std::min(last, run_.size()); ++i) {
+    Pending& p = run_[i];
+    if (p.claimed == p.segments) continue;
+    *claim = {i, p.claimed++};
     return true;
   }
   return false;
@@ -222,16 +159,15 @@ void OnDemandWeights::Decrypt(std::span<const Claim> claims, std::unique_lock<st
   // region would otherwise spin on the core a helper thread needs.
 #pragma omp parallel for schedule(dynamic, 1) if (claims.size() > 1)
   for (size_t i = 0; i < claims.size(); ++i) {
-    const Claim& c = claims[i];
-    statuses[i] = OpenSegment(c.handle, c.segment, {static_cast<uint8_t*>(pool_.get()) + c.offset, c.bytes});
+    const Pending& p = run_[claims[i].position];  // run_ is not resized while segments are in flight
+    statuses[i] = OpenSegment(p.handle, claims[i].segment, p.slot);
   }
   lock.lock();
   decrypting_ -= claims.size();
   for (size_t i = 0; i < claims.size(); ++i) {
-    // A claimed slot is not ready, so not released: it is still in slots_.
-    Slot& slot = slots_[claims[i].position - slots_.front().position];
-    if (!statuses[i].ok() && slot.status.ok()) slot.status = std::move(statuses[i]);
-    ++slot.done;
+    Pending& p = run_[claims[i].position];
+    if (!statuses[i].ok() && p.status.ok()) p.status = std::move(statuses[i]);
+    ++p.done;
   }
   changed_.notify_all();
 }
@@ -240,69 +176,41 @@ void OnDemandWeights::PrefetchLoop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     Claim claim;
-    changed_.wait(lock, [&] {
-      if (stopping_) return true;
-      if (!running_) return false;
-      return ClaimSegment(0, slots_.size(), &claim) || (OpenNextSlot() && ClaimSegment(slots_.size() - 1, slots_.size(), &claim));
-    });
+    // A slot may be filled once the weight `lookahead` places before it is in
+    // use: the plan keeps its bytes free from then on.
+    changed_.wait(lock, [&] { return stopping_ || ClaimSegment(acquired_ + lookahead(), &claim); });
     if (stopping_) return;
     Decrypt({&claim, 1}, lock);
   }
 }
 
-Result<const std::byte*> OnDemandWeights::Acquire(uint64_t handle) {
+Status OnDemandWeights::Acquire(uint64_t handle) {
   std::unique_lock<std::mutex> lock(mutex_);
-  // The engine acquires in the announced order: the oldest slot not yet acquired is this one.
-  while (true) {
-    if (slots_.size() == acquired_) {
-      if (!running_ || next_to_open_ >= order_.size()) {
-        return Status::Internal("weights acquired past the announced order (" + outside_[handle].label + ")");
-      }
-      // Every open slot is in the engine's hands: only its own Release frees room.
-      if (!OpenNextSlot()) return Status::Internal("the weight pool is full (" + outside_[handle].label + ")");
-      changed_.notify_all();  // the prefetcher may take segments of it too
-    }
-    const Slot& slot = slots_[acquired_];
-    if (slot.handle != handle) {
-      return Status::Internal("weights acquired out of the announced order (" + outside_[handle].label + ")");
-    }
-    if (slot.ready()) {
-      if (!slot.status.ok()) return slot.status;
-      ++acquired_;
-      return reinterpret_cast<const std::byte*>(static_cast<uint8_t*>(pool_.get()) + slot.offset);
-    }
-    // Not ready: decrypt what nobody has taken of this layer rather than wait.
-    std::vector<Claim> claims;
-    for (Claim claim; ClaimSegment(acquired_, acquired_ + 1, &claim);) claims.push_back(claim);
-    if (!claims.empty()) {
-      Decrypt(claims, lock);
-    } else {
-      changed_.wait(lock);
-    }
+  const std::string label = handle < outside_.size() ? outside_[handle].label : std::to_string(handle);
+  if (!running_ || acquired_ >= run_.size()) {
+    return Status::Internal("weights acquired past the announced order (" + label + ")");
   }
-}
-
-void OnDemandWeights::Release(uint64_t handle) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    // Released in the order acquired: the oldest slot.
-    if (acquired_ > 0 && slots_.front().handle == handle) {
-      slots_.pop_front();
-      --acquired_;
-    }
+  const size_t position = acquired_;
+  if (run_[position].handle != handle) {
+    return Status::Internal("weights acquired out of the announced order (" + label + ")");
   }
+  // Decrypt what nobody has taken of this layer rather than wait for the prefetcher.
+  std::vector<Claim> claims;
+  for (Claim claim; ClaimSegment(position + 1, &claim);) claims.push_back(claim);
+  if (!claims.empty()) Decrypt(claims, lock);
+  changed_.wait(lock, [&] { return run_[position].ready(); });
+  ++acquired_;
   changed_.notify_all();
+  return run_[position].status;
 }
 
 void OnDemandWeights::EndRun() {
   std::unique_lock<std::mutex> lock(mutex_);
   running_ = false;
-  // A decryption in flight writes into the pool: wait for it before the pool is reused.
+  // A decryption in flight writes into a slot: wait for it before the arena is reused.
   changed_.wait(lock, [&] { return decrypting_ == 0; });
-  slots_.clear();
+  run_.clear();
   acquired_ = 0;
-  order_.clear();
-  next_to_open_ = 0;
 }
 
 void OnDemandWeights::CorruptForTesting(uint64_t handle, size_t segment) {

@@ -66,23 +66,34 @@ class Reservation {
 
 // Keeps a model's large constants outside the engine's memory and hands them
 // back when needed (an enclave's on-demand weights: the store keeps them
-// encrypted outside and decrypts them into a small pool just before use).
-// The engine knows nothing of how; it only calls, in order:
+// encrypted outside and decrypts them just before use). The engine knows
+// nothing of how; it only calls, in order:
 //   at load   ReadExternal for ONNX initializers stored as external data
 //             (data_location EXTERNAL, key "location"), with offloading also
 //   at build  Put (prepared weights, once per layout) and Get (copy back)
-//   at run    BeginRun(handles in the order they will be acquired), then per
-//             layer Acquire -> compute -> Release, then EndRun.
+//   at run    BeginRun(the weights in the order they will be acquired, each
+//             with the slot of the plan's arena it goes to), then per layer
+//             Acquire -> compute, then EndRun.
+// The plan places each weight's slot among the activations, live from the
+// layer `lookahead()` weights before it to its own, so that the weights
+// take the arena's room where activations are small and a store may fill
+// that many slots ahead of the layer in use.
 class WeightStore {
  public:
+  struct Slot {
+    uint64_t handle = 0;
+    std::span<std::byte> bytes;
+  };
   virtual ~WeightStore() = default;
   virtual Status ReadExternal(const std::string& location, std::span<std::byte> out) = 0;
   virtual Result<uint64_t> Put(const std::string& label, std::span<const std::byte> bytes) = 0;
   virtual Status Get(uint64_t handle, std::span<std::byte> out) = 0;
-  virtual Status BeginRun(std::span<const uint64_t> order) = 0;
-  // The bytes of the next handle in the announced order, valid until Release.
-  virtual Result<const std::byte*> Acquire(uint64_t handle) = 0;
-  virtual void Release(uint64_t handle) = 0;
+  // Weights a store may fill past the one in use (0: each when acquired).
+  virtual int lookahead() const = 0;
+  // The slots stay valid until EndRun.
+  virtual Status BeginRun(std::span<const Slot> order) = 0;
+  // Returns once the next slot in the announced order holds `handle`'s bytes.
+  virtual Status Acquire(uint64_t handle) = 0;
   virtual void EndRun() = 0;
 };
 
@@ -151,7 +162,7 @@ struct ModelStats {
   int folded_batchnorms = 0;
   int fused_post_ops = 0;
   size_t weight_bytes = 0;
-  size_t arena_bytes = 0;      // activation arena of the last plan built
+  size_t arena_bytes = 0;      // arena (activations, streamed weights) of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built
   int quantized_tensors = 0;   // tensors a QDQ model keeps in INT8 (0: an FP32 model)
   size_t offloaded_bytes = 0;  // prepared weights kept in the WeightStore (offload_weights)

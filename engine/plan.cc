@@ -128,8 +128,9 @@ namespace {
 // Brackets one run's use of the WeightStore, ending it on every path.
 class StreamedRun {
  public:
-  StreamedRun(WeightStore* store, std::span<const uint64_t> order) : store_(order.empty() ? nullptr : store) {}
-  Status Begin(std::span<const uint64_t> order) { return store_ ? store_->BeginRun(order) : Status::Ok(); }
+  StreamedRun(WeightStore* store, std::span<const WeightStore::Slot> order)
+      : store_(order.empty() ? nullptr : store) {}
+  Status Begin(std::span<const WeightStore::Slot> order) { return store_ ? store_->BeginRun(order) : Status::Ok(); }
   ~StreamedRun() {
     if (store_) store_->EndRun();
   }
@@ -155,13 +156,8 @@ Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
   PPML_RETURN_IF_ERROR(streamed.Begin(stream_order_));
   for (Step& step : steps_) {
     if (step.primitive) {
-      for (auto [arg, handle] : step.streamed_args) {
-        PPML_ASSIGN_OR_RETURN(const std::byte* weights, store_->Acquire(handle));
-        step.bound_args[arg].set_data_handle(const_cast<std::byte*>(weights));
-      }
-      // CPU primitives run synchronously: the weights are no longer read after execute.
+      for (auto [arg, handle] : step.streamed_args) PPML_RETURN_IF_ERROR(store_->Acquire(handle));
       step.primitive->execute(stream_, step.bound_args);
-      for (auto [arg, handle] : step.streamed_args) store_->Release(handle);
     } else {
       PPML_RETURN_IF_ERROR(step.custom(context).WithContext(step.label));
     }
@@ -540,6 +536,7 @@ void PlanBuilder::AddPrimitive(const dnnl::primitive& primitive, const dnnl::pri
                                std::unordered_map<int, memory> fixed_args) {
   Step step;
   step.label = node_ ? node_->name : "output";
+  step.node = node_index_;
   step.primitive = primitive;
   step.value_args = std::move(value_args);
   step.fixed_args = std::move(fixed_args);
@@ -680,6 +677,28 @@ Status PlanBuilder::FoldConstantNode(size_t first_step, size_t first_value) {
 // Places buffers in the arena (greedy, largest first, sharing bytes between
 // buffers whose node intervals do not overlap) and binds every step's args.
 Status PlanBuilder::Finalize() {
+  // A streamed weight's slot is live from the node of the weight `lookahead`
+  // places before it in the run (when the store may start filling it) to its
+  // own; the first ones from the start of the run.
+  struct StreamedSlot {
+    size_t step = 0;
+    int arg = 0;
+    uint64_t handle = 0;
+    int buffer = 0;
+  };
+  std::vector<StreamedSlot> streamed;
+  const size_t lookahead = graph_.env.store ? static_cast<size_t>(std::max(0, graph_.env.store->lookahead())) : 0;
+  for (size_t s = 0; s < plan_->steps_.size(); ++s) {
+    const Step& step = plan_->steps_[s];
+    for (auto [arg, handle] : step.streamed_args) {
+      const size_t position = streamed.size();
+      const int first = lookahead == 0         ? step.node
+                        : position < lookahead ? 0
+                                               : plan_->steps_[streamed[position - lookahead].step].node;
+      buffers_.push_back({AlignUp(step.fixed_args.at(arg).get_desc().get_size()), first, step.node, 0});
+      streamed.push_back({s, arg, handle, static_cast<int>(buffers_.size() - 1)});
+    }
+  }
   std::vector<int> order(buffers_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   std::sort(order.begin(), order.end(), [&](int a, int b) { return buffers_[a].bytes > buffers_[b].bytes; });
@@ -704,7 +723,7 @@ Status PlanBuilder::Finalize() {
   }
   Plan& plan = *plan_;
   PPML_ASSIGN_OR_RETURN(plan.arena_reservation_,
-                        Reservation::Make(graph_.env.budget, arena, "the activation arena"));
+                        Reservation::Make(graph_.env.budget, arena, "the arena (activations and streamed weights)"));
   PPML_ASSIGN_OR_RETURN(plan.scratchpad_reservation_,
                         Reservation::Make(graph_.env.budget, scratchpad_bytes_, "the oneDNN scratchpad"));
   plan.arena_bytes_ = arena;
@@ -735,16 +754,20 @@ Status PlanBuilder::Finalize() {
   plan.store_ = graph_.env.store;
   for (Step& step : plan.steps_) {
     if (!step.primitive) continue;
-    for (auto [arg, handle] : step.streamed_args) {
-      plan.stream_order_.push_back(handle);
-      plan.streamed_bytes_ += step.fixed_args.at(arg).get_desc().get_size();
-    }
     step.bound_args = step.fixed_args;
     for (auto [arg, id] : step.value_args) {
       if (!plan.memories_[id]) return Status::Internal("value '" + plan.values_[id].name + "' has no oneDNN memory");
       step.bound_args[arg] = plan.memories_[id];
     }
     step.bound_args[DNNL_ARG_SCRATCHPAD] = plan.scratchpad_memory_;
+  }
+  for (const StreamedSlot& slot : streamed) {
+    Step& step = plan.steps_[slot.step];
+    const memory::desc desc = step.fixed_args.at(slot.arg).get_desc();
+    void* bytes = base + buffers_[slot.buffer].offset;
+    step.bound_args[slot.arg] = memory(desc, engine_, bytes);
+    plan.stream_order_.push_back({slot.handle, {static_cast<std::byte*>(bytes), desc.get_size()}});
+    plan.streamed_bytes_ += desc.get_size();
   }
   return Status::Ok();
 }

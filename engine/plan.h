@@ -9,6 +9,8 @@
 // needs another layout (reference kernels and graph outputs need plain).
 // Activations live in one arena: buffers whose lifetimes do not overlap share
 // bytes, and an op may write in place into an input that dies with it.
+// Weights streamed from a WeightStore get slots in the same arena, so that
+// the large late-layer weights reuse the room of the large early activations.
 // A node whose inputs are all constant is run once at build time and its
 // outputs become constants (shape arithmetic folds away this way).
 // Not thread-safe: a Plan owns its arena and scratchpad.
@@ -81,6 +83,7 @@ struct Step {
   std::unordered_map<int, dnnl::memory> bound_args;       // filled when the plan is finalized
   // Weights kept in the WeightStore: DNNL_ARG_* -> handle, fetched per run.
   std::vector<std::pair<int, uint64_t>> streamed_args;
+  int node = 0;  // index of the graph node it was built for (buffer lifetimes count in nodes)
 };
 
 class Plan {
@@ -110,7 +113,7 @@ class Plan {
   dnnl::memory scratchpad_memory_;
   Reservation arena_reservation_, scratchpad_reservation_;
   WeightStore* store_ = nullptr;
-  std::vector<uint64_t> stream_order_;   // handles in the order the steps acquire them
+  std::vector<WeightStore::Slot> stream_order_;  // in the order the steps acquire them
   size_t arena_bytes_ = 0;
   size_t streamed_bytes_ = 0;
   int64_t macs_ = 0;

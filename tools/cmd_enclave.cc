@@ -11,7 +11,7 @@
 //   timed (the client's encryption is not). With --json the last stdout line:
 //   {"model","precision","batch","threads","isa","budget_mib",
 //    "throughput_per_s","resident_throughput_per_s","ratio",
-//    "peak_enclave_mib","resident_peak_enclave_mib","pool_mib",
+//    "peak_enclave_mib","resident_peak_enclave_mib","arena_mib",
 //    "streamed_mib_per_run","seconds"}
 #include <CLI/CLI.hpp>
 
@@ -216,7 +216,7 @@ int RunBenchEnclave(const BenchEnclaveOptions& options) {
         .Add("ratio", on_demand_tp / resident_tp)
         .Add("peak_enclave_mib", mib(stats.memory.peak_bytes))
         .Add("resident_peak_enclave_mib", mib(resident_stats.memory.peak_bytes))
-        .Add("pool_mib", mib(stats.weight_pool_bytes))
+        .Add("arena_mib", mib(stats.arena_bytes))
         .Add("streamed_mib_per_run", mib(stats.streamed_bytes_per_run))
         .Add("prefetch", stats.prefetch)
         .Add("seconds", options.seconds);

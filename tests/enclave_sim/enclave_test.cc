@@ -299,31 +299,41 @@ TEST(EnclaveTest, PlansKeptForOtherBatchSizesGiveWayToRequests) {
   EXPECT_LE(s.enclave->stats().memory.peak_bytes, config.memory_budget_bytes);
 }
 
+// Both ways of filling the weight slots in the arena: when each layer runs,
+// and one layer ahead on the helper thread (slots then kept apart from the
+// activations of the layer before, which a wrong plan would corrupt).
 TEST(EnclaveTest, OnDemandWeightsGiveBitIdenticalOutputsWithinTheBudget) {
   EnclaveConfig resident_config;
   resident_config.weights = WeightMode::kResident;
-  EnclaveConfig on_demand_config;
-  on_demand_config.weights = WeightMode::kOnDemand;
-  on_demand_config.memory_budget_bytes = 4 << 20;
-  Served resident(resident_config), on_demand(on_demand_config);
-  ASSERT_TRUE(resident.enclave && on_demand.enclave);
+  Served resident(resident_config);
+  ASSERT_TRUE(resident.enclave);
   EXPECT_FALSE(resident.enclave->stats().on_demand);
-  const EnclaveStats stats = on_demand.enclave->stats();
-  EXPECT_TRUE(stats.on_demand);
-  EXPECT_GT(stats.streamed_bytes_per_run, 0u);
-  for (int round = 0; round < 3; ++round) {
-    const Tensor images = Images(4, 0.25f * (round + 1));
-    ClientRequest r1 = Encrypt(resident.enclave->public_key(), "r", images, true);
-    ClientRequest r2 = Encrypt(on_demand.enclave->public_key(), "o", images, true);
-    std::vector<SealedRequest> b1 = {r1.sealed}, b2 = {r2.sealed};
-    const Tensor a = DecryptLogits(r1, resident.enclave->InferBatch(b1)[0]);
-    const Tensor b = DecryptLogits(r2, on_demand.enclave->InferBatch(b2)[0]);
-    ExpectSameBits(a, b);
+  for (const bool prefetch : {false, true}) {
+    SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
+    EnclaveConfig on_demand_config;
+    on_demand_config.weights = WeightMode::kOnDemand;
+    on_demand_config.memory_budget_bytes = 4 << 20;
+    on_demand_config.prefetch = prefetch;
+    Served on_demand(on_demand_config);
+    ASSERT_TRUE(on_demand.enclave);
+    const EnclaveStats stats = on_demand.enclave->stats();
+    EXPECT_TRUE(stats.on_demand);
+    EXPECT_EQ(stats.prefetch, prefetch);
+    EXPECT_GT(stats.streamed_bytes_per_run, 0u);
+    for (int round = 0; round < 4; ++round) {
+      const Tensor images = Images(4, 0.25f * (round + 1));
+      ClientRequest r1 = Encrypt(resident.enclave->public_key(), "r", images, true);
+      ClientRequest r2 = Encrypt(on_demand.enclave->public_key(), "o", images, true);
+      std::vector<SealedRequest> b1 = {r1.sealed}, b2 = {r2.sealed};
+      const Tensor a = DecryptLogits(r1, resident.enclave->InferBatch(b1)[0]);
+      const Tensor b = DecryptLogits(r2, on_demand.enclave->InferBatch(b2)[0]);
+      ExpectSameBits(a, b);
+    }
+    const EnclaveStats after = on_demand.enclave->stats();
+    EXPECT_GT(after.arena_bytes, 0u);
+    EXPECT_LE(after.memory.peak_bytes, after.memory.budget_bytes);
+    EXPECT_LT(after.memory.peak_bytes, resident.enclave->stats().memory.peak_bytes);
   }
-  const EnclaveStats after = on_demand.enclave->stats();
-  EXPECT_GT(after.weight_pool_bytes, 0u);  // sized at the first run
-  EXPECT_LE(after.memory.peak_bytes, after.memory.budget_bytes);
-  EXPECT_LT(after.memory.peak_bytes, resident.enclave->stats().memory.peak_bytes);
 }
 
 TEST(EnclaveTest, ATamperedChunkFailsInitNamingTheLayer) {
@@ -339,117 +349,125 @@ TEST(EnclaveTest, ATamperedChunkFailsInitNamingTheLayer) {
   EXPECT_NE(created.status().message().find(chunk.layer), std::string::npos) << created.status().ToString();
 }
 
+// Slots for a run of stored weights, one arena as the engine would lay it out.
+struct Slots {
+  explicit Slots(const std::vector<std::pair<uint64_t, size_t>>& weights) {
+    size_t total = 0;
+    for (const auto& w : weights) total += w.second;
+    arena.resize(total);
+    size_t offset = 0;
+    for (const auto& [handle, bytes] : weights) {
+      order.push_back({handle, std::span<std::byte>(arena).subspan(offset, bytes)});
+      offset += bytes;
+    }
+  }
+  std::vector<std::byte> arena;
+  std::vector<engine::WeightStore::Slot> order;
+};
+
 TEST(OnDemandWeightsTest, StreamsInOrderAndCatchesHostTampering) {
-  EpcBudget budget(1 << 20);
-  auto store = OnDemandWeights::Create(&budget, [](size_t, std::span<uint8_t>) { return Status::Ok(); },
-                                       {}).value();
-  std::vector<uint64_t> handles;
+  auto store = OnDemandWeights::Create([](size_t, std::span<uint8_t>) { return Status::Ok(); }, {}).value();
+  std::vector<std::pair<uint64_t, size_t>> weights;
   for (int i = 0; i < 5; ++i) {
     std::vector<std::byte> w(100000 + i * 1000, std::byte(i + 1));
-    handles.push_back(store->Put("layer" + std::to_string(i), w).value());
+    weights.push_back({store->Put("layer" + std::to_string(i), w).value(), w.size()});
   }
+  Slots slots(weights);
   for (int run = 0; run < 2; ++run) {
-    ASSERT_TRUE(store->BeginRun(handles).ok());
+    std::fill(slots.arena.begin(), slots.arena.end(), std::byte(0));
+    ASSERT_TRUE(store->BeginRun(slots.order).ok());
     for (int i = 0; i < 5; ++i) {
-      const std::byte* p = store->Acquire(handles[i]).value();
-      EXPECT_EQ(p[0], std::byte(i + 1));
-      EXPECT_EQ(p[99999 + i * 1000], std::byte(i + 1));
-      store->Release(handles[i]);
+      ASSERT_TRUE(store->Acquire(weights[i].first).ok());
+      const std::span<std::byte> p = slots.order[i].bytes;
+      EXPECT_EQ(p.front(), std::byte(i + 1));
+      EXPECT_EQ(p.back(), std::byte(i + 1));
     }
     store->EndRun();
   }
-  EXPECT_LE(budget.report().peak_bytes, store->pool_bytes());
-  store->CorruptForTesting(handles[3]);
-  ASSERT_TRUE(store->BeginRun(handles).ok());
-  for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(store->Acquire(handles[i]).ok());
-    store->Release(handles[i]);
-  }
-  Result<const std::byte*> bad = store->Acquire(handles[3]);
+  store->CorruptForTesting(weights[3].first);
+  ASSERT_TRUE(store->BeginRun(slots.order).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store->Acquire(weights[i].first).ok());
+  const Status bad = store->Acquire(weights[3].first);
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss);
-  EXPECT_NE(bad.status().message().find("layer3"), std::string::npos);
+  EXPECT_EQ(bad.code(), StatusCode::kDataLoss);
+  EXPECT_NE(bad.message().find("layer3"), std::string::npos);
   store->EndRun();
 }
 
 // Weights over a segment: every byte comes back, in both modes, however the
-// two threads share the segments; a segment altered or swapped with another
+// threads share the segments; a segment altered or swapped with another
 // fails the layer's check.
 TEST(OnDemandWeightsTest, SegmentedWeightsRoundTripAndEachSegmentIsChecked) {
   for (const bool prefetch : {true, false}) {
     SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
-    EpcBudget budget(64 << 20);
     OnDemandWeights::Options options;
     options.prefetch = prefetch;
-    auto store = OnDemandWeights::Create(&budget, [](size_t, std::span<uint8_t>) { return Status::Ok(); },
-                                         options).value();
+    auto store = OnDemandWeights::Create([](size_t, std::span<uint8_t>) { return Status::Ok(); }, options).value();
+    EXPECT_EQ(store->lookahead(), prefetch ? 1 : 0);
     std::vector<std::vector<std::byte>> weights;
-    std::vector<uint64_t> handles;
+    std::vector<std::pair<uint64_t, size_t>> handles;
     for (int i = 0; i < 6; ++i) {
       // 2.5 segments, 1 segment exactly, and a small one, twice.
       const size_t bytes = i % 3 == 0 ? OnDemandWeights::kSegmentBytes * 5 / 2
                            : i % 3 == 1 ? OnDemandWeights::kSegmentBytes : 4096;
       std::vector<std::byte> w(bytes);
       for (size_t k = 0; k < bytes; ++k) w[k] = std::byte((k * 31 + i * 7 + k / 4096) & 0xff);
-      handles.push_back(store->Put("layer" + std::to_string(i), w).value());
+      handles.push_back({store->Put("layer" + std::to_string(i), w).value(), bytes});
       weights.push_back(std::move(w));
     }
+    Slots slots(handles);
     for (int run = 0; run < 3; ++run) {
-      ASSERT_TRUE(store->BeginRun(handles).ok());
+      std::fill(slots.arena.begin(), slots.arena.end(), std::byte(0));
+      ASSERT_TRUE(store->BeginRun(slots.order).ok());
       for (size_t i = 0; i < handles.size(); ++i) {
-        const std::byte* p = store->Acquire(handles[i]).value();
-        EXPECT_EQ(std::memcmp(p, weights[i].data(), weights[i].size()), 0) << "layer" << i;
-        store->Release(handles[i]);
+        ASSERT_TRUE(store->Acquire(handles[i].first).ok());
+        EXPECT_EQ(std::memcmp(slots.order[i].bytes.data(), weights[i].data(), weights[i].size()), 0) << "layer" << i;
       }
       store->EndRun();
     }
     std::vector<std::byte> whole(weights[3].size());
-    ASSERT_TRUE(store->Get(handles[3], whole).ok());
+    ASSERT_TRUE(store->Get(handles[3].first, whole).ok());
     EXPECT_EQ(whole, weights[3]);
 
     const auto run_fails_at = [&](size_t bad) {
-      ASSERT_TRUE(store->BeginRun(handles).ok());
-      for (size_t i = 0; i < bad; ++i) {
-        ASSERT_TRUE(store->Acquire(handles[i]).ok());
-        store->Release(handles[i]);
-      }
-      Result<const std::byte*> got = store->Acquire(handles[bad]);
+      ASSERT_TRUE(store->BeginRun(slots.order).ok());
+      for (size_t i = 0; i < bad; ++i) ASSERT_TRUE(store->Acquire(handles[i].first).ok());
+      const Status got = store->Acquire(handles[bad].first);
       ASSERT_FALSE(got.ok());
-      EXPECT_EQ(got.status().code(), StatusCode::kDataLoss);
-      EXPECT_NE(got.status().message().find("layer" + std::to_string(bad)), std::string::npos);
+      EXPECT_EQ(got.code(), StatusCode::kDataLoss);
+      EXPECT_NE(got.message().find("layer" + std::to_string(bad)), std::string::npos);
       store->EndRun();
     };
-    store->CorruptForTesting(handles[3], 2);
+    store->CorruptForTesting(handles[3].first, 2);
     run_fails_at(3);
-    store->SwapSegmentsForTesting(handles[0], 0, 1);
+    store->SwapSegmentsForTesting(handles[0].first, 0, 1);
     run_fails_at(0);
   }
 }
 
-// Holding more layers at once than the pool takes is an error, not a wait
-// (only the engine's own Release could make room).
-TEST(OnDemandWeightsTest, APoolTooSmallForTheLayersHeldIsAnError) {
-  for (const bool prefetch : {true, false}) {
-    SCOPED_TRACE(prefetch ? "prefetch" : "no prefetch");
-    EpcBudget budget(1 << 20);
-    OnDemandWeights::Options options;
-    options.pool_bytes = 128 * 1024;
-    options.prefetch = prefetch;
-    auto store = OnDemandWeights::Create(&budget, [](size_t, std::span<uint8_t>) { return Status::Ok(); },
-                                         options).value();
-    std::vector<uint64_t> handles;
-    for (int i = 0; i < 2; ++i) {
-      handles.push_back(store->Put("layer" + std::to_string(i), std::vector<std::byte>(100000)).value());
-    }
-    ASSERT_TRUE(store->BeginRun(handles).ok());
-    ASSERT_TRUE(store->Acquire(handles[0]).ok());
-    Result<const std::byte*> second = store->Acquire(handles[1]);
-    ASSERT_FALSE(second.ok());
-    EXPECT_EQ(second.status().code(), StatusCode::kInternal);
-    EXPECT_NE(second.status().message().find("pool is full"), std::string::npos) << second.status().ToString();
-    store->Release(handles[0]);
-    store->EndRun();
+// The engine acquiring out of the announced order, past it, or with a slot
+// of the wrong size is an error, not a wait or a write past the slot.
+TEST(OnDemandWeightsTest, MisuseOfTheRunIsAnError) {
+  auto store = OnDemandWeights::Create([](size_t, std::span<uint8_t>) { return Status::Ok(); }, {}).value();
+  std::vector<std::pair<uint64_t, size_t>> weights;
+  for (int i = 0; i < 2; ++i) {
+    weights.push_back({store->Put("layer" + std::to_string(i), std::vector<std::byte>(1000)).value(), 1000});
   }
+  Slots slots(weights);
+  ASSERT_TRUE(store->BeginRun(slots.order).ok());
+  Status out_of_order = store->Acquire(weights[1].first);
+  EXPECT_EQ(out_of_order.code(), StatusCode::kInternal);
+  EXPECT_NE(out_of_order.message().find("out of the announced order"), std::string::npos) << out_of_order.ToString();
+  ASSERT_TRUE(store->Acquire(weights[0].first).ok());
+  ASSERT_TRUE(store->Acquire(weights[1].first).ok());
+  Status past = store->Acquire(weights[1].first);
+  EXPECT_NE(past.message().find("past the announced order"), std::string::npos) << past.ToString();
+  store->EndRun();
+
+  Slots wrong({{weights[0].first, 999}});
+  Status wrong_size = store->BeginRun(wrong.order);
+  EXPECT_EQ(wrong_size.code(), StatusCode::kInternal);
+  EXPECT_NE(wrong_size.message().find("layer0"), std::string::npos) << wrong_size.ToString();
 }
 
 }  // namespace
