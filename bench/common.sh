@@ -21,3 +21,14 @@ parse_bench_args() {
 
 # field JSON KEY: one value of a one-line JSON object.
 field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+# int8_model NAME: prints build/models/NAME.int8.onnx, quantized from
+# NAME.onnx (random calibration, entropy) when missing or older than it.
+int8_model() {
+  local fp32="build/models/$1.onnx" int8="build/models/$1.int8.onnx"
+  if [ ! -f "$int8" ] || [ "$int8" -ot "$fp32" ]; then
+    build/bin/ppml model quantize --model "$fp32" --calib random:32 --method entropy --out "$int8" \
+      --threads "$THREADS" >&2
+  fi
+  echo "$int8"
+}

@@ -16,11 +16,7 @@ models/make-bench-models.sh --models "${MODELS// /,}" >&2
 printf '%-14s %12s %12s %8s %8s\n' model fp32_img_s int8_img_s ratio isa
 for m in $MODELS; do
   fp32_model="build/models/$m.onnx"
-  int8_model="build/models/$m.int8.onnx"
-  if [ ! -f "$int8_model" ] || [ "$int8_model" -ot "$fp32_model" ]; then
-    build/bin/ppml model quantize --model "$fp32_model" --calib random:32 --method entropy --out "$int8_model" \
-      --threads "$THREADS" >&2
-  fi
+  int8_model=$(int8_model "$m")
   fp32=$(build/bin/ppml bench engine --model "$fp32_model" --batch "$BATCH" --seconds "$SECONDS_PER_RUN" \
            --threads "$THREADS" --json 2>/dev/null | tail -n 1)
   int8=$(build/bin/ppml bench engine --model "$int8_model" --batch "$BATCH" --seconds "$SECONDS_PER_RUN" \
