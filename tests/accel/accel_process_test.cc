@@ -16,6 +16,7 @@
 #include "common/process.h"
 #include "tests/accel/accel_test_util.h"
 #include "tests/support/accel_process.h"
+#include "tests/support/run_to_end.h"
 
 namespace ppml::accel {
 namespace {
@@ -73,18 +74,12 @@ TEST(AccelProcessTest, ServesOverUnixSocketAndTcpAndStopsCleanly) {
 // ppml-accel's exit status and stderr for a start that must fail.
 std::pair<int, std::string> FailedStart(std::vector<std::string> flags) {
   TempDir dir("ppml-accel-flags");
-  ProcessOptions options;
-  options.argv = {std::string(PPML_BIN_DIR) + "/ppml-accel", "--listen", "unix:" + dir.File("a.sock")};
-  options.argv.insert(options.argv.end(), flags.begin(), flags.end());
-  options.log_file = dir.File("accel.log");
-  auto process = ChildProcess::Start(options);
-  EXPECT_TRUE(process.ok()) << process.status().ToString();
-  if (!process.ok()) return {-1, ""};
-  std::optional<int> status = process->Wait(std::chrono::seconds(20));
-  if (!status) process->Stop();
-  EXPECT_TRUE(status && WIFEXITED(*status)) << "ppml-accel " << flags[0] << " did not exit by itself";
+  std::vector<std::string> argv = {std::string(PPML_BIN_DIR) + "/ppml-accel", "--listen", "unix:" + dir.File("a.sock")};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  const int code = ppml::testing::RunToEnd(std::move(argv), dir.File("accel.log"), std::chrono::seconds(20));
+  EXPECT_NE(code, -1) << "ppml-accel " << flags[0] << " did not exit by itself";
   Result<std::string> log = ReadFile(dir.File("accel.log"));
-  return {status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, log.ok() ? *log : ""};
+  return {code, log.ok() ? *log : ""};
 }
 
 TEST(AccelProcessTest, BackendChoiceIsCheckedAtStart) {

@@ -47,6 +47,7 @@
 #include "frontend/config.h"
 #include "queue/redis.h"
 #include "queue/request_entry.h"
+#include "tests/support/run_to_end.h"
 #include "worker/config.h"
 
 namespace ppml {
@@ -646,18 +647,11 @@ std::string LogOf(const std::string& path) {
   return text.ok() ? *text : "";
 }
 
-// Runs `argv` to its end; its exit status (-1: did not end in time), output in `log`.
-int RunToEnd(std::vector<std::string> argv, const std::string& log, std::vector<std::string> env = {}) {
+// Runs `argv` to its end with a fresh `log`; its exit status (-1: did not end in time).
+int RunFresh(std::vector<std::string> argv, const std::string& log, std::vector<std::string> env = {}) {
   std::error_code ignored;
   fs::remove(log, ignored);
-  ProcessOptions options;
-  options.argv = std::move(argv);
-  options.log_file = log;
-  options.env = std::move(env);
-  Result<ChildProcess> process = ChildProcess::Start(std::move(options));
-  if (!process.ok()) return -1;
-  const std::optional<int> status = process->Wait(std::chrono::minutes(3));
-  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  return ppml::testing::RunToEnd(std::move(argv), log, std::chrono::minutes(3), std::move(env));
 }
 
 // The last line of `log` that starts with '{' (a --json command's result).
@@ -690,7 +684,7 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
   const std::string setup_script = TreePath(compose.TreeFileIn(compose.services()[setup_service], "/opt/ppml/docker/setup.sh"));
   const std::vector<std::string> setup_env = {path_env, "PPML_STATE=" + state,
                                               "PPML_MODEL_ONNX=" + TreePath("models/fashion_cnn.onnx")};
-  ASSERT_EQ(RunToEnd({setup_script}, dir.File("setup.log"), setup_env), 0) << LogOf(dir.File("setup.log"));
+  ASSERT_EQ(RunFresh({setup_script}, dir.File("setup.log"), setup_env), 0) << LogOf(dir.File("setup.log"));
 
   // Every volume path that compose and the configs name is there.
   std::vector<std::string> volume_paths;
@@ -716,7 +710,7 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
   for (const auto& entry : fs::recursive_directory_iterator(state)) {
     if (entry.is_regular_file()) before[entry.path().string()] = LogOf(entry.path().string());
   }
-  ASSERT_EQ(RunToEnd({setup_script}, dir.File("setup2.log"), setup_env), 0) << LogOf(dir.File("setup2.log"));
+  ASSERT_EQ(RunFresh({setup_script}, dir.File("setup2.log"), setup_env), 0) << LogOf(dir.File("setup2.log"));
   for (const auto& [path, content] : before) {
     EXPECT_EQ(LogOf(path), content) << path << " changed on the second run";
   }
@@ -828,7 +822,7 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
   std::vector<std::string> attest = {kBinDir + "/ppml", "attest"};
   attest.insert(attest.end(), connect.begin(), connect.end());
   attest.push_back("--json");
-  ASSERT_EQ(RunToEnd(attest, dir.File("attest.log")), 0) << LogOf(dir.File("attest.log")) << all_logs();
+  ASSERT_EQ(RunFresh(attest, dir.File("attest.log")), 0) << LogOf(dir.File("attest.log")) << all_logs();
   const std::string measurement = JsonString(LastJsonLine(dir.File("attest.log")), "measurement");
   ASSERT_EQ(measurement.size(), 64u) << LogOf(dir.File("attest.log"));
 
@@ -841,7 +835,7 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
                                  std::string("--json")}) {
     infer.push_back(arg);
   }
-  ASSERT_EQ(RunToEnd(infer, dir.File("infer.log")), 0) << LogOf(dir.File("infer.log")) << all_logs();
+  ASSERT_EQ(RunFresh(infer, dir.File("infer.log")), 0) << LogOf(dir.File("infer.log")) << all_logs();
   const std::string answer = LastJsonLine(dir.File("infer.log"));
   EXPECT_NE(answer.find("\"argmax\":[" + std::to_string(images->labels.at(0)) + "]"), std::string::npos) << answer;
 

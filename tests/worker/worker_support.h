@@ -24,6 +24,7 @@
 #include "queue/request_entry.h"
 #include "queue/streams.h"
 #include "worker/processor.h"
+#include "tests/support/run_to_end.h"
 #include "worker/worker.h"
 
 namespace ppml::testing {
@@ -224,13 +225,7 @@ inline bool WaitForServing(const TempDir& dir, const std::string& name, std::chr
 // `ppml ARGS...` with its output in DIR/tool.log; its exit code (-1 when it did not finish).
 inline int RunTool(const TempDir& dir, std::vector<std::string> args) {
   args.insert(args.begin(), BinPath("ppml"));
-  ProcessOptions options;
-  options.argv = std::move(args);
-  options.log_file = dir.File("tool.log");
-  auto process = ChildProcess::Start(std::move(options));
-  if (!process.ok()) return -1;
-  std::optional<int> status = process->Wait(std::chrono::seconds(60));
-  return status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  return RunToEnd(std::move(args), dir.File("tool.log"), std::chrono::seconds(60));
 }
 
 // The trust flow with the ppml CLI, in `dir`: platform/ (keygen), enclave/
