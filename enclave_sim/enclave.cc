@@ -470,9 +470,15 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       continue;
     }
     p->rows = Batchable(*impl.model, *p) ? p->inputs[0]->dim(0) : -1;
-    // The decrypted bytes are gone: only the parsed inputs stay until the run.
+    // The decrypted bytes are gone: only the parsed inputs stay until the run
+    // (more than the body for a JSON request of short numbers).
     p->held.Reset();
-    p->held = engine::Reservation::Make(impl.budget.get(), InputBytes(*p), "request " + r.request_id).value();
+    Result<engine::Reservation> inputs_held = impl.ReserveForRequests(InputBytes(*p), "request " + r.request_id);
+    if (!inputs_held.ok()) {
+      encrypted_error(*p, 503, inputs_held.status().message());
+      continue;
+    }
+    p->held = std::move(inputs_held).value();
     pending.push_back(std::move(p));
   }
 
