@@ -27,7 +27,7 @@ field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])[sy
 int8_model() {
   local fp32="build/models/$1.onnx" int8="build/models/$1.int8.onnx"
   if [ ! -f "$int8" ] || [ "$int8" -ot "$fp32" ]; then
-    build/bin/ppml model quantize --model "$fp32" --calib random:32 --method entropy --out "$int8" \
+    "${BUILD_DIR:-build}/bin/ppml" model quantize --model "$fp32" --calib random:32 --method entropy --out "$int8" \
       --threads "$THREADS" >&2
   fi
   echo "$int8"

@@ -33,6 +33,7 @@
 # gnuplot nor python3-matplotlib is there (--no-plot-install: only say so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 MODEL=fashion CONCURRENCY="" RATES="" SECONDS_PER_POINT="" WARMUP="" OUT_DIR=build/bench-serve CONNECTIONS=64
 VARIANTS=1 BUILD=1 PLOT_INSTALL=1
 while [ $# -gt 0 ]; do
@@ -97,13 +98,8 @@ if [ "$MODEL" = fashion-int8 ]; then
   MODEL_SED=(-e "s|^  onnx: .*|  onnx: $ROOT/$int8_model|" -e "s|^  precision: fp32$|  precision: int8|"
              -e "s|^  budget_mib: .*|  budget_mib: 512|")
 elif [ "$MODEL" = resnet50-int8 ]; then
-  fp32_model=build/models/resnet50.onnx
-  ENGINE_MODEL=build/models/resnet50.int8.onnx
-  [ -f "$fp32_model" ] || models/make-bench-models.sh --models resnet50 >&2
-  if [ ! -f "$ENGINE_MODEL" ] || [ "$ENGINE_MODEL" -ot "$fp32_model" ]; then
-    "$BIN/ppml" model quantize --model "$fp32_model" --calib random:32 --method entropy --out "$ENGINE_MODEL" \
-      --threads 2 >&2
-  fi
+  [ -f build/models/resnet50.onnx ] || models/make-bench-models.sh --models resnet50 >&2
+  ENGINE_MODEL=$(int8_model resnet50)
   SERVED=resnet50
   # One worker with both cores' threads, as `ppml bench engine --threads 2`
   # runs; batches of 16 single-image requests; every weight resident.

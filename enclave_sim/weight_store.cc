@@ -186,14 +186,13 @@ void OnDemandWeights::PrefetchLoop() {
 
 Status OnDemandWeights::Acquire(uint64_t handle) {
   std::unique_lock<std::mutex> lock(mutex_);
-  const std::string label = handle < outside_.size() ? outside_[handle].label : std::to_string(handle);
-  if (!running_ || acquired_ >= run_.size()) {
-    return Status::Internal("weights acquired past the announced order (" + label + ")");
-  }
+  const auto misuse = [&](const std::string& what) {
+    const std::string label = handle < outside_.size() ? outside_[handle].label : std::to_string(handle);
+    return Status::Internal("weights acquired " + what + " the announced order (" + label + ")");
+  };
+  if (!running_ || acquired_ >= run_.size()) return misuse("past");
   const size_t position = acquired_;
-  if (run_[position].handle != handle) {
-    return Status::Internal("weights acquired out of the announced order (" + label + ")");
-  }
+  if (run_[position].handle != handle) return misuse("out of");
   // Decrypt what nobody has taken of this layer rather than wait for the prefetcher.
   std::vector<Claim> claims;
   for (Claim claim; ClaimSegment(position + 1, &claim);) claims.push_back(claim);
