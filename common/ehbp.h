@@ -51,12 +51,14 @@
 // reordered, dropped, wrong key), is DataLoss. Messages name the frame index
 // and byte offset, never the key material.
 //
-// Thread safety: free functions are stateless. ClientState and ServerState
-// hold an HPKE context whose sequence number advances: one thread at a time.
+// Thread safety: free functions are stateless. ClientState, ServerState and
+// RequestReader hold an HPKE context whose sequence number advances: one
+// thread at a time.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -119,6 +121,83 @@ Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header
                                         const crypto::X25519PrivateKey& recipient_private_key);
 Result<DecryptedRequest> DecryptRequest(std::string_view encapsulated_key_header_value, ByteSpan body,
                                         ByteSpan recipient_private_key);
+
+// Decrypts a request body a piece at a time. Why: a server that reads the
+// JSON of a request first and its large binary tensor data later, straight to
+// where it is used, holds one frame of plaintext at a time (at most
+// max_frame_plaintext() bytes) instead of the whole decrypted body.
+// DecryptRequest is built on it, so there is one decryption path.
+//
+// Frames are opened in order with the HPKE context's sequence number, so the
+// bytes Read hands out are always authenticated; but a later frame may still
+// fail to, and EHBP cannot tell a body cut at a frame boundary (see above):
+// call Finish, and check that the sizes the JSON declares add up to
+// plaintext_size(), before acting on the request.
+//
+// Buffered plaintext is wiped (OPENSSL_cleanse) when it is consumed and when
+// the reader is destroyed or assigned over. Move-only, one thread at a time.
+class RequestReader {
+ public:
+  // Checks the whole framing (every length prefix, as DecryptRequest does,
+  // with the same error codes and messages), derives the HPKE context and
+  // opens the first non-empty frame, so the encapsulated key is authenticated
+  // before anything answers under it. A body with no non-empty frame is
+  // DataLoss. `body` is borrowed: it must outlive the reader.
+  static Result<RequestReader> Open(std::string_view encapsulated_key_header_value, ByteSpan body,
+                                    const crypto::X25519PrivateKey& recipient_private_key);
+
+  RequestReader(RequestReader&& other) noexcept;
+  RequestReader& operator=(RequestReader&& other) noexcept;
+  RequestReader(const RequestReader&) = delete;
+  RequestReader& operator=(const RequestReader&) = delete;
+  ~RequestReader();
+
+  // Of the whole body, from its framing: the sum of LEN - 16 over non-empty frames.
+  size_t plaintext_size() const { return plaintext_size_; }
+  // Plaintext bytes not yet handed out by Read.
+  size_t remaining() const { return remaining_; }
+  // The most plaintext one frame holds: what the reader may buffer.
+  size_t max_frame_plaintext() const { return max_frame_plaintext_; }
+
+  // Decrypts the next out.size() bytes into `out`, opening frames as needed;
+  // a frame's plaintext beyond what was asked stays buffered for the next
+  // Read. A zero-length Read opens nothing. Errors:
+  //   DataLoss         a frame fails to authenticate (the message names the
+  //                    frame index and byte offset, as DecryptRequest's does);
+  //   InvalidArgument  fewer than out.size() bytes remain; nothing is
+  //                    written then.
+  // After a DataLoss, `out` may hold some authenticated bytes of the frames
+  // before the failing one. After any error, every later Read and Finish
+  // fails with that same error.
+  Status Read(std::span<uint8_t> out);
+
+  // Authenticates every frame not yet opened (once remaining() is 0 these
+  // can only be frames with empty plaintext, e.g. a trailing frame sealing
+  // ""). FailedPrecondition when remaining() != 0; DataLoss as for Read.
+  // Errors stick as for Read.
+  Status Finish();
+
+  // The reply's keys come from this (for EncryptResponse).
+  ServerState& state() { return state_; }
+
+ private:
+  RequestReader(ServerState state, ByteSpan body, size_t plaintext_size, size_t max_frame_plaintext);
+  // Opens the next non-empty frame into buffer_; false when none is left.
+  Result<bool> OpenNextFrame();
+  void WipeBuffer();
+  Status Fail(Status status);
+
+  ServerState state_;
+  ByteSpan body_;
+  size_t next_offset_ = 0;  // of the next frame's length prefix in body_
+  size_t next_index_ = 0;   // its frame index (LEN = 0 frames count too)
+  size_t plaintext_size_ = 0;
+  size_t remaining_ = 0;
+  size_t max_frame_plaintext_ = 0;
+  Bytes buffer_;            // the plaintext of the last frame opened
+  size_t buffer_pos_ = 0;   // how much of it Read has handed out
+  Status error_;            // the first error; sticks
+};
 
 // Draws a fresh response nonce per call. `fixed_response_nonce` (32 bytes) is
 // for test vectors only.
