@@ -122,28 +122,41 @@ Status RejectUnsupportedParameters(object parameters, std::string_view where) {
   return Status::Ok();
 }
 
-// Splits a body into its JSON and binary parts and parses the JSON.
-struct ParsedBody {
-  simdjson::dom::parser parser;  // owns the document `root` points into
-  object root;
+// A body split at the Inference-Header-Content-Length: the JSON, then the
+// binary section (empty when there is no header).
+struct BodyParts {
+  std::span<const uint8_t> json;
   std::span<const uint8_t> binary;
+  std::optional<size_t> binary_length;  // binary.size(), absent without the header
 };
 
-Status ParseBody(std::span<const uint8_t> body, std::optional<size_t> json_length, std::string_view where,
-                 ParsedBody& parsed) {
-  size_t length = body.size();
-  if (json_length) {
-    if (*json_length > body.size()) {
-      return Invalid(where, std::string(kHeaderLengthHeader) + " is " + std::to_string(*json_length) +
-                                " but the body has only " + std::to_string(body.size()) + " bytes");
-    }
-    length = *json_length;
+Result<BodyParts> SplitBody(std::span<const uint8_t> body, std::optional<size_t> json_length, std::string_view where) {
+  BodyParts parts;
+  if (!json_length) {
+    parts.json = body;
+    return parts;
   }
-  parsed.binary = body.subspan(length);
+  if (*json_length > body.size()) {
+    return Invalid(where, std::string(kHeaderLengthHeader) + " is " + std::to_string(*json_length) +
+                              " but the body has only " + std::to_string(body.size()) + " bytes");
+  }
+  parts.json = body.first(*json_length);
+  parts.binary = body.subspan(*json_length);
+  parts.binary_length = parts.binary.size();
+  return parts;
+}
+
+// The parsed JSON of a body: a top-level object whose keys are all distinct.
+struct ParsedJson {
+  simdjson::dom::parser parser;  // owns the document `root` points into
+  object root;
+};
+
+Status ParseJsonObject(std::span<const uint8_t> json, std::string_view where, ParsedJson& parsed) {
   // simdjson reads in SIMD blocks past the end: it needs its own padded copy.
-  simdjson::padded_string json(reinterpret_cast<const char*>(body.data()), length);
+  simdjson::padded_string padded(reinterpret_cast<const char*>(json.data()), json.size());
   element root;
-  if (auto error = parsed.parser.parse(json).get(root); error != simdjson::SUCCESS) {
+  if (auto error = parsed.parser.parse(padded).get(root); error != simdjson::SUCCESS) {
     return Invalid(where, std::string("not valid JSON: ") + simdjson::error_message(error));
   }
   PPML_ASSIGN_OR_RETURN(parsed.root, UniqueObject(root, where));
@@ -152,8 +165,8 @@ Status ParseBody(std::span<const uint8_t> body, std::optional<size_t> json_lengt
 
 // ---- Tensors --------------------------------------------------------------------
 
-// A tensor being read: described by its JSON, filled from "data" at once or
-// from the binary section once every tensor's size is known.
+// A tensor being read from its JSON: filled from "data" at once; a binary
+// one is filled (FillTensors) once every tensor's size is known and checked.
 struct PendingTensor {
   std::string name;
   std::string where;  // `inference request: input "x"`
@@ -378,49 +391,67 @@ Result<PendingTensor> ParseTensor(element value, std::string_view body_where, st
   return t;
 }
 
-// Reads the array `key` of tensors, then fills the binary ones from the
-// binary section, which must hold exactly their bytes, back to back.
-Result<std::vector<NamedTensor>> ParseTensors(object root, std::string_view key, std::string_view kind,
-                                              const ParsedBody& body, bool have_json_length, bool allow_empty,
-                                              std::string_view where) {
+// The tensors of the array `key` as their JSON describes them (JSON data
+// already read, binary data not yet), and the bytes their binary data takes.
+// `binary_length` is the binary section's size, absent without the
+// Inference-Header-Content-Length header; it must equal those bytes.
+// Request inputs and response outputs alike: an InputHeader describes either.
+struct TensorHeaders {
+  std::vector<InputHeader> tensors;
+  size_t binary_size = 0;
+};
+
+Result<TensorHeaders> ParseTensorHeaders(object root, std::string_view key, std::string_view kind,
+                                         std::optional<size_t> binary_length, bool allow_empty,
+                                         std::string_view where) {
   std::optional<element> value = Field(root, key);
   if (!value) return Invalid(where, "missing " + JsonQuote(key));
   array items;
   if (value->get_array().get(items) != simdjson::SUCCESS) return Invalid(where, std::string(key) + ": not an array");
   if (items.size() == 0 && !allow_empty) return Invalid(where, std::string(key) + ": empty");
 
-  std::vector<PendingTensor> pending;
+  TensorHeaders headers;
+  headers.tensors.reserve(items.size());
   std::set<std::string, std::less<>> names;
   size_t budget = kMaxTensorBytes;
-  size_t binary_total = 0;
   for (element item : items) {
-    PPML_ASSIGN_OR_RETURN(PendingTensor t, ParseTensor(item, where, kind, pending.size(), budget));
+    PPML_ASSIGN_OR_RETURN(PendingTensor t, ParseTensor(item, where, kind, headers.tensors.size(), budget));
     if (!names.insert(t.name).second) return Invalid(t.where, "duplicate " + std::string(kind) + " name");
     if (t.binary_size) {
-      if (!have_json_length) {
+      if (!binary_length) {
         return Invalid(t.where, "parameters.binary_data_size needs the " + std::string(kHeaderLengthHeader) +
                                     " header");
       }
-      binary_total += *t.binary_size;  // no overflow: bounded by kMaxTensorBytes
+      headers.binary_size += *t.binary_size;  // no overflow: bounded by kMaxTensorBytes
     }
-    pending.push_back(std::move(t));
+    headers.tensors.push_back(
+        {std::move(t.name), t.type, std::move(t.shape), t.binary_size, std::move(t.tensor)});
   }
-  if (body.binary.size() != binary_total) {
-    return Invalid(where, "binary data after the JSON is " + std::to_string(body.binary.size()) +
-                              " bytes, the binary_data_size parameters add up to " + std::to_string(binary_total));
+  const size_t binary = binary_length.value_or(0);
+  if (binary != headers.binary_size) {
+    return Invalid(where, "binary data after the JSON is " + std::to_string(binary) +
+                              " bytes, the binary_data_size parameters add up to " +
+                              std::to_string(headers.binary_size));
   }
+  return headers;
+}
 
+// The tensors of `headers`: JSON data moved, binary data copied from
+// `binary`, which holds exactly their bytes, back to back.
+Result<std::vector<NamedTensor>> FillTensors(std::vector<InputHeader> headers, std::span<const uint8_t> binary) {
   std::vector<NamedTensor> tensors;
-  tensors.reserve(pending.size());
+  tensors.reserve(headers.size());
   size_t offset = 0;
-  for (PendingTensor& t : pending) {
-    if (t.binary_size) {
-      t.tensor = Tensor(t.type, t.shape);
-      if (*t.binary_size) std::memcpy(t.tensor.raw_data(), body.binary.data() + offset, *t.binary_size);
-      offset += *t.binary_size;
+  for (InputHeader& h : headers) {
+    if (h.binary_size) {
+      if (*h.binary_size > binary.size() - offset) return Status::Internal("binary section shorter than its tensors");
+      h.data = Tensor(h.dtype, h.shape);
+      if (*h.binary_size) std::memcpy(h.data.raw_data(), binary.data() + offset, *h.binary_size);
+      offset += *h.binary_size;
     }
-    tensors.push_back({std::move(t.name), std::move(t.tensor)});
+    tensors.push_back({std::move(h.name), std::move(h.data)});
   }
+  if (offset != binary.size()) return Status::Internal("binary section longer than its tensors");
   return tensors;
 }
 
@@ -521,11 +552,13 @@ constexpr std::string_view kResponseWhere = "inference response";
 
 // ---- Requests -------------------------------------------------------------------
 
-Result<InferRequest> ParseInferRequest(std::span<const uint8_t> body, std::optional<size_t> json_length) {
+Result<InferRequestHeader> ParseInferRequestHeader(std::span<const uint8_t> json,
+                                                   std::optional<size_t> binary_length) {
   const std::string_view where = kRequestWhere;
-  ParsedBody parsed;
-  PPML_RETURN_IF_ERROR(ParseBody(body, json_length, where, parsed));
-  InferRequest request;
+  ParsedJson parsed;
+  PPML_RETURN_IF_ERROR(ParseJsonObject(json, where, parsed));
+  InferRequestHeader header;
+  InferRequest& request = header.request;
   PPML_ASSIGN_OR_RETURN(std::optional<std::string> id, OptionalString(parsed.root, "id", where));
   request.id = id.value_or("");
   PPML_ASSIGN_OR_RETURN(std::optional<object> parameters, OptionalParameters(parsed.root, where));
@@ -535,11 +568,13 @@ Result<InferRequest> ParseInferRequest(std::span<const uint8_t> body, std::optio
                           OptionalBool(*parameters, "binary_data_output", std::string(where) + ": parameters"));
     request.binary_output = binary_output.value_or(false);
   }
-  PPML_ASSIGN_OR_RETURN(request.inputs, ParseTensors(parsed.root, "inputs", "input", parsed, json_length.has_value(),
-                                                     /*allow_empty=*/false, where));
+  PPML_ASSIGN_OR_RETURN(TensorHeaders inputs, ParseTensorHeaders(parsed.root, "inputs", "input", binary_length,
+                                                                 /*allow_empty=*/false, where));
+  header.inputs = std::move(inputs.tensors);
+  header.binary_size = inputs.binary_size;
 
   std::optional<element> outputs = Field(parsed.root, "outputs");
-  if (!outputs) return request;
+  if (!outputs) return header;
   array items;
   if (outputs->get_array().get(items) != simdjson::SUCCESS) return Invalid(where, "outputs: not an array");
   std::set<std::string, std::less<>> names;
@@ -560,6 +595,14 @@ Result<InferRequest> ParseInferRequest(std::span<const uint8_t> body, std::optio
     }
     request.outputs.push_back(std::move(output));
   }
+  return header;
+}
+
+Result<InferRequest> ParseInferRequest(std::span<const uint8_t> body, std::optional<size_t> json_length) {
+  PPML_ASSIGN_OR_RETURN(BodyParts parts, SplitBody(body, json_length, kRequestWhere));
+  PPML_ASSIGN_OR_RETURN(InferRequestHeader header, ParseInferRequestHeader(parts.json, parts.binary_length));
+  InferRequest request = std::move(header.request);
+  PPML_ASSIGN_OR_RETURN(request.inputs, FillTensors(std::move(header.inputs), parts.binary));
   return request;
 }
 
@@ -613,8 +656,9 @@ Result<EncodedBody> EncodeInferResponse(const InferResponse& response, const Inf
 
 Result<InferResponse> ParseInferResponse(std::span<const uint8_t> body, std::optional<size_t> json_length) {
   const std::string_view where = kResponseWhere;
-  ParsedBody parsed;
-  PPML_RETURN_IF_ERROR(ParseBody(body, json_length, where, parsed));
+  PPML_ASSIGN_OR_RETURN(BodyParts parts, SplitBody(body, json_length, where));
+  ParsedJson parsed;
+  PPML_RETURN_IF_ERROR(ParseJsonObject(parts.json, where, parsed));
   PPML_ASSIGN_OR_RETURN(std::optional<std::string> error, OptionalString(parsed.root, "error", where));
   if (error) return Invalid(where, "server answered an error: " + *error);
 
@@ -626,8 +670,9 @@ Result<InferResponse> ParseInferResponse(std::span<const uint8_t> body, std::opt
   response.model_version = version.value_or("");
   PPML_ASSIGN_OR_RETURN(std::optional<std::string> id, OptionalString(parsed.root, "id", where));
   response.id = id.value_or("");
-  PPML_ASSIGN_OR_RETURN(response.outputs, ParseTensors(parsed.root, "outputs", "output", parsed,
-                                                       json_length.has_value(), /*allow_empty=*/true, where));
+  PPML_ASSIGN_OR_RETURN(TensorHeaders outputs, ParseTensorHeaders(parsed.root, "outputs", "output",
+                                                                  parts.binary_length, /*allow_empty=*/true, where));
+  PPML_ASSIGN_OR_RETURN(response.outputs, FillTensors(std::move(outputs.tensors), parts.binary));
   return response;
 }
 

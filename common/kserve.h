@@ -114,6 +114,31 @@ struct EncodedBody {
 // bytes are JSON and the rest is exactly the binary data its inputs declare.
 Result<InferRequest> ParseInferRequest(std::span<const uint8_t> body, std::optional<size_t> json_length);
 
+// The JSON part of a request on its own. A server that decrypts a large body
+// frame by frame parses the JSON first, validates and groups requests, then
+// reads each binary input straight to where it is used: no copy of the whole
+// body, no Tensor per request. ParseInferRequest is this plus filling the
+// tensors from the binary section, so both accept and refuse the same bodies.
+
+// An input as the request's JSON describes it, before any binary data is read.
+struct InputHeader {
+  std::string name;
+  DataType dtype = DataType::kF32;
+  Shape shape;
+  std::optional<size_t> binary_size;  // its bytes in the binary section; absent: `data` holds its values
+  Tensor data;                        // the values of "data"; empty for a binary input
+};
+struct InferRequestHeader {
+  InferRequest request;             // id, outputs, binary_output; request.inputs stays empty
+  std::vector<InputHeader> inputs;  // in request order
+  size_t binary_size = 0;           // the binary section: the binary inputs' bytes back to back, in `inputs` order
+};
+// Parses the JSON part of a request body. `binary_length`: absent when the request had no
+// Inference-Header-Content-Length header (then the whole body was JSON and no input may be binary); present,
+// the byte length of the binary section after the JSON, which must equal the sum of the binary_data_size
+// parameters. Same checks and the same error messages as ParseInferRequest.
+Result<InferRequestHeader> ParseInferRequestHeader(std::span<const uint8_t> json, std::optional<size_t> binary_length);
+
 // Encodes `response` with each output as JSON data or binary data, as
 // `request.WantsBinary(output name)` says. Fails when a JSON-encoded FP32
 // output holds NaN or an infinity (JSON has no way to write them).

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -543,6 +545,165 @@ TEST(KServe, JsonErrors) {
   ExpectInvalid(ParseJson(OneInput(R"("shape":[1],"datatype":"INT8","data":[1e400])")), {"not valid JSON"});
   // Unknown fields are ignored.
   EXPECT_TRUE(ParseJson(R"({"future":{"x":[1]},"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[1],"z":0}]})").ok());
+}
+
+// ---- The JSON before the binary data (ParseInferRequestHeader) -------------------------------
+
+// The JSON part of an encoded body: all of it without a header length.
+std::span<const uint8_t> JsonPart(const EncodedBody& encoded) {
+  return std::span<const uint8_t>(encoded.body).first(encoded.json_length.value_or(encoded.body.size()));
+}
+
+TEST(KServe, HeaderDescribesJsonAndBinaryInputs) {
+  const std::string json =
+      R"({"id":"req-9","parameters":{"binary_data_output":true},"inputs":[)"
+      R"({"name":"a","shape":[2,2],"datatype":"FP32","parameters":{"binary_data_size":16}},)"
+      R"({"name":"b","shape":[3],"datatype":"INT32","data":[7,-8,9]},)"
+      R"({"name":"c","shape":[1,5],"datatype":"UINT8","parameters":{"binary_data_size":5}}],)"
+      R"("outputs":[{"name":"y"},{"name":"z","parameters":{"binary_data":false}}]})";
+  auto header = ParseInferRequestHeader(Text(json), 21);
+  ASSERT_TRUE(header.ok()) << header.status().ToString();
+
+  EXPECT_EQ(header->request.id, "req-9");
+  EXPECT_TRUE(header->request.binary_output);
+  EXPECT_TRUE(header->request.inputs.empty());
+  ASSERT_EQ(header->request.outputs.size(), 2u);
+  EXPECT_EQ(header->request.outputs[0].name, "y");
+  EXPECT_TRUE(header->request.outputs[0].binary);
+  EXPECT_EQ(header->request.outputs[1].name, "z");
+  EXPECT_FALSE(header->request.outputs[1].binary);
+
+  ASSERT_EQ(header->inputs.size(), 3u);
+  const InputHeader& a = header->inputs[0];
+  EXPECT_EQ(a.name, "a");
+  EXPECT_EQ(a.dtype, DataType::kF32);
+  EXPECT_EQ(a.shape, (Shape{2, 2}));
+  EXPECT_EQ(a.binary_size, std::optional<size_t>(16));
+  EXPECT_EQ(a.data.byte_size(), 0u);
+
+  const InputHeader& b = header->inputs[1];
+  EXPECT_EQ(b.name, "b");
+  EXPECT_EQ(b.dtype, DataType::kS32);
+  EXPECT_EQ(b.shape, (Shape{3}));
+  EXPECT_FALSE(b.binary_size.has_value());
+  ExpectSameTensor(b.data, Tensor::FromVector<int32_t>({3}, {7, -8, 9}));
+
+  const InputHeader& c = header->inputs[2];
+  EXPECT_EQ(c.name, "c");
+  EXPECT_EQ(c.dtype, DataType::kU8);
+  EXPECT_EQ(c.shape, (Shape{1, 5}));
+  EXPECT_EQ(c.binary_size, std::optional<size_t>(5));
+  EXPECT_EQ(c.data.byte_size(), 0u);
+
+  EXPECT_EQ(header->binary_size, 21u);
+}
+
+TEST(KServe, HeaderAgreesWithParseInferRequest) {
+  InferRequest request = EdgeRequest();
+  request.inputs.push_back({"empty", Tensor(DataType::kS8, {3, 0})});
+  request.binary_output = true;
+  request.outputs = {{"y", false}, {"z", true}};
+  for (bool binary : {false, true}) {
+    SCOPED_TRACE(binary ? "binary inputs" : "JSON inputs");
+    auto encoded = EncodeInferRequest(request, binary);
+    ASSERT_TRUE(encoded.ok()) << encoded.status().ToString();
+    auto whole = ParseInferRequest(encoded->body, encoded->json_length);
+    ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+
+    const std::span<const uint8_t> json = JsonPart(*encoded);
+    const std::span<const uint8_t> section = std::span<const uint8_t>(encoded->body).subspan(json.size());
+    const std::optional<size_t> binary_length =
+        encoded->json_length ? std::optional<size_t>(section.size()) : std::nullopt;
+    auto header = ParseInferRequestHeader(json, binary_length);
+    ASSERT_TRUE(header.ok()) << header.status().ToString();
+
+    EXPECT_EQ(header->request.id, whole->id);
+    EXPECT_EQ(header->request.binary_output, whole->binary_output);
+    EXPECT_TRUE(header->request.inputs.empty());
+    ASSERT_EQ(header->request.outputs.size(), whole->outputs.size());
+    for (size_t i = 0; i < whole->outputs.size(); ++i) {
+      EXPECT_EQ(header->request.outputs[i].name, whole->outputs[i].name);
+      EXPECT_EQ(header->request.outputs[i].binary, whole->outputs[i].binary);
+    }
+    EXPECT_EQ(header->binary_size, section.size());
+
+    // Each binary input's bytes, read at its offset in the binary section, are the tensor ParseInferRequest built.
+    ASSERT_EQ(header->inputs.size(), whole->inputs.size());
+    size_t offset = 0;
+    for (size_t i = 0; i < whole->inputs.size(); ++i) {
+      const InputHeader& input = header->inputs[i];
+      const Tensor& expected = whole->inputs[i].tensor;
+      SCOPED_TRACE(input.name);
+      EXPECT_EQ(input.name, whole->inputs[i].name);
+      EXPECT_EQ(input.dtype, expected.dtype());
+      EXPECT_EQ(input.shape, expected.shape());
+      EXPECT_EQ(input.binary_size.has_value(), binary);
+      if (input.binary_size) {
+        ASSERT_EQ(*input.binary_size, expected.byte_size());
+        ASSERT_LE(offset + *input.binary_size, section.size());
+        EXPECT_EQ(0, std::memcmp(section.data() + offset, expected.raw_data(), expected.byte_size()));
+        offset += *input.binary_size;
+        EXPECT_EQ(input.data.byte_size(), 0u);
+      } else {
+        ExpectSameTensor(input.data, expected);
+      }
+    }
+    EXPECT_EQ(offset, header->binary_size);
+  }
+}
+
+TEST(KServe, HeaderBinaryLengthMustMatchTheBinaryDataSizes) {
+  const std::string two_floats =
+      R"({"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]})";
+  ASSERT_TRUE(ParseInferRequestHeader(Text(two_floats), 8).ok());
+  ExpectInvalid(ParseInferRequestHeader(Text(two_floats), 7), {"binary data after the JSON is 7 bytes", "add up to 8"});
+  ExpectInvalid(ParseInferRequestHeader(Text(two_floats), 9), {"binary data after the JSON is 9 bytes", "add up to 8"});
+  ExpectInvalid(ParseInferRequestHeader(Text(two_floats), 0), {"binary data after the JSON is 0 bytes", "add up to 8"});
+  const std::string json_only = R"({"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[1]}]})";
+  ASSERT_TRUE(ParseInferRequestHeader(Text(json_only), 0).ok());
+  ASSERT_TRUE(ParseInferRequestHeader(Text(json_only), std::nullopt).ok());
+  ExpectInvalid(ParseInferRequestHeader(Text(json_only), 3), {"binary data after the JSON is 3 bytes", "add up to 0"});
+}
+
+TEST(KServe, HeaderBinaryInputNeedsTheHeaderLength) {
+  ExpectInvalid(ParseInferRequestHeader(
+                    Text(R"({"inputs":[{"name":"a","shape":[1],"datatype":"INT8","data":[1]},)"
+                         R"({"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]})"),
+                    std::nullopt),
+                {"inference request", "input \"x\"", "binary_data_size needs the Inference-Header-Content-Length header"});
+}
+
+TEST(KServe, HeaderMalformedJson) {
+  for (std::optional<size_t> binary_length : {std::optional<size_t>(), std::optional<size_t>(0)}) {
+    ExpectInvalid(ParseInferRequestHeader(Text(""), binary_length), {"inference request", "not valid JSON"});
+    ExpectInvalid(ParseInferRequestHeader(Text(R"({"inputs":[)"), binary_length), {"not valid JSON"});
+    ExpectInvalid(ParseInferRequestHeader(Text(R"({"inputs":[{"name":"x",}]})"), binary_length), {"not valid JSON"});
+    ExpectInvalid(ParseInferRequestHeader(Text("[1,2]"), binary_length), {"inference request", "expected a JSON object"});
+    ExpectInvalid(ParseInferRequestHeader(Text(R"({"id":"a","id":"b","inputs":[]})"), binary_length),
+                  {"duplicate key \"id\""});
+  }
+}
+
+TEST(KServe, HeaderErrorsAreParseInferRequestErrors) {
+  // JSON only, so the same bytes are a whole body for ParseInferRequest.
+  const std::string_view bodies[] = {
+      "",
+      R"({"inputs":[]})",
+      R"({"id":3,"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[1]}]})",
+      R"({"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[300]}]})",
+      R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]})",
+      R"({"inputs":[{"name":"x","shape":[1],"datatype":"INT8","parameters":{"binary_data_size":1}}]})",
+      R"({"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[1]}],"outputs":[{"name":"a"},{"name":"a"}]})",
+  };
+  for (std::string_view body : bodies) {
+    SCOPED_TRACE(body);
+    auto header = ParseInferRequestHeader(Text(body), std::nullopt);
+    auto whole = ParseJson(body);
+    ASSERT_FALSE(header.ok());
+    ASSERT_FALSE(whole.ok());
+    EXPECT_EQ(header.status().code(), whole.status().code());
+    EXPECT_EQ(header.status().message(), whole.status().message());
+  }
 }
 
 // ---- Responses and errors ------------------------------------------------------------------
