@@ -298,23 +298,13 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   const std::vector<engine::TensorInfo>& outputs() const override { return model_->outputs(); }
 
   Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs) override {
-    {
-      std::lock_guard lock(refill_mutex_);
-      running_ = true;
-    }
-    const auto start = Clock::now();
-    Result<std::vector<Tensor>> result = model_->Run(inputs);
-    {
-      std::lock_guard lock(refill_mutex_);
-      running_ = false;
-      std::lock_guard stats_lock(stats_mutex_);
-      stats_.run_seconds += SecondsSince(start);
-      ++stats_.batches;
-      if (!inputs.empty() && inputs[0].rank() > 0) stats_.images += inputs[0].dim(0);
-      published_ = stats_;
-    }
-    refill_cv_.notify_all();
-    return result;
+    const int64_t images = !inputs.empty() && inputs[0].rank() > 0 ? inputs[0].dim(0) : 0;
+    return Counted(images, [&] { return model_->Run(inputs); });
+  }
+
+  Result<std::vector<Tensor>> RunWith(std::span<const Shape> shapes, const InputWriter& write) override {
+    const int64_t images = !shapes.empty() && !shapes[0].empty() ? shapes[0][0] : 0;
+    return Counted(images, [&] { return model_->RunWith(shapes, write); });
   }
 
   Status FillPads(int64_t per_layer) override {
@@ -360,6 +350,28 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   }
 
  private:
+  // One run of the wrapped model, with the pad refiller paused and the run counted.
+  template <typename RunFn>
+  Result<std::vector<Tensor>> Counted(int64_t images, RunFn run) {
+    {
+      std::lock_guard lock(refill_mutex_);
+      running_ = true;
+    }
+    const auto start = Clock::now();
+    Result<std::vector<Tensor>> result = run();
+    {
+      std::lock_guard lock(refill_mutex_);
+      running_ = false;
+      std::lock_guard stats_lock(stats_mutex_);
+      stats_.run_seconds += SecondsSince(start);
+      ++stats_.batches;
+      stats_.images += images;
+      published_ = stats_;
+    }
+    refill_cv_.notify_all();
+    return result;
+  }
+
   // x -> 8-bit integers (the bytes ExactLinear reads) and their field form.
   void Quantize(const Layer& layer, std::span<const float> x) {
     quantized_.resize(x.size());

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -184,6 +185,14 @@ class Model {
   // Runs one inference. `inputs` are in the order of inputs(), plain row-major.
   // A wrong count, data type or shape is InvalidArgument naming the input.
   virtual Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs) = 0;
+
+  // Runs one inference on inputs the caller writes into the engine's own
+  // memory (the plan's arena) instead of handing over tensors: `write` gets
+  // each input's plain row-major bytes for `shapes`, in the order of
+  // inputs(). A caller short of memory (an enclave decrypting requests) then
+  // never holds the inputs twice. An error from `write` fails the run with it.
+  using InputWriter = std::function<Status(std::span<const std::span<std::byte>> inputs)>;
+  virtual Result<std::vector<Tensor>> RunWith(std::span<const Shape> shapes, const InputWriter& write) = 0;
 
   // Drops the plans kept for reuse, so their arenas go back to the memory
   // budget; the next Run builds what it needs again. For a caller that needs

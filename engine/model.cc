@@ -70,6 +70,22 @@ class OnnxModel final : public Model {
   const std::vector<TensorInfo>& outputs() const override { return outputs_; }
   ModelStats stats() const override { return stats_; }
 
+  Result<std::vector<Tensor>> RunWith(std::span<const Shape> shapes, const InputWriter& write) override {
+    if (shapes.size() != inputs_.size()) {
+      return Status::InvalidArgument("the model takes " + std::to_string(inputs_.size()) + " inputs, got " +
+                                     std::to_string(shapes.size()) + " shapes");
+    }
+    try {
+      PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor({shapes.begin(), shapes.end()}));
+      std::vector<std::span<std::byte>> places;
+      for (size_t i = 0; i < shapes.size(); ++i) places.push_back(plan->arena_input(i));
+      PPML_RETURN_IF_ERROR(write(places));
+      return plan->RunOnArenaInputs();
+    } catch (const StatusError& e) {
+      return e.status();
+    }
+  }
+
   Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs) override {
     if (inputs.size() != inputs_.size()) {
       return Status::InvalidArgument("the model takes " + std::to_string(inputs_.size()) + " inputs, got " +

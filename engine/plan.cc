@@ -141,11 +141,22 @@ class StreamedRun {
 
 }  // namespace
 
+std::span<std::byte> Plan::arena_input(size_t i) {
+  return {static_cast<std::byte*>(arena_inputs_[i]), values_[inputs_[i]].bytes()};
+}
+
 Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
+  std::vector<void*> data;
+  for (const Tensor& t : inputs) data.push_back(const_cast<void*>(t.raw_data()));
+  return Execute(data);
+}
+
+Result<std::vector<Tensor>> Plan::RunOnArenaInputs() { return Execute(arena_inputs_); }
+
+Result<std::vector<Tensor>> Plan::Execute(std::span<void* const> inputs) {
   for (size_t i = 0; i < inputs_.size(); ++i) {
-    void* p = const_cast<void*>(inputs[i].raw_data());
-    data_[inputs_[i]] = p;
-    if (memories_[inputs_[i]]) memories_[inputs_[i]].set_data_handle(p);
+    data_[inputs_[i]] = inputs[i];
+    if (memories_[inputs_[i]]) memories_[inputs_[i]].set_data_handle(inputs[i]);
   }
   for (ValueId alias : input_aliases_) {
     data_[alias] = data_[values_[alias].alias_of];
@@ -256,6 +267,7 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
     return Status::InvalidArgument("model expects " + std::to_string(graph_.inputs.size()) + " inputs, got " +
                                    std::to_string(input_shapes.size()));
   }
+  node_index_ = 0;
   for (size_t i = 0; i < graph_.inputs.size(); ++i) {
     const GraphValue& in = graph_.inputs[i];
     const Shape& shape = input_shapes[i];
@@ -271,7 +283,9 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
     v.shape = shape;
     v.desc = PlainDesc(v.dtype, v.shape);
     v.graph_input = true;
-    const ValueId id = AddValue(std::move(v));
+    // A place in the arena too, for callers that write the input there
+    // (Plan::RunOnArenaInputs); Run binds the caller's tensor instead.
+    const ValueId id = NewBufferValue(std::move(v), LastUse(in.name));
     by_name_[in.name] = id;
     plan_->inputs_.push_back(id);
     if (auto q = graph_.activation_quant.find(in.name); q != graph_.activation_quant.end()) {
@@ -746,11 +760,9 @@ Status PlanBuilder::Finalize() {
   }
   for (size_t id = 0; id < n; ++id) {
     const PlanValue& v = plan.values_[id];
-    if (v.desc.get_size() == 0) continue;
-    plan.memories_[id] = v.graph_input || (v.alias_of != kNoValue && plan.values_[v.alias_of].graph_input)
-                             ? memory(v.desc, engine_, DNNL_MEMORY_NONE)
-                             : memory(v.desc, engine_, plan.data_[id]);
+    if (v.desc.get_size() > 0) plan.memories_[id] = memory(v.desc, engine_, plan.data_[id]);
   }
+  for (ValueId id : plan.inputs_) plan.arena_inputs_.push_back(plan.data_[id]);
   plan.store_ = graph_.env.store;
   for (Step& step : plan.steps_) {
     if (!step.primitive) continue;

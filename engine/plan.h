@@ -90,6 +90,10 @@ class Plan {
  public:
   // Runs with plain inputs in graph-input order; outputs in graph-output order.
   Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs);
+  // Input i's plain bytes inside the arena, for RunOnArenaInputs. Valid
+  // between runs only: the run reuses them once the input is consumed.
+  std::span<std::byte> arena_input(size_t i);
+  Result<std::vector<Tensor>> RunOnArenaInputs();
   size_t arena_bytes() const { return arena_bytes_; }
   size_t step_count() const { return steps_.size(); }
   // Multiply-accumulates of the convolutions and matrix products per run.
@@ -99,6 +103,7 @@ class Plan {
 
  private:
   friend class PlanBuilder;
+  Result<std::vector<Tensor>> Execute(std::span<void* const> inputs);
   dnnl::engine engine_;
   dnnl::stream stream_;
   // A deque: builders hold references to values while adding new ones.
@@ -110,6 +115,7 @@ class Plan {
   std::shared_ptr<void> arena_, scratchpad_;
   std::vector<Reservation> owned_reservations_;  // resident prepared weights the plan computed
   std::vector<ValueId> input_aliases_;   // values sharing a graph input's bytes
+  std::vector<void*> arena_inputs_;      // each graph input's place in the arena
   dnnl::memory scratchpad_memory_;
   Reservation arena_reservation_, scratchpad_reservation_;
   WeightStore* store_ = nullptr;

@@ -4,6 +4,7 @@
 // arenas rather than failing a batch.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -85,6 +86,72 @@ TEST(PlanCache, EveryBatchSizeRunsWhenTheBudgetHoldsOnlySomeArenas) {
   }
   EXPECT_LE(tight.peak(), fixed + 2 * largest_arena);
   EXPECT_GT((*model)->stats().plans_built, kMaxBatch);  // arenas were given up and rebuilt
+}
+
+// Relu straight on the graph input (an op the plan may run in place on the
+// input's bytes), then the CNN above.
+OnnxBuilder ReluFirstCnn() {
+  OnnxBuilder b(13, "relu_first_cnn");
+  b.Input("x", {-1, kChannels, kSide, kSide});
+  b.Initializer("w1", {kChannels, kChannels, 3, 3}, RandomFloats(kChannels * kChannels * 9, 1, -0.2f, 0.2f));
+  b.Node("Relu", {"x"}, {"r0"}, "relu0");
+  b.Node("Conv", {"r0", "w1"}, {"c1"}, "conv1").Ints("pads", {1, 1, 1, 1});
+  b.Node("GlobalAveragePool", {"c1"}, {"y"}, "gap");
+  b.Output("y");
+  return b;
+}
+
+void ExpectSameBits(const Tensor& a, const Tensor& b) {
+  ASSERT_EQ(a.shape(), b.shape());
+  EXPECT_EQ(0, std::memcmp(a.raw_data(), b.raw_data(), a.byte_size()));
+}
+
+// Inputs written into the plan's arena (RunWith) give what the caller's
+// tensors give (Run), either way round, and Run leaves the caller's tensor as it was.
+TEST(RunWith, InputsWrittenIntoTheArenaMatchRun) {
+  for (OnnxBuilder builder : {BatchDynamicCnn(), ReluFirstCnn()}) {
+    auto model = builder.Load();
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    for (int64_t n : {1, 3}) {
+      std::vector<Tensor> inputs = Batch(n);
+      for (float& v : inputs[0].values<float>()) v -= 0.5f;  // negatives for the Relu
+      const Tensor untouched = inputs[0].Clone();
+      auto by_run = (*model)->Run(inputs);
+      ASSERT_TRUE(by_run.ok()) << by_run.status().ToString();
+      ExpectSameBits(inputs[0], untouched);
+      const std::vector<Shape> shapes = {inputs[0].shape()};
+      int calls = 0;
+      auto by_write = (*model)->RunWith(shapes, [&](std::span<const std::span<std::byte>> places) {
+        ++calls;
+        EXPECT_EQ(places.size(), 1u);
+        EXPECT_EQ(places[0].size(), untouched.byte_size());
+        std::memcpy(places[0].data(), untouched.raw_data(), untouched.byte_size());
+        return Status::Ok();
+      });
+      ASSERT_TRUE(by_write.ok()) << by_write.status().ToString();
+      EXPECT_EQ(calls, 1);
+      ExpectSameBits((*by_write)[0], (*by_run)[0]);
+      auto again = (*model)->Run(inputs);  // the input bound to the caller's bytes again
+      ASSERT_TRUE(again.ok());
+      ExpectSameBits((*again)[0], (*by_run)[0]);
+    }
+  }
+}
+
+TEST(RunWith, TheWritersErrorAndBadShapesFailTheRun) {
+  auto model = BatchDynamicCnn().Load();
+  ASSERT_TRUE(model.ok());
+  const std::vector<Shape> shapes = {{2, kChannels, kSide, kSide}};
+  auto failed = (*model)->RunWith(shapes, [](auto) { return Status::DataLoss("frame 3 failed"); });
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(failed.status().message(), "frame 3 failed");
+  auto none = (*model)->RunWith({}, [](auto) { return Status::Ok(); });
+  EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument);
+  const std::vector<Shape> wrong = {{2, kChannels + 1, kSide, kSide}};
+  auto bad = (*model)->RunWith(wrong, [](auto) { return Status::Ok(); });
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("input 'x'"), std::string::npos) << bad.status().ToString();
 }
 
 }  // namespace
