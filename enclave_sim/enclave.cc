@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <thread>
+#include <utility>
 
 #include "common/ehbp.h"
 #include "common/file_io.h"
@@ -35,20 +36,6 @@ Result<Measurement> Measure(const EnclaveConfig& config, const Sha256Digest& man
   }
   identity.manifest_hash = manifest_hash;
   return ComputeMeasurement(identity);
-}
-
-// Row-major tensors that differ only in their first dimension, stacked along it.
-Tensor Stack(const std::vector<const Tensor*>& parts) {
-  Shape shape = parts[0]->shape();
-  shape[0] = 0;
-  for (const Tensor* t : parts) shape[0] += t->dim(0);
-  Tensor out(parts[0]->dtype(), shape);
-  auto* dst = static_cast<uint8_t*>(out.raw_data());
-  for (const Tensor* t : parts) {
-    std::memcpy(dst, t->raw_data(), t->byte_size());
-    dst += t->byte_size();
-  }
-  return out;
 }
 
 // Rows [first, first + count) of a row-major tensor.
@@ -324,50 +311,56 @@ Result<std::string> Enclave::Attest(ByteSpan nonce) const {
 
 namespace {
 
-// A decrypted, parsed and validated request waiting for its batch.
+// A request whose JSON is parsed and checked against the model, waiting for
+// its run. Its binary inputs are still encrypted (or, for a plaintext
+// request, still in its body): the run's input writer reads them straight
+// into the engine's inputs, so no request holds a decrypted copy of them.
 struct Pending {
   size_t index = 0;
-  std::optional<ehbp::ServerState> state;  // set once the request decrypted
-  kserve::InferRequest request;
-  std::vector<Tensor*> inputs;  // in model input order; moved into the run
+  std::optional<ehbp::RequestReader> reader;  // an encrypted request
+  std::span<const uint8_t> binary;            // a plaintext request's binary section
+  kserve::InferRequestHeader header;
+  std::vector<const kserve::InputHeader*> inputs;  // in model input order
   int64_t rows = 0;
+  Status unreadable;         // its binary data failed to decrypt during the run
   engine::Reservation held;  // the request's bytes inside the enclave
 };
 
-size_t InputBytes(const Pending& p) {
-  size_t bytes = 0;
-  for (const Tensor* t : p.inputs) bytes += t->byte_size();
+// JSON-encoded inputs wait as tensors; binary ones as ciphertext outside the budget.
+size_t HeldBytes(const Pending& p) {
+  size_t bytes = p.reader ? p.reader->max_frame_plaintext() : 0;
+  for (const kserve::InputHeader& in : p.header.inputs) bytes += in.data.byte_size();
   return bytes;
 }
 
 Status ValidateRequest(const engine::Model& model, Pending& p) {
   const auto& wanted = model.inputs();
-  if (p.request.inputs.size() != wanted.size()) {
+  if (p.header.inputs.size() != wanted.size()) {
     return Status::InvalidArgument("the model takes " + std::to_string(wanted.size()) + " inputs, the request has " +
-                                   std::to_string(p.request.inputs.size()));
+                                   std::to_string(p.header.inputs.size()));
   }
   p.inputs.assign(wanted.size(), nullptr);
-  for (kserve::NamedTensor& in : p.request.inputs) {
+  for (const kserve::InputHeader& in : p.header.inputs) {
     auto it = std::find_if(wanted.begin(), wanted.end(), [&](const auto& w) { return w.name == in.name; });
     if (it == wanted.end()) return Status::InvalidArgument("unknown input '" + in.name + "'");
     const engine::TensorInfo& info = *it;
-    if (in.tensor.dtype() != info.dtype) {
+    if (in.dtype != info.dtype) {
       return Status::InvalidArgument("input '" + in.name + "' must be " + DataTypeName(info.dtype) + ", got " +
-                                     DataTypeName(in.tensor.dtype()));
+                                     DataTypeName(in.dtype));
     }
-    bool matches = static_cast<size_t>(in.tensor.rank()) == info.shape.size();
+    bool matches = in.shape.size() == info.shape.size();
     for (size_t d = 0; matches && d < info.shape.size(); ++d) {
-      matches = info.shape[d] < 0 || info.shape[d] == in.tensor.dim(d);
+      matches = info.shape[d] < 0 || info.shape[d] == in.shape[d];
     }
     if (!matches) {
-      return Status::InvalidArgument("input '" + in.name + "' has shape " + ShapeToString(in.tensor.shape()) +
+      return Status::InvalidArgument("input '" + in.name + "' has shape " + ShapeToString(in.shape) +
                                      ", the model expects " + ShapeToString(info.shape) + " (-1: any)");
     }
-    p.inputs[it - wanted.begin()] = &in.tensor;
+    p.inputs[it - wanted.begin()] = &in;
   }
   // Checked before the run, so a request that cannot be answered costs no inference.
   const auto& outputs = model.outputs();
-  for (const kserve::RequestedOutput& r : p.request.outputs) {
+  for (const kserve::RequestedOutput& r : p.header.request.outputs) {
     if (std::none_of(outputs.begin(), outputs.end(), [&](const auto& o) { return o.name == r.name; })) {
       return Status::InvalidArgument("unknown output '" + r.name + "'");
     }
@@ -379,18 +372,74 @@ Status ValidateRequest(const engine::Model& model, Pending& p) {
 bool Batchable(const engine::Model& model, const Pending& p) {
   for (size_t i = 0; i < p.inputs.size(); ++i) {
     const Shape& s = model.inputs()[i].shape;
-    if (s.empty() || s[0] >= 0 || p.inputs[i]->rank() == 0 || p.inputs[i]->dim(0) != p.inputs[0]->dim(0)) return false;
+    const Shape& got = p.inputs[i]->shape;
+    if (s.empty() || s[0] >= 0 || got.empty() || got[0] != p.inputs[0]->shape[0]) return false;
   }
-  return !p.inputs.empty() && p.inputs[0]->dim(0) > 0;
+  return !p.inputs.empty() && p.inputs[0]->shape[0] > 0;
 }
 
 std::string BatchKey(const Pending& p) {
   std::string key;
-  for (const Tensor* t : p.inputs) {
-    Shape rest(t->shape().begin() + 1, t->shape().end());
+  for (const kserve::InputHeader* in : p.inputs) {
+    Shape rest(in->shape.begin() + 1, in->shape.end());
     key += ShapeToString(rest) + ";";
   }
   return key;
+}
+
+// Reads the JSON part of a request and parses it. An encrypted request's
+// reader stops at the end of the JSON, its binary data still unread.
+Result<kserve::InferRequestHeader> ReadHeader(const SealedRequest& r, Pending& p) {
+  const size_t size = p.reader ? p.reader->plaintext_size() : r.body.size();
+  const size_t json_length = r.json_length.value_or(size);
+  if (json_length > size) {
+    return Status::InvalidArgument(std::string(kserve::kHeaderLengthHeader) + " is " + std::to_string(json_length) +
+                                   " but the body has only " + std::to_string(size) + " bytes");
+  }
+  const std::optional<size_t> binary_length =
+      r.json_length ? std::optional<size_t>(size - json_length) : std::nullopt;
+  if (!p.reader) {
+    p.binary = std::span<const uint8_t>(r.body).subspan(json_length);
+    return kserve::ParseInferRequestHeader(std::span<const uint8_t>(r.body).first(json_length), binary_length);
+  }
+  std::vector<uint8_t> json(json_length);
+  Status read = p.reader->Read(json);
+  Result<kserve::InferRequestHeader> header =
+      read.ok() ? kserve::ParseInferRequestHeader(json, binary_length) : Result<kserve::InferRequestHeader>(read);
+  OPENSSL_cleanse(json.data(), json.size());
+  return header;
+}
+
+// Writes request `p`'s inputs into `places` (the run's inputs, model order),
+// at rows [first_row, first_row + p.rows) of each, or all of each when the
+// request runs alone. Its binary data is decrypted straight into them.
+Status WriteInputs(Pending& p, std::span<const std::span<std::byte>> places, int64_t first_row, int64_t total_rows) {
+  std::vector<std::span<std::byte>> dest;
+  for (size_t m = 0; m < places.size(); ++m) {
+    const size_t row = total_rows > 0 ? places[m].size() / static_cast<size_t>(total_rows) : 0;
+    dest.push_back(total_rows > 0 ? places[m].subspan(row * first_row, row * p.rows) : places[m]);
+  }
+  size_t binary_read = 0;
+  // The binary section holds the inputs back to back in request order.
+  for (kserve::InputHeader& in : p.header.inputs) {
+    const size_t m = std::find(p.inputs.begin(), p.inputs.end(), &in) - p.inputs.begin();
+    std::span<std::byte> to = dest[m];
+    const size_t bytes = in.binary_size ? *in.binary_size : in.data.byte_size();
+    if (bytes != to.size()) {
+      return Status::Internal("input '" + in.name + "' has " + std::to_string(bytes) + " bytes for a place of " +
+                              std::to_string(to.size()));
+    }
+    if (!in.binary_size) {
+      std::memcpy(to.data(), in.data.raw_data(), bytes);
+      in.data = Tensor();
+    } else if (p.reader) {
+      PPML_RETURN_IF_ERROR(p.reader->Read({reinterpret_cast<uint8_t*>(to.data()), bytes}));
+    } else {
+      std::memcpy(to.data(), p.binary.data() + binary_read, bytes);
+      binary_read += bytes;
+    }
+  }
+  return p.reader ? p.reader->Finish() : Status::Ok();
 }
 
 }  // namespace
@@ -407,17 +456,20 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
     reply.request_id = requests[p.index].request_id;
     reply.http_status = status;
     const std::string body = kserve::ErrorJson(message);
-    if (!p.state) {
+    if (!p.reader) {
       reply.body.assign(body.begin(), body.end());
       return;
     }
-    Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(*p.state, AsBytes(body));
+    Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(p.reader->state(), AsBytes(body));
     if (!sealed.ok()) {
       reply = impl.PlainError(requests[p.index], 500, "the reply could not be encrypted");
       return;
     }
     reply.response_nonce = sealed->response_nonce_header_value;
     reply.body = std::move(sealed->body);
+  };
+  auto undecryptable = [&](const SealedRequest& r, const Status& status) {
+    return impl.PlainError(r, 400, "the request does not decrypt: " + status.message());
   };
 
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -429,51 +481,52 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
                                                std::to_string(impl.config.max_request_bytes));
       continue;
     }
-    // Decrypted bytes and parsed tensors: about twice the body inside the enclave.
-    Result<engine::Reservation> reserved = impl.ReserveForRequests(2 * r.body.size(), "request " + r.request_id);
-    if (!reserved.ok()) {
-      replies[i] = impl.PlainError(r, 503, reserved.status().message());
-      continue;
-    }
     auto p = std::make_unique<Pending>();
     p->index = i;
-    p->held = std::move(reserved).value();
-    Result<kserve::InferRequest> parsed = Status::Internal("not parsed");
     if (r.encapsulated_key.empty()) {
       if (!impl.allow_plaintext) {
         replies[i] = impl.PlainError(r, 403, "plaintext requests are not allowed by this enclave");
         continue;
       }
-      parsed = kserve::ParseInferRequest(r.body, r.json_length);
     } else {
-      Result<ehbp::DecryptedRequest> decrypted =
-          ehbp::DecryptRequest(r.encapsulated_key, r.body, *impl.private_key);
-      if (!decrypted.ok()) {
-        replies[i] = impl.PlainError(r, 400, "the request does not decrypt: " + decrypted.status().message());
+      Result<ehbp::RequestReader> reader = ehbp::RequestReader::Open(r.encapsulated_key, r.body, *impl.private_key);
+      if (!reader.ok()) {
+        replies[i] = undecryptable(r, reader.status());
         continue;
       }
       if (impl.SeenBefore(r.encapsulated_key)) {
         replies[i] = impl.PlainError(r, 409, "replayed request: this encapsulated key was already used");
         continue;
       }
-      p->state = std::move(decrypted->server_state);
-      parsed = kserve::ParseInferRequest(decrypted->plaintext, r.json_length);
-      OPENSSL_cleanse(decrypted->plaintext.data(), decrypted->plaintext.size());
+      p->reader.emplace(std::move(reader).value());
     }
-    if (!parsed.ok()) {
-      encrypted_error(*p, 400, parsed.status().message());
+    // The JSON's plaintext and what parsing it builds: about twice its length.
+    const size_t json_bytes = r.json_length.value_or(r.body.size());
+    Result<engine::Reservation> reserved = impl.ReserveForRequests(
+        2 * std::min(json_bytes, r.body.size()) + HeldBytes(*p), "request " + r.request_id);
+    if (!reserved.ok()) {
+      encrypted_error(*p, 503, reserved.status().message());
       continue;
     }
-    p->request = std::move(parsed).value();
+    p->held = std::move(reserved).value();
+    Result<kserve::InferRequestHeader> header = ReadHeader(r, *p);
+    if (!header.ok()) {
+      if (header.status().code() == StatusCode::kDataLoss) {
+        replies[i] = undecryptable(r, header.status());
+      } else {
+        encrypted_error(*p, 400, header.status().message());
+      }
+      continue;
+    }
+    p->header = std::move(header).value();
     if (const Status valid = ValidateRequest(*impl.model, *p); !valid.ok()) {
       encrypted_error(*p, 400, valid.message());
       continue;
     }
-    p->rows = Batchable(*impl.model, *p) ? p->inputs[0]->dim(0) : -1;
-    // The decrypted bytes are gone: only the parsed inputs stay until the run
-    // (more than the body for a JSON request of short numbers).
+    p->rows = Batchable(*impl.model, *p) ? p->inputs[0]->shape[0] : -1;
+    // Until the run: JSON inputs as tensors, and the reader's frame.
     p->held.Reset();
-    Result<engine::Reservation> inputs_held = impl.ReserveForRequests(InputBytes(*p), "request " + r.request_id);
+    Result<engine::Reservation> inputs_held = impl.ReserveForRequests(HeldBytes(*p), "request " + r.request_id);
     if (!inputs_held.ok()) {
       encrypted_error(*p, 503, inputs_held.status().message());
       continue;
@@ -496,33 +549,36 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
 
   const auto& output_info = impl.model->outputs();
   for (const std::vector<Pending*>& run : runs) {
-    // The run's inputs: the requests' own tensors, moved (one request) or
-    // stacked, the parts freed as each input is stacked.
-    std::vector<Tensor> inputs;
+    // The run's inputs are written into the engine's arena: each request's
+    // rows of a stacked batch, or all of a lone request's inputs.
     const bool stack = run.size() > 1;
-    engine::Reservation stacked_held;
-    if (stack) {
-      size_t stacked_bytes = 0;
-      for (Pending* p : run) stacked_bytes += InputBytes(*p);
-      Result<engine::Reservation> reserved = impl.ReserveForRequests(stacked_bytes, "the inputs of a batch");
-      if (!reserved.ok()) {
-        for (Pending* p : run) encrypted_error(*p, 503, reserved.status().message());
-        continue;
-      }
-      stacked_held = std::move(reserved).value();
-      for (size_t in = 0; in < run[0]->inputs.size(); ++in) {
-        std::vector<const Tensor*> parts;
-        for (Pending* p : run) parts.push_back(p->inputs[in]);
-        inputs.push_back(Stack(parts));
-        for (Pending* p : run) *p->inputs[in] = Tensor();
-      }
-      for (Pending* p : run) p->held.Reset();
-    } else {
-      for (Tensor* t : run[0]->inputs) inputs.push_back(std::move(*t));
-    }
-    Result<std::vector<Tensor>> outputs = impl.model->Run(inputs);
     int64_t total_rows = 0;
     for (Pending* p : run) total_rows += std::max<int64_t>(p->rows, 0);
+    std::vector<Shape> shapes;
+    for (const kserve::InputHeader* in : run[0]->inputs) {
+      shapes.push_back(in->shape);
+      if (stack) shapes.back()[0] = total_rows;
+    }
+    auto write = [&](std::span<const std::span<std::byte>> places) {
+      int64_t first_row = 0;
+      for (Pending* p : run) {
+        // A request whose data fails to decrypt gets zero rows, computed and
+        // dropped: the others' rows do not depend on them.
+        p->unreadable = WriteInputs(*p, places, first_row, stack ? total_rows : 0);
+        if (p->unreadable.code() == StatusCode::kInternal) return std::exchange(p->unreadable, Status::Ok());
+        if (!p->unreadable.ok()) {
+          for (size_t m = 0; m < places.size(); ++m) {
+            const size_t row = stack ? places[m].size() / static_cast<size_t>(total_rows) : 0;
+            std::span<std::byte> rows = stack ? places[m].subspan(row * first_row, row * p->rows) : places[m];
+            std::fill(rows.begin(), rows.end(), std::byte{0});
+          }
+        }
+        p->held.Reset();
+        first_row += std::max<int64_t>(p->rows, 0);
+      }
+      return Status::Ok();
+    };
+    Result<std::vector<Tensor>> outputs = impl.model->RunWith(shapes, write);
     if (outputs.ok() && stack) {
       for (const Tensor& out : *outputs) {
         if (out.rank() == 0 || out.dim(0) != total_rows) {
@@ -534,35 +590,41 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
     }
     int64_t row = 0;
     for (Pending* p : run) {
+      const int64_t first_row = row;
+      row += std::max<int64_t>(p->rows, 0);
+      if (!p->unreadable.ok()) {
+        replies[p->index] = undecryptable(requests[p->index], p->unreadable);
+        continue;
+      }
       if (!outputs.ok()) {
         encrypted_error(*p, 500, "inference failed: " + outputs.status().message());
         continue;
       }
+      const kserve::InferRequest& request = p->header.request;
       kserve::InferResponse response;
       response.model_name = model_name();
-      response.id = p->request.id;
+      response.id = request.id;
       for (size_t o = 0; o < outputs->size(); ++o) {
         const std::string& name = output_info[o].name;
-        const bool wanted = p->request.outputs.empty() ||
-                            std::any_of(p->request.outputs.begin(), p->request.outputs.end(),
+        const bool wanted = request.outputs.empty() ||
+                            std::any_of(request.outputs.begin(), request.outputs.end(),
                                         [&](const kserve::RequestedOutput& r) { return r.name == name; });
         if (!wanted) continue;
-        response.outputs.push_back({name, stack ? Rows((*outputs)[o], row, p->rows) : (*outputs)[o].Clone()});
+        response.outputs.push_back({name, stack ? Rows((*outputs)[o], first_row, p->rows) : (*outputs)[o].Clone()});
       }
-      row += std::max<int64_t>(p->rows, 0);
-      Result<kserve::EncodedBody> body = kserve::EncodeInferResponse(response, p->request);
+      Result<kserve::EncodedBody> body = kserve::EncodeInferResponse(response, request);
       if (!body.ok()) {
         encrypted_error(*p, 500, body.status().message());
         continue;
       }
       SealedReply& reply = replies[p->index];
-      if (!p->state) {  // a plaintext request gets a plaintext answer
+      if (!p->reader) {  // a plaintext request gets a plaintext answer
         reply.http_status = 200;
         reply.body = std::move(body->body);
         reply.json_length = body->json_length;
         continue;
       }
-      Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(*p->state, body->body);
+      Result<ehbp::EncryptedResponse> sealed = ehbp::EncryptResponse(p->reader->state(), body->body);
       OPENSSL_cleanse(body->body.data(), body->body.size());
       if (!sealed.ok()) {
         replies[p->index] = impl.PlainError(requests[p->index], 500, "the reply could not be encrypted");

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <tuple>
 
 #include "common/ehbp.h"
 #include "common/kserve.h"
@@ -154,6 +155,42 @@ TEST(EnclaveTest, EncryptedRoundTripMatchesThePlainModelForJsonAndBinary) {
   // The reply is not the plaintext.
   const std::string body(replies[0].body.begin(), replies[0].body.end());
   EXPECT_EQ(body.find("outputs"), std::string::npos);
+}
+
+// Binary inputs are decrypted frame by frame straight into the stacked
+// batch; a request whose data frames fail to authenticate only once the run
+// is writing its rows fails alone, and its neighbours' rows are untouched.
+TEST(EnclaveTest, ALateTamperedFrameFailsOnlyItsRequestInAStackedBatch) {
+  Served s;
+  ASSERT_TRUE(s.enclave);
+  const crypto::Bytes& pk = s.enclave->public_key();
+  const Tensor first = Images(2, 1.f), second = Images(1, 0.25f), third = Images(3, 0.75f);
+  auto encrypt_in_small_frames = [&](const std::string& id, const Tensor& images) {
+    kserve::InferRequest request;
+    request.id = id;
+    request.inputs.push_back({"input", images.Clone()});
+    kserve::EncodedBody body = kserve::EncodeInferRequest(request, true).value();
+    ehbp::EncryptedRequest encrypted = ehbp::EncryptRequest(pk, body.body, /*chunk_size=*/300).value();
+    return ClientRequest{{id, encrypted.encapsulated_key_header_value, encrypted.body, body.json_length},
+                         std::move(encrypted.client_state)};
+  };
+  ClientRequest a = encrypt_in_small_frames("a", first);
+  ClientRequest tampered = encrypt_in_small_frames("tampered", second);
+  ClientRequest c = encrypt_in_small_frames("c", third);
+  // A byte of the last frame: far past the JSON, inside the image data.
+  tampered.sealed.body[tampered.sealed.body.size() - 20] ^= 1;
+  std::vector<SealedRequest> batch = {a.sealed, tampered.sealed, c.sealed};
+  const std::vector<SealedReply> replies = s.enclave->InferBatch(batch);
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(replies[1].http_status, 400);
+  EXPECT_TRUE(replies[1].response_nonce.empty());
+  const std::string error(replies[1].body.begin(), replies[1].body.end());
+  EXPECT_NE(error.find("does not decrypt"), std::string::npos) << error;
+  for (auto [client, reply, images] : {std::tuple{&a, &replies[0], &first}, std::tuple{&c, &replies[2], &third}}) {
+    const Tensor got = DecryptLogits(*client, *reply), want = PlainLogits(*images);
+    ASSERT_EQ(got.shape(), want.shape());
+    for (int64_t i = 0; i < want.element_count(); ++i) EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-4);
+  }
 }
 
 SealedRequest PlainRequest(const std::string& id, const Tensor& images) {
