@@ -6,7 +6,7 @@
 # prints every ratio and their median, with the peak enclave memory.
 #
 #   bench/enclave_on_demand.sh [--models "resnet50"] [--batches "1 2 3 4"] [--budget-mib 24]
-#                              [--repeats 5] [--seconds 2] [--rounds 4] [--threads 2]
+#                              [--repeats 5] [--seconds 1] [--rounds 8] [--threads 2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -14,8 +14,8 @@ MODELS="resnet50"
 BATCHES="1 2 3 4"
 BUDGET_MIB=24
 REPEATS=5
-SECONDS_PER_RUN=2
-ROUNDS=4
+SECONDS_PER_RUN=1
+ROUNDS=8
 while [ $# -gt 0 ]; do
   case "$1" in
     --models) MODELS="$2"; shift 2 ;;
