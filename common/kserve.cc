@@ -130,20 +130,18 @@ struct BodyParts {
   std::optional<size_t> binary_length;  // binary.size(), absent without the header
 };
 
-Result<BodyParts> SplitBody(std::span<const uint8_t> body, std::optional<size_t> json_length, std::string_view where) {
-  BodyParts parts;
-  if (!json_length) {
-    parts.json = body;
-    return parts;
-  }
-  if (*json_length > body.size()) {
+Result<BodyLayout> LayOut(size_t body_size, std::optional<size_t> json_length, std::string_view where) {
+  if (!json_length) return BodyLayout{body_size, std::nullopt};
+  if (*json_length > body_size) {
     return Invalid(where, std::string(kHeaderLengthHeader) + " is " + std::to_string(*json_length) +
-                              " but the body has only " + std::to_string(body.size()) + " bytes");
+                              " but the body has only " + std::to_string(body_size) + " bytes");
   }
-  parts.json = body.first(*json_length);
-  parts.binary = body.subspan(*json_length);
-  parts.binary_length = parts.binary.size();
-  return parts;
+  return BodyLayout{*json_length, body_size - *json_length};
+}
+
+Result<BodyParts> SplitBody(std::span<const uint8_t> body, std::optional<size_t> json_length, std::string_view where) {
+  PPML_ASSIGN_OR_RETURN(BodyLayout layout, LayOut(body.size(), json_length, where));
+  return BodyParts{body.first(layout.json_length), body.subspan(layout.json_length), layout.binary_length};
 }
 
 // The parsed JSON of a body: a top-level object whose keys are all distinct.
@@ -596,6 +594,10 @@ Result<InferRequestHeader> ParseInferRequestHeader(std::span<const uint8_t> json
     request.outputs.push_back(std::move(output));
   }
   return header;
+}
+
+Result<BodyLayout> LayOutRequestBody(size_t body_size, std::optional<size_t> json_length) {
+  return LayOut(body_size, json_length, kRequestWhere);
 }
 
 Result<InferRequest> ParseInferRequest(std::span<const uint8_t> body, std::optional<size_t> json_length) {

@@ -139,6 +139,16 @@ struct InferRequestHeader {
 // parameters. Same checks and the same error messages as ParseInferRequest.
 Result<InferRequestHeader> ParseInferRequestHeader(std::span<const uint8_t> json, std::optional<size_t> binary_length);
 
+// Where a request body of `body_size` bytes splits, for ParseInferRequestHeader:
+// the JSON's length and the binary section's (absent without the
+// Inference-Header-Content-Length header `json_length`). InvalidArgument, as
+// ParseInferRequest's, when json_length is past the end of the body.
+struct BodyLayout {
+  size_t json_length = 0;
+  std::optional<size_t> binary_length;
+};
+Result<BodyLayout> LayOutRequestBody(size_t body_size, std::optional<size_t> json_length);
+
 // Encodes `response` with each output as JSON data or binary data, as
 // `request.WantsBinary(output name)` says. Fails when a JSON-encoded FP32
 // output holds NaN or an infinity (JSON has no way to write them).

@@ -390,35 +390,38 @@ std::string BatchKey(const Pending& p) {
 // Reads the JSON part of a request and parses it. An encrypted request's
 // reader stops at the end of the JSON, its binary data still unread.
 Result<kserve::InferRequestHeader> ReadHeader(const SealedRequest& r, Pending& p) {
-  const size_t size = p.reader ? p.reader->plaintext_size() : r.body.size();
-  const size_t json_length = r.json_length.value_or(size);
-  if (json_length > size) {
-    return Status::InvalidArgument(std::string(kserve::kHeaderLengthHeader) + " is " + std::to_string(json_length) +
-                                   " but the body has only " + std::to_string(size) + " bytes");
-  }
-  const std::optional<size_t> binary_length =
-      r.json_length ? std::optional<size_t>(size - json_length) : std::nullopt;
+  PPML_ASSIGN_OR_RETURN(kserve::BodyLayout layout,
+                        kserve::LayOutRequestBody(p.reader ? p.reader->plaintext_size() : r.body.size(),
+                                                  r.json_length));
   if (!p.reader) {
-    p.binary = std::span<const uint8_t>(r.body).subspan(json_length);
-    return kserve::ParseInferRequestHeader(std::span<const uint8_t>(r.body).first(json_length), binary_length);
+    p.binary = std::span<const uint8_t>(r.body).subspan(layout.json_length);
+    return kserve::ParseInferRequestHeader(std::span<const uint8_t>(r.body).first(layout.json_length),
+                                           layout.binary_length);
   }
-  std::vector<uint8_t> json(json_length);
+  std::vector<uint8_t> json(layout.json_length);
   Status read = p.reader->Read(json);
-  Result<kserve::InferRequestHeader> header =
-      read.ok() ? kserve::ParseInferRequestHeader(json, binary_length) : Result<kserve::InferRequestHeader>(read);
+  Result<kserve::InferRequestHeader> header = read.ok() ? kserve::ParseInferRequestHeader(json, layout.binary_length)
+                                                        : Result<kserve::InferRequestHeader>(read);
   OPENSSL_cleanse(json.data(), json.size());
   return header;
 }
 
-// Writes request `p`'s inputs into `places` (the run's inputs, model order),
-// at rows [first_row, first_row + p.rows) of each, or all of each when the
-// request runs alone. Its binary data is decrypted straight into them.
-Status WriteInputs(Pending& p, std::span<const std::span<std::byte>> places, int64_t first_row, int64_t total_rows) {
-  std::vector<std::span<std::byte>> dest;
-  for (size_t m = 0; m < places.size(); ++m) {
-    const size_t row = total_rows > 0 ? places[m].size() / static_cast<size_t>(total_rows) : 0;
-    dest.push_back(total_rows > 0 ? places[m].subspan(row * first_row, row * p.rows) : places[m]);
+// Request `p`'s part of the run's inputs (`places`, model order): rows
+// [first_row, first_row + p.rows) of each in a stacked run of total_rows,
+// or all of each when the request runs alone (total_rows 0).
+std::vector<std::span<std::byte>> RowsOf(const Pending& p, std::span<const std::span<std::byte>> places,
+                                         int64_t first_row, int64_t total_rows) {
+  std::vector<std::span<std::byte>> rows;
+  for (std::span<std::byte> place : places) {
+    const size_t row = total_rows > 0 ? place.size() / static_cast<size_t>(total_rows) : 0;
+    rows.push_back(total_rows > 0 ? place.subspan(row * first_row, row * p.rows) : place);
   }
+  return rows;
+}
+
+// Writes request `p`'s inputs into `dest` (its RowsOf the run's inputs). Its
+// binary data is decrypted straight into them.
+Status WriteInputs(Pending& p, std::span<const std::span<std::byte>> dest) {
   size_t binary_read = 0;
   // The binary section holds the inputs back to back in request order.
   for (kserve::InputHeader& in : p.header.inputs) {
@@ -564,14 +567,11 @@ std::vector<SealedReply> Enclave::InferBatch(std::span<const SealedRequest> requ
       for (Pending* p : run) {
         // A request whose data fails to decrypt gets zero rows, computed and
         // dropped: the others' rows do not depend on them.
-        p->unreadable = WriteInputs(*p, places, first_row, stack ? total_rows : 0);
+        const std::vector<std::span<std::byte>> rows = RowsOf(*p, places, first_row, stack ? total_rows : 0);
+        p->unreadable = WriteInputs(*p, rows);
         if (p->unreadable.code() == StatusCode::kInternal) return std::exchange(p->unreadable, Status::Ok());
         if (!p->unreadable.ok()) {
-          for (size_t m = 0; m < places.size(); ++m) {
-            const size_t row = stack ? places[m].size() / static_cast<size_t>(total_rows) : 0;
-            std::span<std::byte> rows = stack ? places[m].subspan(row * first_row, row * p->rows) : places[m];
-            std::fill(rows.begin(), rows.end(), std::byte{0});
-          }
+          for (std::span<std::byte> r : rows) std::fill(r.begin(), r.end(), std::byte{0});
         }
         p->held.Reset();
         first_row += std::max<int64_t>(p->rows, 0);
