@@ -53,6 +53,8 @@ class AccelClient {
   Result<std::vector<uint32_t>> Compute(uint64_t handle, int64_t batch, std::span<const uint32_t> x);
 
   const std::string& address() const { return address_; }
+  // False once a transport error or a malformed reply closed the connection.
+  bool connected() const { return fd_.get() >= 0; }
 
  private:
   struct LayerSizes {

@@ -424,6 +424,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
       }
       sent = blinded_;
     }
+    if (!client_->connected() && !Reconnect()) return false;
     const auto start = Clock::now();
     Result<std::vector<uint32_t>> reply = client_->Compute(layer.accelerator_handle, batch, sent);
     stats_.accelerator_wait_seconds += SecondsSince(start);
@@ -431,7 +432,10 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
       ++stats_.accelerator_errors;
       Log(LogLevel::kWarn, "accel_error",
           {{"layer", layer.name}, {"error", reply.ok() ? "reply of the wrong size" : reply.status().ToString()}});
-      MarkFailure();
+      // An accelerator that went away (stopped, restarted, unreachable) is an
+      // outage, not a wrong answer: its layers run inside until it is back.
+      const StatusCode code = reply.ok() ? StatusCode::kDataLoss : reply.status().code();
+      if (code != StatusCode::kUnavailable && code != StatusCode::kDeadlineExceeded) MarkFailure();
       return false;
     }
     std::vector<uint32_t>& z = *reply;
@@ -671,6 +675,32 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
     return Status::Ok();
   }
 
+  // A new connection once the last one closed, tried at most once a second
+  // (the layers run inside meanwhile), with every layer registered again: a
+  // restarted ppml-accel knows none of them.
+  bool Reconnect() {
+    const auto now = Clock::now();
+    if (now < next_reconnect_) return false;
+    next_reconnect_ = now + kReconnectInterval;
+    AccelClientOptions options;
+    options.connect_timeout_ms = kReconnectTimeoutMs;  // a batch waits for this
+    Result<std::unique_ptr<AccelClient>> client = AccelClient::Connect(options_.accelerator, options);
+    if (!client.ok()) return false;
+    client_ = std::move(client).value();
+    for (const auto& layer : layers_) {
+      if (Status s = Register(*layer); !s.ok()) {
+        Log(LogLevel::kWarn, "accel_error", {{"layer", layer->name}, {"error", s.ToString()}});
+        return false;
+      }
+    }
+    ++stats_.reconnects;
+    Log(LogLevel::kInfo, "accel_reconnected", {{"accelerator", options_.accelerator}});
+    return true;
+  }
+
+  static constexpr auto kReconnectInterval = std::chrono::seconds(1);
+  static constexpr int kReconnectTimeoutMs = 500;
+
   OutsourceOptions options_;
   OutsourceMode mode_;
   crypto::Bytes check_seed_, pad_seed_, pad_key_;
@@ -684,6 +714,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   std::vector<int32_t> accumulators_;
   int failures_ = 0;
   bool accelerator_bad_ = false;
+  Clock::time_point next_reconnect_{};
   OutsourceStats stats_;  // updated by the running batch only
   mutable std::mutex stats_mutex_;
   OutsourceStats published_;  // stats_ as of the last finished batch

@@ -84,6 +84,7 @@ struct OutsourceStats {
   int64_t local_calls = 0;          // layer results computed inside
   int64_t failed_checks = 0;        // replies Freivalds rejected (recomputed inside)
   int64_t accelerator_errors = 0;   // connection or protocol failures (recomputed inside)
+  int64_t reconnects = 0;           // new connections after the accelerator went away
   int64_t corrupted_replies = 0;    // audit_replies: replies that were wrong
   int64_t pad_fallbacks = 0;        // private layer calls run inside for want of pads
   int64_t pads_generated = 0;

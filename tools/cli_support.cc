@@ -7,6 +7,10 @@
 #include <iostream>
 #include <numeric>
 #include <span>
+#include <thread>
+
+#include "accel/client.h"
+#include "common/file_io.h"
 
 namespace ppml::tools {
 
@@ -115,6 +119,24 @@ std::string ProgramDir() {
   std::error_code ec;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string(".") : self.parent_path().string();
+}
+
+std::string FileTail(const std::string& path, size_t bytes) {
+  Result<std::string> text = ReadFile(path);
+  if (!text.ok()) return "";
+  return text->size() > bytes ? text->substr(text->size() - bytes) : *text;
+}
+
+Status WaitForAccelerator(ChildProcess& process, const std::string& address, const std::string& log_file,
+                          std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!process.Running()) return Status::Unavailable("ppml-accel exited at start: " + FileTail(log_file));
+    if (accel::AccelClient::Connect(address).ok()) return Status::Ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Status::DeadlineExceeded("ppml-accel did not listen at " + address + " within " +
+                                  std::to_string(timeout.count() / 1000) + " s: " + FileTail(log_file));
 }
 
 double PeakRssMb() {

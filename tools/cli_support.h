@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -12,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/process.h"
 #include "common/status.h"
 #include "common/tensor.h"
 #include "engine/engine.h"
@@ -60,6 +62,16 @@ CLI::Validator NonNegative();
 // The folder of this executable (where ppml-worker, ppml-frontend and
 // ppml-accel are built next to it); "." when /proc does not say.
 std::string ProgramDir();
+
+// The last `bytes` of a file (a child's log), for an error that says why the
+// child stopped; empty when it cannot be read.
+std::string FileTail(const std::string& path, size_t bytes = 2000);
+
+// Waits until the ppml-accel `process`, started with `--listen address`,
+// answers a Hello there. Unavailable (with the end of `log_file`) when it
+// exits first, DeadlineExceeded after `timeout`.
+Status WaitForAccelerator(ChildProcess& process, const std::string& address, const std::string& log_file,
+                          std::chrono::milliseconds timeout);
 
 // Peak resident set size of this process in MiB (VmHWM), or -1 when unknown.
 double PeakRssMb();

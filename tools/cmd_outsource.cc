@@ -69,13 +69,6 @@ struct AcceleratorChoice {
   }
 };
 
-// The end of ppml-accel's log, for an error that says why it did not start.
-std::string FileTail(const std::string& path, size_t bytes = 2000) {
-  Result<std::string> read = ReadFile(path);
-  const std::string text = read.ok() ? *read : std::string();
-  return text.size() > bytes ? text.substr(text.size() - bytes) : text;
-}
-
 // The value of `backend=` in a key=value log line (quoted when it holds spaces).
 std::string LoggedBackend(const std::string& log) {
   size_t at = log.find(" backend=");
@@ -97,19 +90,11 @@ Result<std::unique_ptr<LocalAccelerator>> StartAccelerator(int threads, std::vec
   options.argv.insert(options.argv.end(), extra.begin(), extra.end());
   options.log_file = accel->dir.File("accel.log");
   PPML_ASSIGN_OR_RETURN(accel->process, ChildProcess::Start(options));
-  const auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (Clock::now() < deadline) {
-    if (!accel->process.Running()) {
-      return Status::Unavailable("ppml-accel exited at start: " + FileTail(options.log_file));
-    }
-    if (std::filesystem::exists(accel->dir.File("accel.sock")) && accel::AccelClient::Connect(accel->address).ok()) {
-      Result<std::string> log = ReadFile(options.log_file);
-      accel->backend = LoggedBackend(log.ok() ? *log : "");
-      return accel;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return Status::DeadlineExceeded("ppml-accel did not listen within 20 s: " + FileTail(options.log_file));
+  PPML_RETURN_IF_ERROR(
+      WaitForAccelerator(accel->process, accel->address, options.log_file, std::chrono::seconds(20)));
+  Result<std::string> log = ReadFile(options.log_file);
+  accel->backend = LoggedBackend(log.ok() ? *log : "");
+  return accel;
 }
 
 // ------------------------------------------------------------ bench outsource

@@ -15,7 +15,12 @@
 //   Redis, prints one line
 //     ready: url=https://HOST:PORT ca=PATH platform_pubkey=PATH measurement=HEX
 //            redis=rediss://HOST:PORT redis_ca=PATH redis_password_file=PATH
-//   and supervises: a process that dies is started again. SIGINT/SIGTERM
+//   (plus outsource=MODE accelerator=ADDR when enclave.outsource.mode is
+//   integrity or private) and supervises: a process that dies is started
+//   again. With outsourcing on and no enclave.outsource.accelerator, serve
+//   starts ppml-accel itself (serve.accelerator.threads, .backend) on a Unix
+//   socket in run/, before the workers; the workers reconnect to it when it
+//   is restarted, running its layers inside meanwhile. SIGINT/SIGTERM
 //   stop every process it started; then it exits 0.
 #include <CLI/CLI.hpp>
 #include <signal.h>
@@ -61,6 +66,13 @@ struct ServeConfig {
   std::string precision = "fp32";
   std::vector<std::string> config_entries;  // enclave.config_entries: measured at provisioning
   bool external_redis = false;
+  // enclave.outsource: the mode is measured (provisioning must know it); with
+  // no enclave.outsource.accelerator, serve starts ppml-accel itself.
+  std::string outsource_mode = "off";
+  std::string accelerator;  // enclave.outsource.accelerator
+  bool start_accelerator = false;
+  int accelerator_threads = 1;
+  std::string accelerator_backend = "cpu";
   YAML::Node root;  // the sections passed on to the front-end and the workers
 };
 
@@ -86,6 +98,14 @@ Result<ServeConfig> LoadServeConfig(const std::string& path) {
                              out.config_entries.end()) {
     out.config_entries.push_back(plaintext_entry);
   }
+  PPML_RETURN_IF_ERROR(config.Optional("enclave.outsource.mode", &out.outsource_mode));
+  PPML_RETURN_IF_ERROR(config.CheckOneOf("enclave.outsource.mode", out.outsource_mode, {"off", "integrity", "private"}));
+  PPML_RETURN_IF_ERROR(config.Optional("enclave.outsource.accelerator", &out.accelerator));
+  out.start_accelerator = out.outsource_mode != "off" && out.accelerator.empty();
+  PPML_RETURN_IF_ERROR(config.Optional("serve.accelerator.threads", &out.accelerator_threads));
+  PPML_RETURN_IF_ERROR(config.CheckInRange("serve.accelerator.threads", out.accelerator_threads, 0, 1024));
+  PPML_RETURN_IF_ERROR(config.Optional("serve.accelerator.backend", &out.accelerator_backend));
+  PPML_RETURN_IF_ERROR(config.CheckOneOf("serve.accelerator.backend", out.accelerator_backend, {"cpu", "cuda"}));
   out.external_redis = config.Has("redis.url");
   if (out.external_redis) {
     queue::RedisEndpoint ignored;  // checked here so that errors name this file
@@ -145,6 +165,7 @@ Status PrepareState(const ServeConfig& config, const StatePaths& paths) {
   // The sealed keys are bound to the measured config: other entries, new keys.
   std::string entries_text;
   for (const std::string& entry : config.config_entries) entries_text += entry + "\n";
+  if (config.outsource_mode != "off") entries_text += "outsource=" + config.outsource_mode + "\n";
   const std::string entries_file = paths.enclave + "/config_entries.txt";
   Result<std::string> previous_entries = ReadFile(entries_file);
   const bool entries_changed = !previous_entries.ok() || *previous_entries != entries_text;
@@ -153,6 +174,7 @@ Status PrepareState(const ServeConfig& config, const StatePaths& paths) {
   const auto provision = [&]() -> Status {
     std::vector<std::string> args = {"enclave", "provision", "--platform", paths.platform, "--out-dir", paths.enclave};
     for (const std::string& entry : config.config_entries) args.insert(args.end(), {"--config-entry", entry});
+    args.insert(args.end(), {"--outsource", config.outsource_mode});
     PPML_RETURN_IF_ERROR(RunStep("provisioning the enclave (sealed service key, attestation)", args, log));
     return WriteFile(entries_file, entries_text);
   };
@@ -205,7 +227,9 @@ Status WriteYaml(const std::string& path, const YAML::Node& node) {
   return WriteFile(path, std::string(out.c_str()) + "\n", 0600);
 }
 
-Result<std::string> WriteWorkerConfig(const ServeConfig& config, const StatePaths& paths, const YAML::Node& redis) {
+// `accelerator`: the address of the ppml-accel serve started, or empty.
+Result<std::string> WriteWorkerConfig(const ServeConfig& config, const StatePaths& paths, const YAML::Node& redis,
+                                      const std::string& accelerator) {
   YAML::Node root;
   root["redis"] = redis;
   root["model"]["name"] = config.model_name;
@@ -217,6 +241,7 @@ Result<std::string> WriteWorkerConfig(const ServeConfig& config, const StatePath
   root["enclave"]["platform"] = paths.platform;
   root["enclave"]["sealed_keys"] = paths.sealed_keys();
   root["enclave"]["config_entries"] = config.config_entries;
+  if (!accelerator.empty()) root["enclave"]["outsource"]["accelerator"] = accelerator;
   const std::string path = paths.run + "/worker.yaml";
   PPML_RETURN_IF_ERROR(WriteYaml(path, root));
   return path;
@@ -256,12 +281,6 @@ struct Supervised {
     return Status::Ok();
   }
 };
-
-std::string LogTail(const std::string& path) {
-  Result<std::string> text = ReadFile(path);
-  if (!text.ok()) return "";
-  return text->size() > 2000 ? text->substr(text->size() - 2000) : *text;
-}
 
 // The value of `key=` in the last line of `log` holding `event`.
 std::string LoggedField(const std::string& log, std::string_view event, std::string_view key) {
@@ -316,7 +335,8 @@ int RunServe(const std::string& config_path) {
     local_redis = std::move(started).value();
   }
   const YAML::Node redis = RedisSection(config, local_redis.get());
-  Result<std::string> worker_config = WriteWorkerConfig(config, paths, redis);
+  const std::string accelerator = config.start_accelerator ? "unix:" + paths.run + "/accel.sock" : "";
+  Result<std::string> worker_config = WriteWorkerConfig(config, paths, redis, accelerator);
   if (!worker_config.ok()) return ReportError(kCommand, worker_config.status());
   Result<std::string> frontend_config = WriteFrontendConfig(config, paths, redis);
   if (!frontend_config.ok()) return ReportError(kCommand, frontend_config.status());
@@ -324,6 +344,13 @@ int RunServe(const std::string& config_path) {
   std::vector<Supervised> processes;
   processes.push_back({"frontend", {ProgramDir() + "/ppml-frontend", "--config", *frontend_config},
                        paths.logs + "/frontend.log", {}, 0});
+  // Before the workers: each connects to it when it loads the model.
+  if (config.start_accelerator) {
+    processes.push_back({"accelerator",
+                         {ProgramDir() + "/ppml-accel", "--listen", accelerator, "--threads",
+                          std::to_string(config.accelerator_threads), "--backend", config.accelerator_backend},
+                         paths.logs + "/accelerator.log", {}, 0});
+  }
   for (int i = 0; i < config.workers; ++i) {
     const std::string name = "worker-" + std::to_string(i + 1);
     processes.push_back({name, {ProgramDir() + "/ppml-worker", "--config", *worker_config}, paths.logs + "/" + name + ".log", {}, 0});
@@ -332,9 +359,16 @@ int RunServe(const std::string& config_path) {
     std::error_code ignored;
     fs::remove(p.log, ignored);  // this run's lines only: readiness is read from them
     if (Status s = p.Start(); !s.ok()) return ReportError(kCommand, s.WithContext(p.name));
+    if (p.name == "accelerator") {
+      std::cerr << "ppml serve: starting ppml-accel (" << config.accelerator_backend << ") at " << accelerator
+                << std::endl;
+      if (Status s = WaitForAccelerator(p.process, accelerator, p.log, std::chrono::seconds(20)); !s.ok()) {
+        return ReportError(kCommand, s.ToString(), kExitFailure);
+      }
+    }
   }
-  std::cerr << "ppml serve: started the front-end and " << config.workers << " worker(s); logs in " << paths.logs
-            << std::endl;
+  std::cerr << "ppml serve: started the front-end" << (config.start_accelerator ? ", the accelerator" : "") << " and "
+            << config.workers << " worker(s); logs in " << paths.logs << std::endl;
 
   // Ready: the front-end listens and every worker's heartbeat is in Redis.
   Result<queue::RedisEndpoint> endpoint_or = [&]() -> Result<queue::RedisEndpoint> {
@@ -351,7 +385,7 @@ int RunServe(const std::string& config_path) {
   while (!serve_stop) {
     for (Supervised& p : processes) {
       if (!p.process.Running()) {
-        return ReportError(kCommand, p.name + " exited during start-up; " + p.log + ":\n" + LogTail(p.log), kExitFailure);
+        return ReportError(kCommand, p.name + " exited during start-up; " + p.log + ":\n" + FileTail(p.log), kExitFailure);
       }
     }
     url = LoggedField(processes[0].log, "frontend_listening", "url");
@@ -367,6 +401,10 @@ int RunServe(const std::string& config_path) {
 
   std::string ready = "ready: url=" + url + " ca=" + paths.ca_cert() + " platform_pubkey=" + paths.platform_pubkey() +
                       " measurement=" + measurement_hex;
+  if (config.outsource_mode != "off") {
+    ready += " outsource=" + config.outsource_mode + " accelerator=" +
+             (config.start_accelerator ? accelerator : config.accelerator);
+  }
   if (local_redis) {
     ready += " redis=" + local_redis->Url() + " redis_ca=" + local_redis->ca_file() +
              " redis_password_file=" + local_redis->password_file();

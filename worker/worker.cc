@@ -100,6 +100,9 @@ struct Worker::OutsourceMetrics {
         local(r.AddGauge("ppml_outsource_layer_calls_total", "Layer results by where they were computed",
                          {{"where", "enclave"}})),
         failed_checks(r.AddGauge("ppml_outsource_failed_checks_total", "Accelerator replies Freivalds rejected")),
+        accelerator_errors(r.AddGauge("ppml_outsource_accelerator_errors_total",
+                                      "Layer calls the accelerator did not answer (connection lost, errors)")),
+        reconnects(r.AddGauge("ppml_outsource_reconnects_total", "New connections after the accelerator went away")),
         accelerator_bad(r.AddGauge("ppml_outsource_accelerator_bad", "1 once the accelerator is no longer used")) {}
 
   void Set(const accel::OutsourceStats& s) {
@@ -110,11 +113,13 @@ struct Worker::OutsourceMetrics {
     outsourced.Set(static_cast<double>(s.outsourced_calls));
     local.Set(static_cast<double>(s.local_calls));
     failed_checks.Set(static_cast<double>(s.failed_checks));
+    accelerator_errors.Set(static_cast<double>(s.accelerator_errors));
+    reconnects.Set(static_cast<double>(s.reconnects));
     accelerator_bad.Set(s.accelerator_bad ? 1 : 0);
   }
 
   metrics::Gauge &pad_pool, &pads_generated, &pads_per_second, &pad_fallbacks, &outsourced, &local, &failed_checks,
-      &accelerator_bad;
+      &accelerator_errors, &reconnects, &accelerator_bad;
 };
 
 // One Run: the connection and the state of the scans.

@@ -160,6 +160,42 @@ TEST(Outsource, AcceleratorIsDroppedAfterRepeatedFailures) {
   EXPECT_EQ(s.local_calls, 5);
 }
 
+// ppml-accel stopped and started again on the same socket: the layers run
+// inside while it is gone (not counted as failed checks, so it is not
+// dropped), and the enclave reconnects and registers them again.
+TEST(Outsource, AcceleratorRestartedOnTheSameSocketIsUsedAgain) {
+  TempDir dir("accel-restart");
+  const std::string listen = "unix:" + dir.File("accel.sock");
+  auto off = Load(Options(OutsourceMode::kOff));
+  auto first = std::make_unique<Accelerator>(listen);
+  OutsourceOptions o = Options(OutsourceMode::kIntegrity, first->address());
+  o.max_failures = 1;
+  auto model = Load(o);
+  ASSERT_TRUE(model && off);
+  const Tensor images = TestImages(0, 2);
+  EXPECT_EQ(Infer(*model, images), Infer(*off, images));
+  EXPECT_EQ(model->outsource_stats().outsourced_calls, 5);
+
+  first->Stop();
+  first.reset();
+  EXPECT_EQ(Infer(*model, images), Infer(*off, images));
+  OutsourceStats s = model->outsource_stats();
+  EXPECT_EQ(s.outsourced_calls, 5);
+  EXPECT_EQ(s.local_calls, 5);
+  EXPECT_GE(s.accelerator_errors, 1);
+  EXPECT_EQ(s.failed_checks, 0);
+  EXPECT_FALSE(s.accelerator_bad);
+
+  Accelerator second(listen);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the reconnect interval
+  EXPECT_EQ(Infer(*model, images), Infer(*off, images));
+  s = model->outsource_stats();
+  EXPECT_EQ(s.reconnects, 1);
+  EXPECT_EQ(s.outsourced_calls, 10);
+  EXPECT_FALSE(s.accelerator_bad);
+  EXPECT_NE(second.log().find("accel_layer_registered"), std::string::npos);
+}
+
 // A man in the middle: forwards frames between the enclave and a real
 // ppml-accel and keeps every field element the accelerator is sent.
 class RecordingProxy {

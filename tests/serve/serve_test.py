@@ -10,8 +10,12 @@ then through the ready line only:
   - no log of any process holds the plaintext bytes of a request that went
     through;
   - SIGINT stops every process and serve exits 0.
+With --outsource integrity|private, serve also starts ppml-accel: the
+workers' metrics show layers computed there, and after the accelerator is
+killed the service keeps answering, serve starts it again and the workers
+reconnect to it.
 
-    serve_test.py --ppml BUILD/bin/ppml --source SOURCE_DIR
+    serve_test.py --ppml BUILD/bin/ppml --source SOURCE_DIR [--outsource MODE]
 """
 import argparse
 import gzip
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 FAILURES = []
 
@@ -33,10 +38,47 @@ def check(condition, what):
         FAILURES.append(what)
 
 
+def pgrep(pattern):
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+
+
+def kill_one(pattern, expected, what, infer_ten):
+    """SIGKILLs the first of the `expected` processes matching `pattern`;
+    the service must answer ten requests right after. Their pids."""
+    pids = pgrep(pattern)
+    check(len(pids) == expected, f"{expected} {what} process(es) run ({len(pids)})")
+    if pids:
+        os.kill(int(pids[0]), signal.SIGKILL)
+    check(infer_ten() == 10, f"the service keeps answering with a {what} killed")
+    return pids
+
+
+def worker_metric(logs, name, labels=""):
+    """The sum over the running workers of one metric, read from the
+    /metrics address each worker's log names (metrics_listening)."""
+    total = 0.0
+    for log in sorted(os.listdir(logs)):
+        if not log.startswith("worker-"):
+            continue
+        lines = [l for l in open(os.path.join(logs, log)).read().splitlines() if "event=metrics_listening" in l]
+        if not lines:
+            continue
+        address = lines[-1].split("address=")[1].split()[0].strip('"')
+        try:
+            text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+        except OSError:
+            continue  # a worker being restarted
+        for line in text.splitlines():
+            if line.startswith(name + labels + " "):
+                total += float(line.split()[-1])
+    return total
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ppml", required=True)
     parser.add_argument("--source", required=True)
+    parser.add_argument("--outsource", choices=["integrity", "private"])
     args = parser.parse_args()
     sys.path.insert(0, os.path.join(args.source, "clients", "python"))
     try:
@@ -46,6 +88,16 @@ def main():
         sys.exit(f"serve_test: {e} (install Debian's python3-numpy, python3-cryptography, python3-requests)")
 
     work = tempfile.mkdtemp(prefix="ppml-serve-test-")
+    # Bad values are usage errors naming the key, before anything starts.
+    model = f"model: {{name: fashion, onnx: {args.source}/models/fashion_cnn.onnx}}\n"
+    for serve_extra, extra, key in (("accelerator: {backend: gpu}", "", "serve.accelerator.backend"),
+                                    ("accelerator: {threads: -1}", "", "serve.accelerator.threads"),
+                                    ("workers: 2", "enclave: {outsource: {mode: fast}}", "enclave.outsource.mode")):
+        bad = os.path.join(work, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write(f"serve: {{state_dir: {work}/bad, {serve_extra}}}\n{model}{extra}\n")
+        run = subprocess.run([args.ppml, "serve", "--config", bad], capture_output=True, text=True, timeout=60)
+        check(run.returncode == 2 and key in run.stderr, f"a bad {key} is a usage error naming it: {run.stderr.strip()}")
     config = os.path.join(work, "serve.yaml")
     with open(config, "w") as f:
         f.write(f"""serve:
@@ -60,6 +112,8 @@ worker:
   threads: 1
   recovery: {{claim_idle_ms: 1000}}
 """)
+        if args.outsource:
+            f.write(f"enclave:\n  outsource: {{mode: {args.outsource}, pad_pool_images: 8}}\n")
     serve = subprocess.Popen([args.ppml, "serve", "--config", config], stdout=subprocess.PIPE,
                              stderr=open(os.path.join(work, "serve.err"), "w"), text=True)
     try:
@@ -78,6 +132,9 @@ worker:
         fields = dict(item.split("=", 1) for item in ready.split()[1:])
         for key in ("url", "ca", "platform_pubkey", "measurement", "redis", "redis_ca", "redis_password_file"):
             check(key in fields, f"ready line has {key}=")
+        if args.outsource:
+            check(fields.get("outsource") == args.outsource, f"ready line has outsource={args.outsource}")
+            check(fields.get("accelerator", "").startswith("unix:"), "ready line names the accelerator serve started")
         env = dict(os.environ, PPML_URL=fields["url"], PPML_CA=fields["ca"],
                    PPML_PLATFORM_PUBKEY=fields["platform_pubkey"], PPML_MEASUREMENT=fields["measurement"])
 
@@ -108,23 +165,35 @@ worker:
             correct += int(np.argmax(logits[0]) == labels[i])
         check(correct >= 40, f"Python client: {correct}/50 Fashion-MNIST test images classified right")
 
+        state = os.path.join(work, "state")
+        logs = os.path.join(state, "logs")
+
+        def infer_ten():
+            for i in range(10):
+                next(iter(client.infer("fashion", {"input": images[i:i + 1]}).values()))
+            return 10
+        if args.outsource:
+            accelerated = 'ppml_outsource_layer_calls_total', '{where="accelerator"}'
+            before = worker_metric(logs, *accelerated)
+            check(before > 0, f"the workers computed layers on the accelerator ({before:.0f} calls)")
+            kill_one("ppml-accel --listen unix:" + state, 1, "ppml-accel", infer_ten)
+            deadline = time.time() + 30
+            reconnected = 0
+            while time.time() < deadline and reconnected == 0:
+                time.sleep(0.5)
+                next(iter(client.infer("fashion", {"input": images[:1]}).values()))
+                reconnected = worker_metric(logs, "ppml_outsource_reconnects_total")
+            check(reconnected >= 1, "serve started the accelerator again and a worker reconnected to it")
+            after = worker_metric(logs, *accelerated)
+            check(after > before, f"layers go to the accelerator again ({before:.0f} -> {after:.0f} calls)")
+            check(worker_metric(logs, "ppml_outsource_accelerator_bad") == 0, "no worker dropped the accelerator")
+
         # Kill one worker: the other answers, and serve starts a new one.
-        logs = os.path.join(work, "state", "logs")
-        worker_pids = subprocess.run(["pgrep", "-f", "ppml-worker --config " + os.path.join(work, "state")],
-                                     capture_output=True, text=True).stdout.split()
-        check(len(worker_pids) == 2, f"two workers run ({len(worker_pids)})")
-        if worker_pids:
-            os.kill(int(worker_pids[0]), signal.SIGKILL)
-        answered = 0
-        for i in range(10):
-            next(iter(client.infer("fashion", {"input": images[i:i + 1]}).values()))
-            answered += 1
-        check(answered == 10, "the service keeps answering with a worker killed")
+        worker_pids = kill_one("ppml-worker --config " + state, 2, "worker", infer_ten)
         restarted = False
         deadline = time.time() + 30
         while time.time() < deadline and not restarted:
-            pids = subprocess.run(["pgrep", "-f", "ppml-worker --config " + os.path.join(work, "state")],
-                                  capture_output=True, text=True).stdout.split()
+            pids = pgrep("ppml-worker --config " + state)
             restarted = len(pids) == 2 and worker_pids[0] not in pids
             time.sleep(0.2)
         check(restarted, "serve started the killed worker again")
