@@ -29,6 +29,8 @@
 #   PPML_STATE       the volume               (/var/lib/ppml)
 #   PPML_MODEL_ONNX  the model owner's model  (/opt/ppml/models/fashion_cnn.onnx)
 #   PPML_MODEL_NAME  its name on the service  (fashion)
+#   PPML_OUTSOURCE   the workers' enclave.outsource.mode (off); measured, so
+#                    a change provisions and seals again (compose.outsource.yaml)
 # `ppml` and `openssl` are taken from PATH.
 set -eu
 
@@ -36,6 +38,11 @@ state=${PPML_STATE:-/var/lib/ppml}
 model_onnx=${PPML_MODEL_ONNX:-/opt/ppml/models/fashion_cnn.onnx}
 model_name=${PPML_MODEL_NAME:-fashion}
 package="$state/$model_name.ppmlpkg"
+outsource=${PPML_OUTSOURCE:-off}
+case "$outsource" in
+  off|integrity|private) ;;
+  *) echo "setup: PPML_OUTSOURCE must be off, integrity or private, not '$outsource'" >&2; exit 2 ;;
+esac
 
 umask 077  # keys, secrets and the password: readable by the services' user only
 mkdir -p "$state/certs" "$state/redis"
@@ -46,10 +53,12 @@ if [ ! -f "$state/platform/platform.key.pem" ]; then
   say "making the simulated platform keys"
   ppml keygen platform --out-dir "$state/platform"
 fi
-if [ ! -f "$state/enclave/sealed_keys.bin" ] || [ ! -f "$package" ] || [ -n "$(find "$model_onnx" -newer "$package")" ]; then
+if [ ! -f "$state/enclave/sealed_keys.bin" ] || [ ! -f "$package" ] || [ -n "$(find "$model_onnx" -newer "$package")" ] \
+   || [ "$(cat "$state/enclave/outsource" 2>/dev/null)" != "$outsource" ]; then
   # The model owner seals only to a fresh attestation: provision, then seal.
-  say "provisioning the enclave (sealed service key, attestation)"
-  ppml enclave provision --platform "$state/platform" --out-dir "$state/enclave"
+  say "provisioning the enclave (sealed service key, attestation; outsource=$outsource)"
+  ppml enclave provision --platform "$state/platform" --out-dir "$state/enclave" --outsource "$outsource"
+  echo "$outsource" > "$state/enclave/outsource"
   measurement=$(sed -n 's/.*"measurement" *: *"\([0-9a-f]\{64\}\)".*/\1/p' "$state/enclave/attestation.json")
   if [ -z "$measurement" ]; then
     say "no measurement in $state/enclave/attestation.json"

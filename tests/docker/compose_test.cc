@@ -6,18 +6,22 @@
 //     COPY source in the tree (or a binary the build makes), the host's build/
 //     kept out of the context, the runtime packages covering every library
 //     the three binaries link (ldd + dpkg -S);
-//   - compose.yaml: every command is one an image holds (our binaries,
+//   - compose.yaml, alone and with compose.outsource.yaml on top (the
+//     accelerator): every command is one an image holds (our binaries,
 //     redis-server, setup.sh), every path it names is in the image (and so in
 //     the tree) or in the shared volume; builds, volumes, start order; as many
 //     workers as the quickstart runs;
-//   - docker/frontend.yaml and docker/worker.yaml load with the services' own
-//     loaders and carry the quickstart's settings;
+//   - docker/frontend.yaml, docker/worker.yaml and worker-outsource.yaml load
+//     with the services' own loaders and carry the quickstart's settings; the
+//     two worker configs differ only in enclave.outsource, whose mode is the
+//     one setup.sh provisions with;
 //   - the stack as compose runs it, minus containers: setup.sh into a
 //     folder standing for the volume (twice: the second run keeps
 //     everything), redis-server with compose's arguments, ppml-frontend and
-//     two ppml-workers with compose's commands and configs (only hosts, ports
-//     and the volume's path changed), then `ppml attest` and `ppml infer`
-//     with the CA and platform key from the volume.
+//     two ppml-workers (and ppml-accel) with compose's commands and configs
+//     (only hosts, ports and the volume's path changed), then `ppml attest`
+//     and `ppml infer` with the CA and platform key from the volume; with
+//     the accelerator, its metrics show the layers it computed.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -47,6 +51,8 @@
 #include "frontend/config.h"
 #include "queue/redis.h"
 #include "queue/request_entry.h"
+#include "tests/support/http_fetch.h"
+#include "tests/support/metric_value.h"
 #include "tests/support/run_to_end.h"
 #include "worker/config.h"
 
@@ -59,7 +65,7 @@ using namespace std::chrono_literals;
 const std::string kSource = PPML_SOURCE_DIR;
 const std::string kBinDir = PPML_BIN_DIR;
 constexpr std::string_view kVolume = "/var/lib/ppml";  // where compose mounts the shared volume
-const std::set<std::string> kOurBinaries = {"ppml", "ppml-frontend", "ppml-worker"};
+const std::set<std::string> kOurBinaries = {"ppml", "ppml-frontend", "ppml-worker", "ppml-accel"};
 
 std::string TreePath(const std::string& relative) { return kSource + "/" + relative; }
 
@@ -283,7 +289,7 @@ TEST(DockerfileTest, EveryPathItNamesIsInTheTree) {
         const std::string src_prefix = StripSlash(from->workdir) + "/";
         if (StartsWith(source, bin_prefix)) {
           const std::string name = source.substr(bin_prefix.size());
-          EXPECT_TRUE(kOurBinaries.count(name)) << source << " is not one of ppml, ppml-frontend, ppml-worker";
+          EXPECT_TRUE(kOurBinaries.count(name)) << source << " is not one of ppml, ppml-frontend, ppml-worker, ppml-accel";
           EXPECT_TRUE(fs::exists(kBinDir + "/" + name)) << "the build makes no " << name;
         } else {
           ASSERT_TRUE(StartsWith(source, src_prefix)) << source << " is outside the build stage's tree";
@@ -335,6 +341,9 @@ TEST(DockerfileTest, RuntimePackagesHoldEveryLinkedLibrary) {
       const std::vector<std::string> words = Words(line);
       // "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)"
       if (words.size() < 3 || words[1] != "=>" || words[2][0] != '/') continue;
+      // A host with a CUDA compiler builds ppml-accel's CUDA backend; the
+      // image's build stage has none, so its ppml-accel links no CUDA library.
+      if (binary == "ppml-accel" && words[0].starts_with("libcu")) continue;
       std::string package = OwningPackage(fs::canonical(words[2]).string());
       if (package.empty()) package = OwningPackage(words[2]);
       EXPECT_FALSE(package.empty()) << binary << " links " << words[2] << ", which no Debian package holds";
@@ -345,13 +354,39 @@ TEST(DockerfileTest, RuntimePackagesHoldEveryLinkedLibrary) {
   for (const std::string& package : needed) {
     if (package == "libc6") continue;  // every Debian image has it
     EXPECT_TRUE(installed.count(package)) << "the runtime stage does not install " << package
-                                          << " (a library of ppml, ppml-worker or ppml-frontend)";
+                                          << " (a library of ppml, ppml-worker, ppml-frontend or ppml-accel)";
   }
 }
 
 // ---- compose.yaml -------------------------------------------------------------
 
+// `over` on top of `base` as `docker compose -f BASE -f OVER` merges them:
+// maps key by key, anything else (a command, a list of ports) replaced.
+YAML::Node Merge(const YAML::Node& base, const YAML::Node& over) {
+  if (!base || !base.IsMap() || !over.IsMap()) return YAML::Clone(over);
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& it : over) {
+    const std::string key = it.first.as<std::string>();
+    out[key] = Merge(base[key], it.second);
+  }
+  return out;
+}
+
+// The two ways the README runs the stack: compose.yaml alone (the
+// quickstart), and with compose.outsource.yaml on top (the accelerator).
+struct Variant {
+  std::string name;
+  std::string overlay;        // a file on top of docker/compose.yaml, or empty
+  std::string worker_config;  // the tree file its workers run with
+  std::string outsource;      // their enclave.outsource.mode
+};
+const Variant kQuickstart{"Quickstart", "", "docker/worker.yaml", "off"};
+const Variant kOutsource{"Outsource", "docker/compose.outsource.yaml", "docker/worker-outsource.yaml", "integrity"};
+
 struct Compose {
+  explicit Compose(const Variant& variant = kQuickstart) {
+    if (!variant.overlay.empty()) root = Merge(root, YAML::LoadFile(TreePath(variant.overlay)));
+  }
   YAML::Node root = YAML::LoadFile(TreePath("docker/compose.yaml"));
   Dockerfile dockerfile;
 
@@ -391,8 +426,12 @@ struct Compose {
   }
 };
 
-TEST(ComposeTest, ServicesBuildFromTheDockerfile) {
-  const Compose compose;
+class ComposeTest : public ::testing::TestWithParam<Variant> {};
+INSTANTIATE_TEST_SUITE_P(Docker, ComposeTest, ::testing::Values(kQuickstart, kOutsource),
+                         [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
+
+TEST_P(ComposeTest, ServicesBuildFromTheDockerfile) {
+  const Compose compose(GetParam());
   ASSERT_TRUE(compose.services().IsMap());
   for (const char* name : {"setup", "redis", "frontend", "worker"}) {
     EXPECT_TRUE(compose.services()[name]) << "no service " << name;
@@ -410,8 +449,8 @@ TEST(ComposeTest, ServicesBuildFromTheDockerfile) {
   }
 }
 
-TEST(ComposeTest, EveryCommandIsInItsImage) {
-  const Compose compose;
+TEST_P(ComposeTest, EveryCommandIsInItsImage) {
+  const Compose compose(GetParam());
   for (const auto& it : compose.services()) {
     const std::string name = it.first.as<std::string>();
     const YAML::Node service = it.second;
@@ -439,7 +478,7 @@ TEST(ComposeTest, EveryCommandIsInItsImage) {
     } else {
       const std::string tree = compose.TreeFileIn(service, program);
       EXPECT_TRUE(StartsWith(tree, "docker/") && tree.ends_with(".sh"))
-          << name << ": " << program << " is none of ppml, ppml-frontend, ppml-worker, redis-server or a docker/ script";
+          << name << ": " << program << " is none of our binaries, redis-server or a docker/ script";
       if (!tree.empty()) {
         EXPECT_TRUE(fs::exists(TreePath(tree))) << tree;
         EXPECT_NE(fs::status(TreePath(tree)).permissions() & fs::perms::owner_exec, fs::perms::none)
@@ -457,14 +496,19 @@ TEST(ComposeTest, EveryCommandIsInItsImage) {
     }
   }
   EXPECT_EQ(compose.ConfigOf("ppml-frontend"), "docker/frontend.yaml");
-  EXPECT_EQ(compose.ConfigOf("ppml-worker"), "docker/worker.yaml");
+  EXPECT_EQ(compose.ConfigOf("ppml-worker"), GetParam().worker_config);
 }
 
-TEST(ComposeTest, VolumeAndStartOrder) {
-  const Compose compose;
+TEST_P(ComposeTest, VolumeAndStartOrder) {
+  const Compose compose(GetParam());
   EXPECT_TRUE(compose.root["volumes"] && compose.root["volumes"]["ppml-state"]);
   for (const auto& it : compose.services()) {
     const std::string name = it.first.as<std::string>();
+    if (compose.command(it.second).at(0) == "ppml-accel") {
+      // Untrusted: nothing in the volume is meant for it.
+      EXPECT_FALSE(it.second["volumes"]) << name << ": the accelerator gets no volume";
+      continue;
+    }
     const bool setup = compose.command(it.second).at(0).ends_with("setup.sh");
     std::vector<std::string> volumes;
     if (it.second["volumes"]) volumes = it.second["volumes"].as<std::vector<std::string>>();
@@ -481,6 +525,14 @@ TEST(ComposeTest, VolumeAndStartOrder) {
   for (const char* program : {"ppml-frontend", "ppml-worker"}) {
     for (const std::string& name : compose.Running(program)) {
       EXPECT_TRUE(compose.services()[name]["depends_on"]["redis"]) << name << " must start after redis";
+    }
+  }
+  // The workers connect to the accelerator when they load the model.
+  const std::vector<std::string> accelerators = compose.Running("ppml-accel");
+  EXPECT_EQ(accelerators.size(), GetParam().outsource == "off" ? 0u : 1u);
+  for (const std::string& accelerator : accelerators) {
+    for (const std::string& name : compose.Running("ppml-worker")) {
+      EXPECT_TRUE(compose.services()[name]["depends_on"][accelerator]) << name << " must start after " << accelerator;
     }
   }
   EXPECT_EQ(compose.Running("/opt/ppml/docker/setup.sh").size(), 1u);
@@ -530,6 +582,20 @@ void ExpectQuickstartSettings(const std::string& config, const std::vector<std::
   }
 }
 
+// The outsourcing mode the setup service provisions the enclave with
+// (PPML_OUTSOURCE, setup.sh's default "off").
+std::string ProvisionedOutsource(const Compose& compose) {
+  const YAML::Node environment = compose.services()[compose.Running("/opt/ppml/docker/setup.sh").at(0)]["environment"];
+  return environment && environment["PPML_OUTSOURCE"] ? environment["PPML_OUTSOURCE"].as<std::string>() : "off";
+}
+
+// The port of ppml-accel's --listen HOST:PORT in `service`'s command.
+std::string ListenPort(const std::vector<std::string>& argv) {
+  const auto flag = std::find(argv.begin(), argv.end(), "--listen");
+  if (flag == argv.end() || flag + 1 == argv.end()) return "";
+  return flag[1].substr(flag[1].rfind(':') + 1);
+}
+
 TEST(DockerConfigsTest, FrontendConfigLoadsAndMatchesTheQuickstart) {
   const Compose compose;
   const std::string file = compose.ConfigOf("ppml-frontend");
@@ -560,8 +626,12 @@ TEST(DockerConfigsTest, FrontendConfigLoadsAndMatchesTheQuickstart) {
   EXPECT_TRUE(published) << "compose publishes no port " << config->port;
 }
 
-TEST(DockerConfigsTest, WorkerConfigLoadsAndMatchesTheQuickstart) {
-  const Compose compose;
+class DockerWorkerConfigTest : public ::testing::TestWithParam<Variant> {};
+INSTANTIATE_TEST_SUITE_P(Docker, DockerWorkerConfigTest, ::testing::Values(kQuickstart, kOutsource),
+                         [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
+
+TEST_P(DockerWorkerConfigTest, LoadsAndMatchesTheQuickstart) {
+  const Compose compose(GetParam());
   const std::string file = compose.ConfigOf("ppml-worker");
   ASSERT_FALSE(file.empty());
   TempDir dir("ppml-docker-test");
@@ -580,6 +650,22 @@ TEST(DockerConfigsTest, WorkerConfigLoadsAndMatchesTheQuickstart) {
     EXPECT_TRUE(InVolume(path)) << path;
   }
   ExpectQuickstartSettings(file, {"worker", "enclave"}, {});
+
+  // Outsourcing: the mode setup.sh provisions with (it is measured) and the
+  // accelerator service; everything else as in docker/worker.yaml.
+  EXPECT_EQ(config->enclave.outsource.mode, GetParam().outsource);
+  EXPECT_EQ(ProvisionedOutsource(compose), GetParam().outsource);
+  const std::vector<std::string> accelerators = compose.Running("ppml-accel");
+  if (!accelerators.empty()) {
+    const std::string port = ListenPort(compose.command(compose.services()[accelerators[0]]));
+    EXPECT_EQ(config->enclave.outsource.accelerator, accelerators[0] + ":" + port);
+  }
+  std::map<std::string, std::string> ours, quickstart_worker;
+  Leaves(YAML::LoadFile(TreePath(file)), "", &ours);
+  Leaves(YAML::LoadFile(TreePath(kQuickstart.worker_config)), "", &quickstart_worker);
+  std::erase_if(ours, [](const auto& leaf) { return StartsWith(leaf.first, "enclave.outsource."); });
+  EXPECT_EQ(ours, quickstart_worker) << file << " and " << kQuickstart.worker_config
+                                     << " differ in more than enclave.outsource";
 
   // As many workers as the quickstart's serve.workers.
   int replicas = 0;
@@ -672,8 +758,12 @@ std::string JsonString(const std::string& json, const std::string& key) {
   return json.substr(start, json.find('"', start) - start);
 }
 
-TEST(DockerStackTest, RunsAsComposeRunsIt) {
-  const Compose compose;
+class DockerStackTest : public ::testing::TestWithParam<Variant> {};
+INSTANTIATE_TEST_SUITE_P(Docker, DockerStackTest, ::testing::Values(kQuickstart, kOutsource),
+                         [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
+
+TEST_P(DockerStackTest, RunsAsComposeRunsIt) {
+  const Compose compose(GetParam());
   TempDir dir("ppml-docker-stack");
   ASSERT_TRUE(dir.ok());
   const std::string state = dir.File("volume");
@@ -683,7 +773,8 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
   const std::string setup_service = compose.Running("/opt/ppml/docker/setup.sh").at(0);
   const std::string setup_script = TreePath(compose.TreeFileIn(compose.services()[setup_service], "/opt/ppml/docker/setup.sh"));
   const std::vector<std::string> setup_env = {path_env, "PPML_STATE=" + state,
-                                              "PPML_MODEL_ONNX=" + TreePath("models/fashion_cnn.onnx")};
+                                              "PPML_MODEL_ONNX=" + TreePath("models/fashion_cnn.onnx"),
+                                              "PPML_OUTSOURCE=" + ProvisionedOutsource(compose)};
   ASSERT_EQ(RunFresh({setup_script}, dir.File("setup.log"), setup_env), 0) << LogOf(dir.File("setup.log"));
 
   // Every volume path that compose and the configs name is there.
@@ -737,6 +828,38 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
   Result<ChildProcess> redis = ChildProcess::Start(std::move(redis_options));
   ASSERT_TRUE(redis.ok()) << redis.status().ToString();
 
+  // The accelerator, when the variant has one: compose's command, listening
+  // on a port of 127.0.0.1 the kernel picks, its metrics on a free one.
+  std::string accelerator_in_compose, accelerator_here;
+  std::optional<ChildProcess> accelerator;
+  Result<uint16_t> accelerator_metrics_port = PickFreePort();
+  ASSERT_TRUE(accelerator_metrics_port.ok());
+  for (const std::string& service : compose.Running("ppml-accel")) {
+    std::vector<std::string> argv = compose.command(compose.services()[service]);
+    accelerator_in_compose = service + ":" + ListenPort(argv);
+    argv[0] = kBinDir + "/" + argv[0];
+    for (size_t i = 1; i < argv.size(); ++i) {
+      if (argv[i - 1] == "--listen") argv[i] = "127.0.0.1:0";
+      if (argv[i - 1] == "--metrics") argv[i] = "127.0.0.1:" + std::to_string(*accelerator_metrics_port);
+    }
+    ProcessOptions options;
+    options.argv = argv;
+    options.log_file = dir.File("accelerator.log");
+    Result<ChildProcess> started = ChildProcess::Start(std::move(options));
+    ASSERT_TRUE(started.ok()) << started.status().ToString();
+    accelerator = std::move(started).value();
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          const std::string log = LogOf(dir.File("accelerator.log"));
+          const size_t at = log.find("ready: listen=");
+          if (at == std::string::npos || log.find('\n', at) == std::string::npos) return false;
+          accelerator_here = log.substr(at + 14, log.find('\n', at) - at - 14);
+          return true;
+        },
+        20s))
+        << LogOf(dir.File("accelerator.log"));
+  }
+
   // The configs: the compose host names become 127.0.0.1 (TLS still checks the
   // name "redis"), listening ports are picked by the kernel.
   auto local_config = [&](const std::string& relative) {
@@ -750,6 +873,10 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
     root["redis"]["tls"]["server_name"] = "redis";
     if (root["frontend"]) root["frontend"]["listen"] = YAML::Load("{host: 127.0.0.1, port: 0}");
     if (root["worker"]) root["worker"]["metrics"] = YAML::Load("{host: 127.0.0.1, port: 0}");
+    if (root["enclave"] && root["enclave"]["outsource"]["accelerator"]) {
+      EXPECT_EQ(root["enclave"]["outsource"]["accelerator"].as<std::string>(), accelerator_in_compose);
+      root["enclave"]["outsource"]["accelerator"] = accelerator_here;
+    }
     const std::string path = dir.File(fs::path(relative).filename().string());
     EXPECT_TRUE(WriteFile(path, Emit(root)).ok());
     return path;
@@ -838,6 +965,14 @@ TEST(DockerStackTest, RunsAsComposeRunsIt) {
   ASSERT_EQ(RunFresh(infer, dir.File("infer.log")), 0) << LogOf(dir.File("infer.log")) << all_logs();
   const std::string answer = LastJsonLine(dir.File("infer.log"));
   EXPECT_NE(answer.find("\"argmax\":[" + std::to_string(images->labels.at(0)) + "]"), std::string::npos) << answer;
+
+  if (accelerator) {
+    // The workers outsourced the request's layers: the accelerator computed some.
+    const std::string metrics = ppml::testing::Fetch(*accelerator_metrics_port, "GET", "/metrics").body;
+    EXPECT_GT(ppml::testing::MetricValue(metrics, "ppml_accel_requests_total{type=\"compute\"}"), 0) << metrics;
+    services.push_back(std::move(*accelerator));
+    logs.push_back(dir.File("accelerator.log"));
+  }
 
   // docker compose stop: SIGTERM, and each exits 0.
   for (ChildProcess& service : services) service.Signal(SIGTERM);
