@@ -17,6 +17,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "bench/bench_flags.h"
 #include "engine/engine.h"
 
 namespace {
@@ -80,23 +81,11 @@ double MeasureGflops(const ConvShape& s, int64_t batch, double seconds, const dn
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 2;
-  int64_t batch = 16;
-  double seconds = 1.0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--threads") threads = std::atoi(argv[i + 1]);
-    else if (flag == "--batch") batch = std::atoll(argv[i + 1]);
-    else if (flag == "--seconds") seconds = std::atof(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "ppml-bench-conv: unknown flag %s (use --threads, --batch, --seconds)\n", flag.c_str());
-      return 2;
-    }
-  }
-  if (threads < 1 || batch < 1 || seconds <= 0) {
-    std::fprintf(stderr, "ppml-bench-conv: --threads, --batch and --seconds must be positive\n");
-    return 2;
-  }
+  ppml::bench::BenchFlags flags;
+  if (!ppml::bench::ParseBenchFlags(argc, argv, "ppml-bench-conv", &flags)) return 2;
+  const int threads = flags.threads;
+  const int64_t batch = flags.batch;
+  const double seconds = flags.seconds;
   omp_set_num_threads(threads);
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   const std::string isa = ppml::engine::EffectiveCpuIsa();
