@@ -549,6 +549,16 @@ TEST(KServe, JsonErrors) {
 
 // ---- The JSON before the binary data (ParseInferRequestHeader) -------------------------------
 
+// An input whose data comes as `binary_size` bytes after the JSON: no tensor yet.
+void ExpectBinaryInput(const InputHeader& input, const std::string& name, DataType dtype, const Shape& shape,
+                       size_t binary_size) {
+  EXPECT_EQ(input.name, name);
+  EXPECT_EQ(input.dtype, dtype);
+  EXPECT_EQ(input.shape, shape);
+  EXPECT_EQ(input.binary_size, std::optional<size_t>(binary_size));
+  EXPECT_EQ(input.data.byte_size(), 0u);
+}
+
 // The JSON part of an encoded body: all of it without a header length.
 std::span<const uint8_t> JsonPart(const EncodedBody& encoded) {
   return std::span<const uint8_t>(encoded.body).first(encoded.json_length.value_or(encoded.body.size()));
@@ -574,12 +584,7 @@ TEST(KServe, HeaderDescribesJsonAndBinaryInputs) {
   EXPECT_FALSE(header->request.outputs[1].binary);
 
   ASSERT_EQ(header->inputs.size(), 3u);
-  const InputHeader& a = header->inputs[0];
-  EXPECT_EQ(a.name, "a");
-  EXPECT_EQ(a.dtype, DataType::kF32);
-  EXPECT_EQ(a.shape, (Shape{2, 2}));
-  EXPECT_EQ(a.binary_size, std::optional<size_t>(16));
-  EXPECT_EQ(a.data.byte_size(), 0u);
+  ExpectBinaryInput(header->inputs[0], "a", DataType::kF32, Shape{2, 2}, 16);
 
   const InputHeader& b = header->inputs[1];
   EXPECT_EQ(b.name, "b");
@@ -588,12 +593,7 @@ TEST(KServe, HeaderDescribesJsonAndBinaryInputs) {
   EXPECT_FALSE(b.binary_size.has_value());
   ExpectSameTensor(b.data, Tensor::FromVector<int32_t>({3}, {7, -8, 9}));
 
-  const InputHeader& c = header->inputs[2];
-  EXPECT_EQ(c.name, "c");
-  EXPECT_EQ(c.dtype, DataType::kU8);
-  EXPECT_EQ(c.shape, (Shape{1, 5}));
-  EXPECT_EQ(c.binary_size, std::optional<size_t>(5));
-  EXPECT_EQ(c.data.byte_size(), 0u);
+  ExpectBinaryInput(header->inputs[2], "c", DataType::kU8, Shape{1, 5}, 5);
 
   EXPECT_EQ(header->binary_size, 21u);
 }
