@@ -413,6 +413,8 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   // The layer on the accelerator; false when it must be computed inside
   // (no pads, a failed check, an accelerator error).
   Result<bool> Outsource(Layer& layer, int64_t batch) {
+    // Before blinding: a layer that runs inside must not use up pads.
+    if (!client_->connected() && !Reconnect()) return false;
     const LinearSpec& s = layer.spec;
     std::vector<std::vector<uint32_t>> unblind;  // R W per image (private)
     std::span<const uint32_t> sent = field_input_;
@@ -424,7 +426,6 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
       }
       sent = blinded_;
     }
-    if (!client_->connected() && !Reconnect()) return false;
     const auto start = Clock::now();
     Result<std::vector<uint32_t>> reply = client_->Compute(layer.accelerator_handle, batch, sent);
     stats_.accelerator_wait_seconds += SecondsSince(start);

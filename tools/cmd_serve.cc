@@ -227,7 +227,7 @@ Status WriteYaml(const std::string& path, const YAML::Node& node) {
   return WriteFile(path, std::string(out.c_str()) + "\n", 0600);
 }
 
-// `accelerator`: the address of the ppml-accel serve started, or empty.
+// `accelerator`: the ppml-accel the workers use, or empty without outsourcing.
 Result<std::string> WriteWorkerConfig(const ServeConfig& config, const StatePaths& paths, const YAML::Node& redis,
                                       const std::string& accelerator) {
   YAML::Node root;
@@ -335,7 +335,7 @@ int RunServe(const std::string& config_path) {
     local_redis = std::move(started).value();
   }
   const YAML::Node redis = RedisSection(config, local_redis.get());
-  const std::string accelerator = config.start_accelerator ? "unix:" + paths.run + "/accel.sock" : "";
+  const std::string accelerator = config.start_accelerator ? "unix:" + paths.run + "/accel.sock" : config.accelerator;
   Result<std::string> worker_config = WriteWorkerConfig(config, paths, redis, accelerator);
   if (!worker_config.ok()) return ReportError(kCommand, worker_config.status());
   Result<std::string> frontend_config = WriteFrontendConfig(config, paths, redis);
@@ -402,8 +402,7 @@ int RunServe(const std::string& config_path) {
   std::string ready = "ready: url=" + url + " ca=" + paths.ca_cert() + " platform_pubkey=" + paths.platform_pubkey() +
                       " measurement=" + measurement_hex;
   if (config.outsource_mode != "off") {
-    ready += " outsource=" + config.outsource_mode + " accelerator=" +
-             (config.start_accelerator ? accelerator : config.accelerator);
+    ready += " outsource=" + config.outsource_mode + " accelerator=" + accelerator;
   }
   if (local_redis) {
     ready += " redis=" + local_redis->Url() + " redis_ca=" + local_redis->ca_file() +
