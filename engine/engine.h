@@ -136,6 +136,10 @@ struct EngineOptions {
   int threads = 0;
   // Fold BatchNormalization into Conv, fuse eltwise/residual post-ops.
   bool fuse = true;
+  // Run a QDQ model's QuantizeLinear/DequantizeLinear nodes as written, in
+  // float, instead of keeping tensors in INT8 between INT8 kernels: slow, but
+  // the reference the INT8 path must match to within rounding.
+  bool literal_qdq = false;
   // Accounts every allocation of the model when set (not owned; must outlive the model).
   MemoryBudget* memory_budget = nullptr;
   // Source of external initializers and, with offload_weights, where large

@@ -178,7 +178,7 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
   PassStats passes;
   PPML_RETURN_IF_ERROR(PropagateConstantIdentities(graph));
   PPML_RETURN_IF_ERROR(DecomposeQLinearOps(graph));
-  PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
+  if (!options.literal_qdq) PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
   if (options.fuse) {
     PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, &passes));
     // A delegate returns a layer's plain result: nothing may be fused into it.

@@ -398,7 +398,11 @@ ValueId PlanBuilder::Reorder(ValueId id, const memory::desc& desc, const dnnl::p
                                                            : DataType::kS32;
   copy.shape = v.shape;
   copy.desc = desc;
-  const ValueId out = NewBufferValue(std::move(copy), LastUse(v.name));
+  // The copy lives as long as its source: a copy of a copy ("x#7") has no
+  // readers by name, only its source's buffer knows them.
+  int last_use = LastUse(v.name);
+  if (v.buffer >= 0) last_use = std::max(last_use, buffers_[v.buffer].last);
+  const ValueId out = NewBufferValue(std::move(copy), last_use);
   dnnl::reorder::primitive_desc pd(engine_, v.desc, engine_, desc, attr);
   AddPrimitive(dnnl::reorder(pd), pd, {{DNNL_ARG_FROM, id}, {DNNL_ARG_TO, out}});
   return out;

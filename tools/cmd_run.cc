@@ -1,4 +1,4 @@
-// ppml run --model FILE.onnx --input x.npy [--input y.npy ...] [--output out.npy]
+// ppml run --model FILE.onnx --input x.npy [--input y.npy ...] [--output out.npy] [--literal-qdq]
 //
 // One inference on inputs saved with np.save, for checking a model by hand
 // against another framework. Prints each output's name, type and shape, its
@@ -28,6 +28,7 @@ struct RunOptions {
   std::vector<std::string> inputs;
   std::string output;
   int threads = 2;
+  bool literal_qdq = false;
 };
 
 double ValueAt(const Tensor& tensor, int64_t i) { return tensor.ElementAsDouble(i); }
@@ -73,6 +74,7 @@ int RunModelOnce(const RunOptions& options) {
   engine::SetThreads(options.threads);
   engine::EngineOptions engine_options;
   engine_options.threads = options.threads;
+  engine_options.literal_qdq = options.literal_qdq;
   auto model = engine::Model::LoadFile(options.model, engine_options);
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
   const auto& wanted = (*model)->inputs();
@@ -113,6 +115,8 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::ExistingFile);
   run->add_option("--output", options->output, "write the first output to this .npy file");
   run->add_option("--threads", options->threads, "oneDNN threads")->check(Positive());
+  run->add_flag("--literal-qdq", options->literal_qdq,
+                "run a QDQ model's Quantize/DequantizeLinear nodes as written, in float (a reference for the INT8 path)");
   run->callback([options, exit_code] { *exit_code = RunModelOnce(*options); });
 }
 

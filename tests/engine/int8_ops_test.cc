@@ -164,5 +164,57 @@ TEST(Int8Ops, QuantizedWeightsAreNotKeptAsFloats) {
   EXPECT_LT(budget.peak(), float_bytes);
 }
 
+// A tensor kept quantized and read as floats by two nodes far apart: its
+// float form must live until the second reader, though other values are
+// made and dequantized in between (ConvNeXt's residual Add read the
+// wrong bytes before: the float copy's arena space was given away after the
+// first reader).
+TEST(Int8Ops, DequantizedTensorLivesUntilItsLastReader) {
+  const Shape xs = {2, 4, 3, 5};
+  const auto x = test::RandomFloats(ElementCount(xs), 31, -2.f, 2.f);
+  const float st = 2.f / 127, sm = 1e-3f / 127;
+  OnnxBuilder b;
+  b.Input("x", xs);
+  b.Node("Transpose", {"x"}, {"t"}).Ints("perm", {0, 2, 3, 1});
+  AddQdq(b, "t", "tq", st, onnx::TensorProto::INT8);
+  b.Node("Sigmoid", {"tq"}, {"s"});
+  b.Node("Transpose", {"x"}, {"u"}).Ints("perm", {0, 2, 3, 1});
+  b.ScalarFloat("small", 5e-4f);
+  b.Node("Mul", {"u", "small"}, {"m"});
+  AddQdq(b, "m", "mq", sm, onnx::TensorProto::INT8);
+  b.Node("Add", {"mq", "tq"}, {"y"});
+  b.Output("y").Output("s");
+  auto model = b.Load();
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::vector<Tensor> inputs;
+  inputs.push_back(test::MakeTensor(xs, x));
+  auto out = (*model)->Run(inputs);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  // y[n,h,w,c] = fq(x * 5e-4) + fq(x), with x read at [n,c,h,w].
+  std::vector<float> want;
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t h = 0; h < 3; ++h)
+      for (int64_t w = 0; w < 5; ++w)
+        for (int64_t c = 0; c < 4; ++c) {
+          const float v = x[((n * 4 + c) * 3 + h) * 5 + w];
+          want.push_back(FakeQuantize(v * 5e-4f, sm, false) + FakeQuantize(v, st, false));
+        }
+  const std::vector<float> got = test::ToVector((*out)[0]);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], st * 1.001f + sm) << "element " << i;
+  EXPECT_EQ((*model)->stats().quantized_tensors, 2);
+
+  // literal_qdq runs the Q/DQ nodes themselves, in float: the same values, nothing kept in INT8.
+  EngineOptions literal;
+  literal.literal_qdq = true;
+  auto reference = b.Load(literal);
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  EXPECT_EQ((*reference)->stats().quantized_tensors, 0);
+  auto expected = (*reference)->Run(inputs);
+  ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+  const std::vector<float> literal_values = test::ToVector((*expected)[0]);
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(literal_values[i], want[i], 1e-6f) << "element " << i;
+}
+
 }  // namespace
 }  // namespace ppml::engine
