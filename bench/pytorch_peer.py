@@ -19,7 +19,6 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "models"))
 
-MODELS = ("resnet50", "vgg16", "mobilenet_v2", "fashion_cnn")
 
 
 def log(msg):
@@ -32,13 +31,15 @@ def build(name):
         from train_fashion_cnn import FashionCNN  # architecture only; no training on import
         torch.manual_seed(0)
         return FashionCNN().eval(), (1, 28, 28)
-    from export_torchvision import build as build_tv
-    return build_tv(name), (3, 224, 224)
+    from export_torchvision import build as build_tv, input_size
+    return build_tv(name), (3, input_size(name), input_size(name))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=MODELS, required=True)
+    from export_torchvision import classifiers
+    ap.add_argument("--model", choices=("fashion_cnn",) + tuple(classifiers()), required=True,
+                    metavar="fashion_cnn|TORCHVISION_CLASSIFIER")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0, help="measured duration")

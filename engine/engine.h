@@ -166,6 +166,8 @@ struct ModelStats {
   int kernels = 0;             // after folding and fusion, for the last plan built
   int folded_batchnorms = 0;
   int fused_post_ops = 0;
+  int fused_layer_norms = 0;   // decomposed LayerNormalization patterns made one op
+  int fused_gelus = 0;         // decomposed GELU patterns made one op
   size_t weight_bytes = 0;
   size_t arena_bytes = 0;      // arena (activations, streamed weights) of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built

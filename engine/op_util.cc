@@ -30,6 +30,10 @@ Result<std::vector<EltwiseStep>> EltwiseStepsFor(const FusedEltwise& a) {
   if (op == "Softplus") return std::vector<EltwiseStep>{{algorithm::eltwise_soft_relu, 0.f, 0.f}};
   if (op == "Mish") return std::vector<EltwiseStep>{{algorithm::eltwise_mish, 0.f, 0.f}};
   if (op == "Identity") return std::vector<EltwiseStep>{{algorithm::eltwise_linear, 1.f, 0.f}};
+  // alpha 1: the tanh approximation (ONNX approximate="tanh").
+  if (op == "Gelu") {
+    return std::vector<EltwiseStep>{{a.alpha == 1.f ? algorithm::eltwise_gelu_tanh : algorithm::eltwise_gelu_erf, 0.f, 0.f}};
+  }
   return Status::Unsupported("activation " + op + " has no oneDNN eltwise equivalent");
 }
 

@@ -1,4 +1,4 @@
-// Element-wise ops: activations (oneDNN eltwise), arithmetic with ONNX
+// Element-wise ops: activations (oneDNN eltwise; Erf a plain loop), arithmetic with ONNX
 // broadcasting (oneDNN binary, reference kernels for what it cannot do),
 // standalone BatchNormalization, and the no-ops Identity and Dropout.
 #include <cmath>
@@ -20,6 +20,11 @@ Result<FusedEltwise> ActivationOf(const Node& n, PlanBuilder& b) {
   if (n.op_type == "Selu") {
     a.alpha = n.Float("alpha", 1.67326319217681884765625f);
     a.beta = n.Float("gamma", 1.05070102214813232421875f);
+  }
+  if (n.op_type == "Gelu") {
+    const std::string approximate = n.String("approximate", "none");
+    if (approximate != "none" && approximate != "tanh") return b.Error("approximate must be none or tanh");
+    a.alpha = approximate == "tanh" ? 1.f : 0.f;
   }
   if (n.op_type == "HardSigmoid") {
     a.alpha = n.Float("alpha", 0.2f);
@@ -238,14 +243,33 @@ Status BuildIdentity(const Node& n, PlanBuilder& b) {
   return Status::Ok();
 }
 
+// oneDNN has no erf of its own (only inside GELU, which FuseGelus forms).
+Status BuildErf(const Node& n, PlanBuilder& b) {
+  const ValueId x = b.Input(0);
+  if (x == kNoValue) return b.Error("missing input");
+  if (b.Value(x).dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  const ValueId src = b.Plain(x);
+  const ValueId out = b.DefinePlainOutput(0, DataType::kF32, b.Value(x).shape, src);
+  b.AddCustom([=](const RunContext& c) {
+    const ref::ConstView in = ConstViewOf(c, src);
+    const ref::MutView result = MutViewOf(c, out);
+    const auto* from = static_cast<const float*>(in.data);
+    auto* to = static_cast<float*>(result.data);
+    for (int64_t i = 0, count = ElementCount(in.shape); i < count; ++i) to[i] = std::erf(from[i]);
+    return Status::Ok();
+  });
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<OpEntry> ElementwiseOps() {
   std::vector<OpEntry> ops;
   for (const char* op : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
-                         "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish"}) {
+                         "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish", "Gelu"}) {
     ops.push_back({op, BuildUnary, /*int8_aware=*/true});
   }
+  ops.push_back({"Erf", BuildErf});
   for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min"}) {
     ops.push_back({op, BuildArithmetic});
   }

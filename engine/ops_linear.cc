@@ -1,4 +1,6 @@
 // Gemm and MatMul on oneDNN matmul, with fused activations.
+#include <numeric>
+
 #include "engine/op_util.h"
 #include "engine/ops.h"
 
@@ -67,6 +69,24 @@ Result<bool> TryDelegateDense(PlanBuilder& b, ValueId a, ValueId w, bool w_is_nk
   return TryDelegateLinear(b, layer, a);
 }
 
+// A constant bias (broadcast to [rows, nn] from `shape`, a [1|rows, 1|nn]
+// matrix) as oneDNN adds it: it scales (A·B + bias) by the output scales, so
+// the bias is given in units of those.
+memory BiasMemory(PlanBuilder& b, const Tensor& c, const Shape& shape, float alpha, float beta,
+                  const std::optional<Int8Matmul>& int8, int64_t nn) {
+  std::vector<float> unit(nn, alpha);
+  if (int8) {
+    const std::vector<float> s = OutputScales(alpha * int8->src.scale, *int8->weights, 1.f);
+    for (int64_t j = 0; j < nn; ++j) unit[j] = s[s.size() > 1 ? j : 0];
+  }
+  Tensor scaled(DataType::kF32, shape);
+  for (int64_t i = 0; i < c.element_count(); ++i) {
+    const int64_t column = shape[1] == 1 ? 0 : i % shape[1];
+    scaled.data<float>()[i] = beta * c.data<float>()[i] / unit[column];
+  }
+  return b.OwnedConstantMemory(std::move(scaled), PlainDesc(DataType::kF32, shape));
+}
+
 Status BuildGemm(const Node& n, PlanBuilder& b) {
   // Int8-aware: only A may stay quantized; B and C are read as floats.
   const ValueId a_raw = b.RawInput(0), w = b.Float(b.RawInput(1));
@@ -124,20 +144,9 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
     }
     if (const Tensor* ct = b.Constant(c)) {
       if (ct->dtype() != DataType::kF32) return b.Unsupported("only float C");
-      // oneDNN scales (A·B + bias): the bias is given in units of that scale.
       if (alpha == 0.f) return b.Unsupported("alpha 0 with a constant C");
-      std::vector<float> unit(nn, alpha);
-      if (int8) {
-        const std::vector<float> s = OutputScales(alpha * int8->src.scale, *int8->weights, 1.f);
-        for (int64_t j = 0; j < nn; ++j) unit[j] = s[s.size() > 1 ? j : 0];
-      }
-      Tensor scaled(DataType::kF32, c_shape);
-      for (int64_t i = 0; i < ct->element_count(); ++i) {
-        const int64_t column = c_shape[1] == 1 ? 0 : i % c_shape[1];
-        scaled.data<float>()[i] = beta * ct->data<float>()[i] / unit[column];
-      }
       bias_desc = PlainDesc(DataType::kF32, c_shape);
-      bias = b.OwnedConstantMemory(std::move(scaled), *bias_desc);
+      bias = BiasMemory(b, *ct, c_shape, alpha, beta, int8, nn);
     } else {
       c_view = b.AliasValue(b.Plain(c), c_shape);
       scale = alpha / beta;
@@ -176,6 +185,8 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
   return Status::Ok();
 }
 
+// A third input, a constant with one value per output column, is the bias
+// FusePostOps folds in from a following Add.
 Status BuildMatMul(const Node& n, PlanBuilder& b) {
   if (b.RawInput(0) == kNoValue || b.RawInput(1) == kNoValue) return b.Error("needs two inputs");
   const ValueId a_raw = b.RawInput(0), w = b.Float(b.RawInput(1));
@@ -211,16 +222,32 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
   Shape out_shape = full;
   if (w_vector) out_shape.erase(out_shape.end() - 1);
   if (a_vector) out_shape.erase(out_shape.end() - (w_vector ? 1 : 2));
+  // Constant weights shared by every row of a batched A: one 2-D product, so
+  // that the weights are reordered once into oneDNN's layout.
+  if (rank > 2 && !w_vector && b.Value(w).shape.size() == 2 && b.IsConstant(w)) {
+    as = {std::accumulate(full.begin(), full.end() - 1, int64_t{1}, std::multiplies<>()), as[rank - 1]};
+    ws = {ws[rank - 2], ws[rank - 1]};
+    full = {as[0], ws[1]};
+  }
+  const size_t product_rank = full.size();
+  const ValueId c = n.inputs.size() > 2 ? b.Input(2) : kNoValue;
+  const Tensor* bias = b.Constant(c);
+  if (c != kNoValue &&
+      (!bias || bias->dtype() != DataType::kF32 || product_rank != 2 || bias->element_count() != full[1])) {
+    return b.Error("the fused bias must be a constant with one value per column of a 2-D product");
+  }
 
   dnnl::post_ops ops;
   dnnl::primitive_attr attr = b.Attr();
   PPML_RETURN_IF_ERROR(ConfigureProduct(n, int8, 1.f, ops, attr));
   const DataType w_type = int8 ? DataType::kS8 : DataType::kF32;
   const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
-  const bool constant_w = b.IsConstant(w) && rank == 2;
+  const bool constant_w = b.IsConstant(w) && product_rank == 2;
   const memory::desc w_plain = PlainDesc(w_type, ws);
   const memory::desc w_desc = constant_w ? AnyDesc(w_type, ws) : w_plain;
-  dnnl::matmul::desc desc(PlainDesc(b.Value(a).dtype, as), w_desc, PlainDesc(dst_type, full));
+  const memory::desc bias_desc = PlainDesc(DataType::kF32, {1, full[product_rank - 1]});
+  auto desc = bias ? dnnl::matmul::desc(PlainDesc(b.Value(a).dtype, as), w_desc, bias_desc, PlainDesc(dst_type, full))
+                   : dnnl::matmul::desc(PlainDesc(b.Value(a).dtype, as), w_desc, PlainDesc(dst_type, full));
   dnnl::matmul::primitive_desc pd(desc, attr, b.engine());
   const ValueId out = b.DefinePlainOutput(0, dst_type, out_shape);
   if (int8 && int8->dst) b.SetQuant(out, *int8->dst);
@@ -234,8 +261,9 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
   } else {
     args.push_back({DNNL_ARG_WEIGHTS, b.AliasValue(b.Plain(w), ws)});
   }
+  if (bias) fixed[DNNL_ARG_BIAS] = BiasMemory(b, *bias, {1, full[1]}, 1.f, 1.f, int8, full[1]);
   b.AddPrimitive(dnnl::matmul(pd), pd, std::move(args), std::move(fixed));
-  b.CountMacs(ElementCount(full) * as[rank - 1]);
+  b.CountMacs(ElementCount(full) * as[product_rank - 1]);
   return Status::Ok();
 }
 

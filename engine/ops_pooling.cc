@@ -1,4 +1,4 @@
-// Pooling, Softmax/LogSoftmax and Concat on oneDNN.
+// Pooling, Softmax/LogSoftmax, LayerNormalization and Concat on oneDNN.
 #include <numeric>
 
 #include "engine/op_util.h"
@@ -96,6 +96,76 @@ Status BuildSoftmax(const Node& n, PlanBuilder& b) {
   return Status::Ok();
 }
 
+Shape WithoutLeadingOnes(const Shape& shape) {
+  auto first = std::find_if(shape.begin(), shape.end(), [](int64_t d) { return d != 1; });
+  return Shape(first, shape.end());
+}
+
+// oneDNN normalizes a [rows, inner] view with one scale and shift per column;
+// the reference kernel serves the rarely wanted Mean and InvStdDev outputs.
+// No Scale (only FuseLayerNorms makes such a node) means ones.
+Status BuildLayerNorm(const Node& n, PlanBuilder& b) {
+  const ValueId x = b.Input(0), scale = b.Input(1), bias = b.Input(2);
+  if (x == kNoValue) return b.Error("missing input X");
+  const PlanValue& xv = b.Value(x);
+  if (xv.dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  const int64_t rank = static_cast<int64_t>(xv.shape.size());
+  if (rank == 0) return b.Error("X must have rank >= 1");
+  auto axis = ref::NormalizeAxis(n.Int("axis", -1), rank);
+  if (!axis.ok()) return b.Error(axis.status().message());
+  const Shape normalized(xv.shape.begin() + *axis, xv.shape.end());
+  for (ValueId parameter : {scale, bias}) {
+    if (parameter == kNoValue) continue;
+    const PlanValue& pv = b.Value(parameter);
+    if (pv.dtype != DataType::kF32) return b.Unsupported("only float Scale and B");
+    if (WithoutLeadingOnes(pv.shape) != WithoutLeadingOnes(normalized)) {
+      return b.Error(std::string(parameter == scale ? "Scale" : "B") + " shape " + ShapeToString(pv.shape) +
+                     " is not the normalized shape " + ShapeToString(normalized));
+    }
+  }
+  const float epsilon = n.Float("epsilon", 1e-5f);
+  const auto wanted = [&](size_t i) { return i < n.outputs.size() && !n.outputs[i].empty(); };
+  const int64_t inner = ElementCount(normalized);
+  const int64_t rows = inner == 0 ? 0 : ElementCount(xv.shape) / inner;
+  if (wanted(1) || wanted(2) || rows == 0) {
+    Shape stats_shape(xv.shape.begin(), xv.shape.begin() + *axis);
+    stats_shape.resize(static_cast<size_t>(rank), 1);
+    const auto plain = [&](ValueId id) { return id == kNoValue ? kNoValue : b.Plain(id); };
+    const ValueId src = b.Plain(x), gamma = plain(scale), beta = plain(bias);
+    const ValueId y = b.DefinePlainOutput(0, DataType::kF32, xv.shape);
+    const ValueId mean = wanted(1) ? b.DefinePlainOutput(1, DataType::kF32, stats_shape) : kNoValue;
+    const ValueId inv_std_dev = wanted(2) ? b.DefinePlainOutput(2, DataType::kF32, stats_shape) : kNoValue;
+    const int64_t first = *axis;
+    b.AddCustom([=](const RunContext& c) {
+      const auto view = [&](ValueId id) { return id == kNoValue ? ref::MutView{} : MutViewOf(c, id); };
+      return ref::LayerNorm(ConstViewOf(c, src), view(gamma), view(beta), first, epsilon,
+                            MutViewOf(c, y), view(mean), view(inv_std_dev));
+    });
+    return Status::Ok();
+  }
+  const memory::desc rows_desc = PlainDesc(DataType::kF32, {rows, inner});
+  const memory::desc per_column = PlainDesc(DataType::kF32, {inner});
+  auto flags = dnnl::normalization_flags::none;
+  if (scale != kNoValue) flags |= dnnl::normalization_flags::use_scale;
+  if (bias != kNoValue) flags |= dnnl::normalization_flags::use_shift;
+  dnnl::layer_normalization_forward::desc d(dnnl::prop_kind::forward_inference, rows_desc, epsilon, flags);
+  dnnl::layer_normalization_forward::primitive_desc pd(d, b.Attr(), b.engine());
+  const ValueId src = b.AliasValue(b.Plain(x), {rows, inner});
+  const ValueId out = b.DefinePlainOutput(0, DataType::kF32, xv.shape);
+  std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, b.AliasValue(out, {rows, inner})}};
+  std::unordered_map<int, memory> fixed;
+  for (auto [arg, parameter] : {std::pair{DNNL_ARG_SCALE, scale}, std::pair{DNNL_ARG_SHIFT, bias}}) {
+    if (parameter == kNoValue) continue;
+    if (b.IsConstant(parameter)) {
+      fixed[arg] = b.ConstantMemory(parameter, per_column, per_column);
+    } else {
+      args.push_back({arg, b.AliasValue(b.Plain(parameter), {inner})});
+    }
+  }
+  b.AddPrimitive(dnnl::layer_normalization_forward(pd), pd, std::move(args), std::move(fixed));
+  return Status::Ok();
+}
+
 Status BuildConcat(const Node& n, PlanBuilder& b) {
   std::vector<ValueId> inputs;
   std::vector<Shape> shapes;
@@ -151,6 +221,7 @@ std::vector<OpEntry> PoolingOps() {
   return {{"MaxPool", BuildPool, true},       {"AveragePool", BuildPool, true},
           {"GlobalAveragePool", BuildPool, true}, {"GlobalMaxPool", BuildPool, true},
           {"Softmax", BuildSoftmax},            {"LogSoftmax", BuildSoftmax},
+          {"LayerNormalization", BuildLayerNorm},
           {"Concat", BuildConcat, true}};
 }
 

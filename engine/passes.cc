@@ -65,6 +65,11 @@ bool AsEltwise(const Graph& graph, const Node& n, FusedEltwise* out) {
     *out = {n.op_type, n.Float("alpha", 0.01f), 0.f};
     return true;
   }
+  if (n.op_type == "Gelu") {
+    const std::string approximate = n.String("approximate", "none");
+    *out = {n.op_type, approximate == "tanh" ? 1.f : 0.f, 0.f};
+    return approximate == "none" || approximate == "tanh";
+  }
   if (n.op_type == "HardSigmoid") {
     *out = {n.op_type, n.Float("alpha", 0.2f), n.Float("beta", 0.5f)};
     return true;
@@ -88,14 +93,6 @@ bool AsEltwise(const Graph& graph, const Node& n, FusedEltwise* out) {
   return false;
 }
 
-void RemoveNodes(Graph& graph, const std::set<int>& dead) {
-  std::vector<Node> kept;
-  for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    if (!dead.count(static_cast<int>(i))) kept.push_back(std::move(graph.nodes[i]));
-  }
-  graph.nodes = std::move(kept);
-}
-
 // A scalar constant as (value, element type); false when not a constant scalar.
 bool ScalarConstant(const Graph& graph, const std::string& name, double* value, DataType* type) {
   const auto t = graph.Constant(name);
@@ -103,6 +100,96 @@ bool ScalarConstant(const Graph& graph, const std::string& name, double* value, 
   *type = t->dtype();
   *value = t->ElementAsDouble(0);
   return true;
+}
+
+// Every node reading `value`.
+std::vector<int> Consumers(const Graph& graph, const std::string& value) {
+  std::vector<int> readers;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& n = graph.nodes[i];
+    if (std::count(n.inputs.begin(), n.inputs.end(), value) || n.fused_sum_input == value) {
+      readers.push_back(static_cast<int>(i));
+    }
+  }
+  return readers;
+}
+
+// The sole reader of `value` when it is a single-output `op`; -1 otherwise.
+int SoleConsumerOp(const Graph& graph, const std::string& value, const std::string& op) {
+  const int c = SoleConsumer(graph, value);
+  return c >= 0 && graph.nodes[c].op_type == op && graph.nodes[c].outputs.size() == 1 ? c : -1;
+}
+
+// The other input of a two-input node that reads `value` once; "" otherwise.
+std::string OtherInput(const Node& n, const std::string& value) {
+  if (n.inputs.size() != 2 || n.inputs[0] == n.inputs[1]) return "";
+  if (n.inputs[0] == value) return n.inputs[1];
+  if (n.inputs[1] == value) return n.inputs[0];
+  return "";
+}
+
+bool FloatScalarNear(const Graph& graph, const std::string& name, double want) {
+  double value;
+  DataType type;
+  return ScalarConstant(graph, name, &value, &type) && type == DataType::kF32 &&
+         std::abs(value - want) <= 1e-5 * std::max(1.0, std::abs(want));
+}
+
+// Axes of a ReduceMean with kept dimensions that are the last `-*first` ones,
+// written negative (the rank is not known before planning).
+bool TrailingAxes(const Graph& graph, const Node& reduce, int64_t* first) {
+  if (reduce.Int("keepdims", 1) == 0) return false;
+  std::vector<int64_t> axes = reduce.Ints("axes");
+  if (reduce.opset >= 18) {
+    const auto t = graph.Constant(reduce.Input(1));
+    if (!t || t->dtype() != DataType::kS64) return false;
+    axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->element_count());
+  }
+  std::sort(axes.begin(), axes.end());
+  for (size_t i = 0; i < axes.size(); ++i) {
+    if (axes[i] != -static_cast<int64_t>(axes.size() - i)) return false;
+  }
+  if (axes.empty()) return false;
+  *first = axes[0];
+  return true;
+}
+
+// The constant a binary `op` node applies to `value` when it holds one float
+// per element of the last `dims` dimensions (leading 1s aside, no dimension
+// of 1, so that it cannot broadcast any other way).
+std::string PerElementOperand(const Graph& graph, const Node& n, const std::string& value, int64_t dims) {
+  const std::string other = OtherInput(n, value);
+  DataType type;
+  Shape shape;
+  if (other.empty() || !graph.ConstantInfo(other, &type, &shape) || type != DataType::kF32) return "";
+  shape.erase(shape.begin(), std::find_if(shape.begin(), shape.end(), [](int64_t d) { return d != 1; }));
+  if (static_cast<int64_t>(shape.size()) != dims) return "";
+  for (int64_t d : shape) {
+    if (d <= 1) return "";
+  }
+  return other;
+}
+
+// Whether `add` adds a constant with one float per output column to the
+// result of `product`, a MatMul or Gemm with 2-D constant weights and no bias yet.
+bool AddsRowBias(const Graph& graph, const Node& product, const Node& add) {
+  if (product.inputs.size() != 2 || (product.op_type != "MatMul" && product.op_type != "Gemm")) return false;
+  if (product.op_type == "Gemm" && product.Float("beta", 1.f) != 1.f) return false;
+  DataType type;
+  Shape w_shape;
+  if (!graph.ConstantInfo(product.inputs[1], &type, &w_shape) || w_shape.size() != 2) return false;
+  const int64_t columns = product.op_type == "Gemm" && product.Int("transB", 0) != 0 ? w_shape[0] : w_shape[1];
+  const std::string bias = PerElementOperand(graph, add, product.outputs[0], 1);
+  Shape bias_shape;
+  return !bias.empty() && graph.ConstantInfo(bias, &type, &bias_shape) && ElementCount(bias_shape) == columns;
+}
+
+void RemoveNodes(Graph& graph, const std::set<int>& dead) {
+  std::vector<Node> kept;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    if (!dead.count(static_cast<int>(i))) kept.push_back(std::move(graph.nodes[i]));
+  }
+  graph.nodes = std::move(kept);
 }
 
 // Per-tensor quantization parameters of a Q or DQ node; false unless both are constant scalars.
@@ -343,6 +430,124 @@ Status FoldBatchNorms(Graph& graph, PassStats* stats) {
   return Status::Ok();
 }
 
+Status FuseLayerNorms(Graph& graph, PassStats* stats) {
+  std::set<int> dead;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& mean = graph.nodes[i];
+    int64_t axis, variance_axis;
+    if (mean.op_type != "ReduceMean" || mean.outputs.size() != 1 || !TrailingAxes(graph, mean, &axis)) continue;
+    const std::string& x = mean.Input(0);
+    const int sub = SoleConsumerOp(graph, mean.outputs[0], "Sub");
+    if (sub < 0 || graph.nodes[sub].Input(0) != x || graph.nodes[sub].Input(1) != mean.outputs[0]) continue;
+    const std::string centered = graph.nodes[sub].outputs[0];
+    const std::vector<int> readers = Consumers(graph, centered);
+    if (readers.size() != 2 || IsGraphOutput(graph, centered)) continue;
+    int square = -1, divide = -1;
+    for (int r : readers) {
+      const Node& n = graph.nodes[r];
+      if (n.outputs.size() != 1) continue;
+      if ((n.op_type == "Pow" && n.Input(0) == centered && FloatScalarNear(graph, n.Input(1), 2.0)) ||
+          (n.op_type == "Mul" && n.inputs.size() == 2 && n.inputs[0] == centered && n.inputs[1] == centered)) {
+        square = r;
+      } else if (n.op_type == "Div" && n.Input(0) == centered) {
+        divide = r;
+      }
+    }
+    if (square < 0 || divide < 0) continue;
+    const int variance = SoleConsumerOp(graph, graph.nodes[square].outputs[0], "ReduceMean");
+    if (variance < 0 || !TrailingAxes(graph, graph.nodes[variance], &variance_axis) || variance_axis != axis) continue;
+    const int add_epsilon = SoleConsumerOp(graph, graph.nodes[variance].outputs[0], "Add");
+    if (add_epsilon < 0) continue;
+    double epsilon;
+    DataType epsilon_type;
+    const std::string epsilon_name = OtherInput(graph.nodes[add_epsilon], graph.nodes[variance].outputs[0]);
+    if (!ScalarConstant(graph, epsilon_name, &epsilon, &epsilon_type) || epsilon_type != DataType::kF32) continue;
+    const int root = SoleConsumerOp(graph, graph.nodes[add_epsilon].outputs[0], "Sqrt");
+    if (root < 0 || SoleConsumer(graph, graph.nodes[root].outputs[0]) != divide ||
+        graph.nodes[divide].Input(1) != graph.nodes[root].outputs[0]) {
+      continue;
+    }
+    std::set<int> matched = {static_cast<int>(i), sub, square, variance, add_epsilon, root, divide};
+    int last = divide;
+    std::string scale, bias;
+    // Then optionally the affine part: Mul by a scale, Add of a bias.
+    for (const char* op : {"Mul", "Add"}) {
+      const int next = SoleConsumerOp(graph, graph.nodes[last].outputs[0], op);
+      if (next < 0) continue;
+      const std::string operand = PerElementOperand(graph, graph.nodes[next], graph.nodes[last].outputs[0], -axis);
+      if (operand.empty()) break;
+      (std::string(op) == "Mul" ? scale : bias) = operand;
+      matched.insert(next);
+      last = next;
+    }
+    Node norm = MakeNode("LayerNormalization", graph.nodes[last].name, {x, scale, bias},
+                         {graph.nodes[last].outputs[0]}, mean.opset);
+    norm.attributes["axis"] = Attribute{axis};
+    norm.attributes["epsilon"] = Attribute{static_cast<float>(epsilon)};
+    graph.nodes[last] = std::move(norm);
+    matched.erase(last);
+    dead.insert(matched.begin(), matched.end());
+    ++stats->fused_layer_norms;
+  }
+  RemoveNodes(graph, dead);
+  return Status::Ok();
+}
+
+Status FuseGelus(Graph& graph, PassStats* stats) {
+  const auto producers = Producers(graph);
+  const auto produced_by = [&](const std::string& value) -> const Node* {
+    auto p = producers.find(value);
+    return p == producers.end() ? nullptr : &graph.nodes[p->second];
+  };
+  std::set<int> dead;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& erf = graph.nodes[i];
+    if (erf.op_type != "Erf" || erf.outputs.size() != 1) continue;
+    // x / sqrt(2) or x * (1 / sqrt(2)) feeds the Erf only.
+    const Node* scaling = produced_by(erf.Input(0));
+    if (!scaling || SoleConsumer(graph, erf.Input(0)) != static_cast<int>(i)) continue;
+    std::string x;
+    if (scaling->op_type == "Div" && FloatScalarNear(graph, scaling->Input(1), std::sqrt(2.0))) {
+      x = scaling->Input(0);
+    } else if (scaling->op_type == "Mul") {
+      for (const std::string& in : scaling->inputs) {
+        if (FloatScalarNear(graph, OtherInput(*scaling, in), std::sqrt(0.5))) x = in;
+      }
+    }
+    if (x.empty()) continue;
+    const int plus_one = SoleConsumerOp(graph, erf.outputs[0], "Add");
+    if (plus_one < 0 || !FloatScalarNear(graph, OtherInput(graph.nodes[plus_one], erf.outputs[0]), 1.0)) continue;
+    const std::string& one_plus_erf = graph.nodes[plus_one].outputs[0];
+    const int product = SoleConsumerOp(graph, one_plus_erf, "Mul");
+    if (product < 0) continue;
+    const std::string other = OtherInput(graph.nodes[product], one_plus_erf);
+    std::set<int> matched = {producers.at(erf.Input(0)), static_cast<int>(i), plus_one, product};
+    int last = -1;
+    const Node* half_x = produced_by(other);
+    if (other == x || FloatScalarNear(graph, other, 0.5)) {
+      // (x * (1 + erf)) * 0.5 or ((1 + erf) * 0.5) * x
+      last = SoleConsumerOp(graph, graph.nodes[product].outputs[0], "Mul");
+      const std::string rest = last < 0 ? "" : OtherInput(graph.nodes[last], graph.nodes[product].outputs[0]);
+      if (rest.empty() || !(other == x ? FloatScalarNear(graph, rest, 0.5) : rest == x)) continue;
+    } else if (half_x && half_x->op_type == "Mul" && half_x->outputs.size() == 1 &&
+               FloatScalarNear(graph, OtherInput(*half_x, x), 0.5) && SoleConsumer(graph, other) == product) {
+      // (x * 0.5) * (1 + erf)
+      last = product;
+      matched.insert(producers.at(other));
+    } else {
+      continue;
+    }
+    matched.insert(last);
+    Node gelu = MakeNode("Gelu", graph.nodes[last].name, {x}, {graph.nodes[last].outputs[0]}, erf.opset);
+    graph.nodes[last] = std::move(gelu);
+    matched.erase(last);
+    dead.insert(matched.begin(), matched.end());
+    ++stats->fused_gelus;
+  }
+  RemoveNodes(graph, dead);
+  return Status::Ok();
+}
+
 Status FusePostOps(Graph& graph, PassStats* stats) {
   static const std::set<std::string> kFusable = {"Conv", "Gemm", "MatMul"};
   std::set<int> dead;
@@ -359,6 +564,11 @@ Status FusePostOps(Graph& graph, PassStats* stats) {
       if (AsEltwise(graph, consumer, &eltwise) && consumer.Input(0) == op.outputs[0] &&
           consumer.outputs.size() == 1) {
         (op.fused_sum_input.empty() ? op.post_eltwise_before_sum : op.post_eltwise).push_back(eltwise);
+      } else if (consumer.op_type == "Add" && consumer.outputs.size() == 1 && op.post_eltwise_before_sum.empty() &&
+                 AddsRowBias(graph, op, consumer)) {
+        // A bias after the product: MatMul gets it as a third input, Gemm as C.
+        op.inputs.resize(3);
+        op.inputs[2] = OtherInput(consumer, op.outputs[0]);
       } else if (op.op_type == "Conv" && consumer.op_type == "Add" && op.fused_sum_input.empty() &&
                  op.post_eltwise.empty() && consumer.inputs.size() == 2) {
         const std::string& other = consumer.inputs[0] == op.outputs[0] ? consumer.inputs[1] : consumer.inputs[0];

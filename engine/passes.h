@@ -9,6 +9,8 @@ namespace ppml::engine {
 struct PassStats {
   int folded_batchnorms = 0;
   int fused_post_ops = 0;
+  int fused_layer_norms = 0;
+  int fused_gelus = 0;
 };
 
 // Identity/Dropout of a constant becomes the constant itself (exporters
@@ -19,8 +21,21 @@ Status PropagateConstantIdentities(Graph& graph);
 // Conv with scaled weights and a new bias.
 Status FoldBatchNorms(Graph& graph, PassStats* stats);
 
+// Layer normalization as exporters decompose it before opset 17
+// (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div [, Mul scale] [, Add
+// bias] over trailing axes) becomes one LayerNormalization (oneDNN), a
+// missing scale meaning ones.
+Status FuseLayerNorms(Graph& graph, PassStats* stats);
+
+// GELU as exporters decompose it before opset 20 (x * 0.5 * (1 + Erf(x /
+// sqrt 2)), in the orders torch and others write) becomes one Gelu, which
+// FusePostOps can then fold into the layer before it.
+Status FuseGelus(Graph& graph, PassStats* stats);
+
 // Conv/Gemm/MatMul followed by an activation, and Conv followed by Add (a
-// residual) and an activation, become one node with oneDNN post-ops. Only when
+// residual) and an activation, become one node with oneDNN post-ops; a
+// MatMul or Gemm with constant weights also takes a following Add of one
+// constant per column as its bias (for MatMul a third input). Only when
 // the intermediate value has no other reader and is not a graph output.
 Status FusePostOps(Graph& graph, PassStats* stats);
 

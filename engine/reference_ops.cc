@@ -1280,4 +1280,44 @@ Status Range(double start, double delta, const MutView& out) {
   });
 }
 
+Status LayerNorm(const ConstView& x, const ConstView& scale, const ConstView& bias, int64_t axis, float epsilon,
+                 const MutView& y, const MutView& mean, const MutView& inv_std_dev) {
+  constexpr const char* kOp = "LayerNormalization";
+  PPML_ASSIGN_OR_RETURN(const int64_t count, CheckView(kOp, "X", x));
+  PPML_RETURN_IF_ERROR(CheckDtype(kOp, "X", x.dtype, DataType::kF32));
+  PPML_ASSIGN_OR_RETURN(const int64_t first, NormalizeAxis(axis, static_cast<int64_t>(x.shape.size())));
+  const int64_t inner = ElementCount(Shape(x.shape.begin() + first, x.shape.end()));
+  const int64_t rows = inner == 0 ? 0 : count / inner;
+  const auto check_per = [&](const char* what, DataType dtype, const Shape& shape, int64_t want) -> Status {
+    PPML_RETURN_IF_ERROR(CheckDtype(kOp, what, dtype, DataType::kF32));
+    if (ElementCount(shape) == want) return Status::Ok();
+    return Invalid(kOp, std::string(what) + " has " + std::to_string(ElementCount(shape)) + " elements, expected " +
+                            std::to_string(want));
+  };
+  if (scale.data) PPML_RETURN_IF_ERROR(check_per("Scale", scale.dtype, scale.shape, inner));
+  if (bias.data) PPML_RETURN_IF_ERROR(check_per("B", bias.dtype, bias.shape, inner));
+  PPML_RETURN_IF_ERROR(CheckOutShape(kOp, y.shape, x.shape));
+  if (mean.data) PPML_RETURN_IF_ERROR(check_per("Mean", mean.dtype, mean.shape, rows));
+  if (inv_std_dev.data) PPML_RETURN_IF_ERROR(check_per("InvStdDev", inv_std_dev.dtype, inv_std_dev.shape, rows));
+  const auto* in = static_cast<const float*>(x.data);
+  const auto* gamma = static_cast<const float*>(scale.data);
+  const auto* beta = static_cast<const float*>(bias.data);
+  auto* out = static_cast<float*>(y.data);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = in + r * inner;
+    double sum = 0;
+    for (int64_t i = 0; i < inner; ++i) sum += row[i];
+    const double mu = sum / static_cast<double>(inner);
+    double squares = 0;
+    for (int64_t i = 0; i < inner; ++i) squares += (row[i] - mu) * (row[i] - mu);
+    const double inv = 1.0 / std::sqrt(squares / static_cast<double>(inner) + epsilon);
+    for (int64_t i = 0; i < inner; ++i) {
+      out[r * inner + i] = static_cast<float>((row[i] - mu) * inv * (gamma ? gamma[i] : 1.0) + (beta ? beta[i] : 0.0));
+    }
+    if (mean.data) static_cast<float*>(mean.data)[r] = static_cast<float>(mu);
+    if (inv_std_dev.data) static_cast<float*>(inv_std_dev.data)[r] = static_cast<float>(inv);
+  }
+  return Status::Ok();
+}
+
 }  // namespace ppml::engine::ref

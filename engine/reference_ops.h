@@ -98,6 +98,14 @@ Result<Shape> ReduceOutputShape(const Shape& in, const std::vector<int64_t>& axe
 Status Reduce(ReduceOp op, const ConstView& in, const std::vector<int64_t>& axes, bool keepdims,
               const MutView& out);
 
+// ONNX LayerNormalization of f32 data over the dimensions from `axis` on:
+// y = (x - mean) / sqrt(var + epsilon) * scale + bias. `scale` and `bias`
+// (with no data: ones, and none) hold one value per normalized element; `mean`
+// and `inv_std_dev` (may have no data: not wanted) one per row, in any shape
+// of that element count.
+Status LayerNorm(const ConstView& x, const ConstView& scale, const ConstView& bias, int64_t axis, float epsilon,
+                 const MutView& y, const MutView& mean, const MutView& inv_std_dev);
+
 // Integer/float range [start, limit) with delta, as ONNX Range:
 // out[i] = start + i * delta, out of shape [RangeLength(start, limit, delta)].
 // For integer dtypes start and delta must be integers and every value must fit.

@@ -3,7 +3,8 @@
 
 No weights can be downloaded here, so every model uses weights=None seeded with
 torch.manual_seed(0): the numbers are meaningless but the compute is identical.
-Graph contract: input "input" float32 [N,3,224,224] (N dynamic), output "output" [N,1000].
+Graph contract: input "input" float32 [N,3,224,224] (299x299 for inception_v3; N dynamic),
+output "output" [N,1000]. --models takes any torchvision classifier (--list shows them).
 Run with Debian's /usr/bin/python3.
 """
 import argparse
@@ -15,17 +16,30 @@ import warnings
 import torch
 import torchvision
 
-MODELS = ("resnet50", "vgg16", "mobilenet_v2")
+MODELS = ("resnet50", "vgg16", "mobilenet_v2")  # the default set; any torchvision classifier works
+INPUT_SIZE = {"inception_v3": 299}
+# Without pretrained weights these two default to auxiliary heads that only training uses.
+EXTRA_ARGS = {"googlenet": {"aux_logits": False, "init_weights": True},
+              "inception_v3": {"aux_logits": False, "init_weights": True}}
+
+
+def classifiers():
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def input_size(name):
+    return INPUT_SIZE.get(name, 224)
 
 
 def build(name):
     """Random-weight torchvision model in eval mode (also used by bench/pytorch_peer.py)."""
     torch.manual_seed(0)
-    return getattr(torchvision.models, name)(weights=None).eval()
+    return torchvision.models.get_model(name, weights=None, **EXTRA_ARGS.get(name, {})).eval()
 
 
 def export(name, path, fold_bn=False):
     model = build(name)
+    size = input_size(name)
     # PRESERVE on an eval() module keeps BatchNormalization nodes (as in most published
     # ONNX files) so the engine's BN folding is exercised; --fold-bn lets torch fuse them.
     mode = torch.onnx.TrainingMode.EVAL if fold_bn else torch.onnx.TrainingMode.PRESERVE
@@ -34,7 +48,7 @@ def export(name, path, fold_bn=False):
     # the TorchScript exporter keeps opset 13, which the engine reads.
     extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.no_grad():
-        torch.onnx.export(model, torch.zeros(1, 3, 224, 224), path, opset_version=13,
+        torch.onnx.export(model, torch.zeros(1, 3, size, size), path, opset_version=13,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
                           do_constant_folding=True, training=mode, **extra)
@@ -68,7 +82,7 @@ def inline_identity_initializers(path):
 def verify(name, path):
     """Diffs the ONNX file (NumPy reference executor) against PyTorch on one image."""
     from onnx_numpy_ref import run
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, 3, input_size(name), input_size(name), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = build(name)(x).numpy()
     got = run(path, {"input": x.numpy()})[0]
@@ -92,17 +106,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/models", help="output folder (created)")
     ap.add_argument("--models", default=",".join(MODELS),
-                    help=f"comma-separated subset of {','.join(MODELS)}")
+                    help="comma-separated torchvision classifiers (default: %(default)s)")
+    ap.add_argument("--list", action="store_true", help="print the torchvision classifiers and exit")
     ap.add_argument("--force", action="store_true", help="re-export existing files")
     ap.add_argument("--fold-bn", action="store_true", help="let torch fuse BN into Conv")
     ap.add_argument("--verify", action="store_true",
                     help="check each file against torch with models/onnx_numpy_ref.py (slow)")
     args = ap.parse_args()
 
+    if args.list:
+        print(" ".join(classifiers()))
+        return
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in names if m not in MODELS]
+    bad = [m for m in names if m not in classifiers()]
     if bad:
-        ap.error(f"unknown model(s) {bad}; choose from {MODELS}")
+        ap.error(f"unknown model(s) {bad}; --list shows torchvision's classifiers")
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     for name in names:

@@ -534,5 +534,248 @@ TEST(FusionTest, GemmAndMatMulActivations) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Transformer-style patterns: LayerNormalization and GELU as exporters
+// decompose them before opsets 17 and 20, and a MatMul's bias.
+
+// Loads `b` with fusion on and off, runs it on `x` and checks output 0
+// against `want`; returns the fused model's stats.
+ModelStats CheckBothWays(const OnnxBuilder& b, const Shape& xs, const std::vector<float>& x, const Shape& ys,
+                         const std::vector<float>& want) {
+  ModelStats fused;
+  for (bool fuse : {true, false}) {
+    SCOPED_TRACE(fuse ? "fuse=true" : "fuse=false");
+    EngineOptions options;
+    options.fuse = fuse;
+    auto model = b.Load(options);
+    EXPECT_TRUE(model.ok()) << model.status().ToString();
+    if (!model.ok()) return {};
+    std::vector<Tensor> inputs;
+    inputs.push_back(MakeTensor(xs, x));
+    auto out = (*model)->Run(inputs);
+    EXPECT_TRUE(out.ok()) << out.status().ToString();
+    if (!out.ok()) return {};
+    EXPECT_TRUE(AllClose((*out)[0], ys, want, 2e-4f, 2e-4f));
+    if (fuse) fused = (*model)->stats();
+  }
+  return fused;
+}
+
+float NaiveGelu(float v) { return static_cast<float>(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)))); }
+
+struct LayerNormSpec {
+  std::vector<int64_t> axes;
+  std::string gamma, beta;  // initializer names, "" for none
+  bool square_as_mul;       // Mul(d, d) in place of Pow(d, 2)
+  float epsilon;
+};
+
+// x -> ReduceMean -> Sub -> Pow 2 -> ReduceMean -> Add eps -> Sqrt -> Div [-> Mul gamma] [-> Add beta] -> y,
+// as torch.onnx writes LayerNorm at opset 13; `y` names the last value.
+void AddDecomposedLayerNorm(OnnxBuilder& b, const std::string& x, const std::string& y, const LayerNormSpec& s) {
+  b.ScalarFloat(y + "_two", 2.f);
+  b.ScalarFloat(y + "_eps", s.epsilon);
+  b.Node("ReduceMean", {x}, {y + "_mean"}).Ints("axes", s.axes);
+  b.Node("Sub", {x, y + "_mean"}, {y + "_d"});
+  if (s.square_as_mul) {
+    b.Node("Mul", {y + "_d", y + "_d"}, {y + "_sq"});
+  } else {
+    b.Node("Pow", {y + "_d", y + "_two"}, {y + "_sq"});
+  }
+  b.Node("ReduceMean", {y + "_sq"}, {y + "_var"}).Ints("axes", s.axes);
+  b.Node("Add", {y + "_var", y + "_eps"}, {y + "_ve"});
+  b.Node("Sqrt", {y + "_ve"}, {y + "_std"});
+  std::string last = y + "_norm";
+  b.Node("Div", {y + "_d", y + "_std"}, {s.gamma.empty() && s.beta.empty() ? y : last});
+  if (!s.gamma.empty()) {
+    const std::string out = s.beta.empty() ? y : y + "_scaled";
+    b.Node("Mul", {last, s.gamma}, {out});
+    last = out;
+  }
+  if (!s.beta.empty()) b.Node("Add", {s.beta, last}, {y});
+}
+
+TEST(FusionTest, DecomposedLayerNormBecomesOneOp) {
+  const Shape xs = {2, 3, 8};
+  const auto x = RandomFloats(ElementCount(xs), 3000, -2.f, 4.f);
+  const auto gamma = RandomFloats(8, 3001), beta = RandomFloats(8, 3002);
+  {
+    SCOPED_TRACE("last axis, scale and bias");
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 8});
+    b.Initializer("gamma", {8}, gamma);
+    b.Initializer("beta", {8}, beta);
+    AddDecomposedLayerNorm(b, "x", "y", {{-1}, "gamma", "beta", false, 1e-6f});
+    b.Output("y");
+    const ModelStats stats = CheckBothWays(b, xs, x, xs, naive::LayerNorm(x, 8, gamma, beta, 1e-6f));
+    EXPECT_EQ(stats.fused_layer_norms, 1);
+    EXPECT_EQ(stats.kernels, 1);
+  }
+  {
+    SCOPED_TRACE("no affine part, square as Mul");
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 8});
+    AddDecomposedLayerNorm(b, "x", "y", {{-1}, "", "", true, 1e-5f});
+    b.Output("y");
+    const ModelStats stats = CheckBothWays(b, xs, x, xs, naive::LayerNorm(x, 8, {}, {}, 1e-5f));
+    EXPECT_EQ(stats.fused_layer_norms, 1);
+  }
+  {
+    SCOPED_TRACE("two trailing axes");
+    const auto gamma2 = RandomFloats(24, 3003);
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 8});
+    b.Initializer("gamma", {1, 3, 8}, gamma2);
+    AddDecomposedLayerNorm(b, "x", "y", {{-1, -2}, "gamma", "", false, 1e-5f});
+    b.Output("y");
+    const ModelStats stats = CheckBothWays(b, xs, x, xs, naive::LayerNorm(x, 24, gamma2, {}, 1e-5f));
+    EXPECT_EQ(stats.fused_layer_norms, 1);
+  }
+}
+
+TEST(FusionTest, LayerNormLookalikesStayAsTheyAre) {
+  const Shape xs = {2, 3, 8};
+  const auto x = RandomFloats(ElementCount(xs), 3010, -2.f, 4.f);
+  {
+    SCOPED_TRACE("positive axes (the rank is unknown when the pass runs)");
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 8});
+    AddDecomposedLayerNorm(b, "x", "y", {{2}, "", "", false, 1e-5f});
+    b.Output("y");
+    EXPECT_EQ(CheckBothWays(b, xs, x, xs, naive::LayerNorm(x, 8, {}, {}, 1e-5f)).fused_layer_norms, 0);
+  }
+  {
+    SCOPED_TRACE("a middle axis");
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 8});
+    AddDecomposedLayerNorm(b, "x", "y", {{-2}, "", "", false, 1e-5f});
+    b.Output("y");
+    auto model = b.Load();
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    EXPECT_EQ((*model)->stats().fused_layer_norms, 0);
+  }
+  {
+    SCOPED_TRACE("the centred value is also an output");
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 8});
+    AddDecomposedLayerNorm(b, "x", "y", {{-1}, "", "", false, 1e-5f});
+    b.Output("y");
+    b.Output("y_d");
+    EXPECT_EQ(CheckBothWays(b, xs, x, xs, naive::LayerNorm(x, 8, {}, {}, 1e-5f)).fused_layer_norms, 0);
+  }
+  {
+    SCOPED_TRACE("a scalar scale is kept as its own Mul");
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 8});
+    b.ScalarFloat("half", 0.5f);
+    AddDecomposedLayerNorm(b, "x", "y", {{-1}, "half", "", false, 1e-5f});
+    b.Output("y");
+    std::vector<float> want = naive::LayerNorm(x, 8, {}, {}, 1e-5f);
+    for (float& v : want) v *= 0.5f;
+    EXPECT_EQ(CheckBothWays(b, xs, x, xs, want).fused_layer_norms, 1);
+  }
+}
+
+// GELU of x in one of the orders exporters write it; returns the output's name.
+enum class GeluOrder { kTorch, kHalfFirst, kHalfOfErf, kMulBySqrtHalf };
+std::string AddDecomposedGelu(OnnxBuilder& b, const std::string& x, const std::string& y, GeluOrder order) {
+  b.ScalarFloat(y + "_sqrt2", std::sqrt(2.f));
+  b.ScalarFloat(y + "_sqrt_half", std::sqrt(0.5f));
+  b.ScalarFloat(y + "_one", 1.f);
+  b.ScalarFloat(y + "_half", 0.5f);
+  if (order == GeluOrder::kMulBySqrtHalf) {
+    b.Node("Mul", {y + "_sqrt_half", x}, {y + "_s"});
+  } else {
+    b.Node("Div", {x, y + "_sqrt2"}, {y + "_s"});
+  }
+  b.Node("Erf", {y + "_s"}, {y + "_erf"});
+  b.Node("Add", {y + "_one", y + "_erf"}, {y + "_p"});
+  switch (order) {
+    case GeluOrder::kTorch:
+    case GeluOrder::kMulBySqrtHalf:
+      b.Node("Mul", {x, y + "_p"}, {y + "_xp"});
+      b.Node("Mul", {y + "_xp", y + "_half"}, {y});
+      break;
+    case GeluOrder::kHalfFirst:
+      b.Node("Mul", {x, y + "_half"}, {y + "_hx"});
+      b.Node("Mul", {y + "_hx", y + "_p"}, {y});
+      break;
+    case GeluOrder::kHalfOfErf:
+      b.Node("Mul", {y + "_p", y + "_half"}, {y + "_hp"});
+      b.Node("Mul", {x, y + "_hp"}, {y});
+      break;
+  }
+  return y;
+}
+
+TEST(FusionTest, DecomposedGeluBecomesOneOpInEachOrder) {
+  const Shape xs = {2, 7};
+  const auto x = RandomFloats(ElementCount(xs), 3020, -4.f, 4.f);
+  std::vector<float> want(x.size());
+  std::transform(x.begin(), x.end(), want.begin(), NaiveGelu);
+  for (GeluOrder order : {GeluOrder::kTorch, GeluOrder::kHalfFirst, GeluOrder::kHalfOfErf, GeluOrder::kMulBySqrtHalf}) {
+    SCOPED_TRACE(::testing::Message() << "order " << static_cast<int>(order));
+    OnnxBuilder b;
+    b.Input("x", {-1, 7});
+    AddDecomposedGelu(b, "x", "y", order);
+    b.Output("y");
+    const ModelStats stats = CheckBothWays(b, xs, x, xs, want);
+    EXPECT_EQ(stats.fused_gelus, 1);
+    EXPECT_EQ(stats.kernels, 1);
+  }
+}
+
+TEST(FusionTest, GeluWhoseErfIsAlsoReadStaysAsItIs) {
+  const Shape xs = {2, 7};
+  const auto x = RandomFloats(ElementCount(xs), 3030, -4.f, 4.f);
+  std::vector<float> want(x.size());
+  std::transform(x.begin(), x.end(), want.begin(), NaiveGelu);
+  OnnxBuilder b;
+  b.Input("x", {-1, 7});
+  AddDecomposedGelu(b, "x", "y", GeluOrder::kTorch);
+  b.Output("y");
+  b.Output("y_erf");
+  EXPECT_EQ(CheckBothWays(b, xs, x, xs, want).fused_gelus, 0);
+}
+
+// A transformer MLP on [batch, tokens, features]: MatMul + bias, GELU, MatMul + bias.
+TEST(FusionTest, BatchedMatMulTakesBiasAndGelu) {
+  const int64_t tokens = 5, features = 8, hidden = 12;
+  const Shape xs = {2, tokens, features};
+  const auto x = RandomFloats(ElementCount(xs), 3040);
+  const auto w1 = RandomFloats(features * hidden, 3041), b1 = RandomFloats(hidden, 3042);
+  const auto w2 = RandomFloats(hidden * features, 3043), b2 = RandomFloats(features, 3044);
+  OnnxBuilder b;
+  b.Input("x", {-1, tokens, features});
+  b.Initializer("w1", {features, hidden}, w1);
+  b.Initializer("b1", {hidden}, b1);
+  b.Initializer("w2", {hidden, features}, w2);
+  b.Initializer("b2", {1, 1, features}, b2);
+  b.Node("MatMul", {"x", "w1"}, {"h"});
+  b.Node("Add", {"b1", "h"}, {"hb"});
+  AddDecomposedGelu(b, "hb", "g", GeluOrder::kTorch);
+  b.Node("MatMul", {"g", "w2"}, {"o"});
+  b.Node("Add", {"o", "b2"}, {"y"});
+  b.Output("y");
+  const int64_t rows = 2 * tokens;
+  std::vector<float> g(rows * hidden), want(rows * features);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < hidden; ++j) {
+      double acc = b1[j];
+      for (int64_t k = 0; k < features; ++k) acc += static_cast<double>(x[r * features + k]) * w1[k * hidden + j];
+      g[r * hidden + j] = NaiveGelu(static_cast<float>(acc));
+    }
+    for (int64_t j = 0; j < features; ++j) {
+      double acc = b2[j];
+      for (int64_t k = 0; k < hidden; ++k) acc += static_cast<double>(g[r * hidden + k]) * w2[k * features + j];
+      want[r * features + j] = static_cast<float>(acc);
+    }
+  }
+  const ModelStats stats = CheckBothWays(b, xs, x, xs, want);
+  EXPECT_EQ(stats.fused_gelus, 1);
+  EXPECT_EQ(stats.fused_post_ops, 3);  // two biases and the GELU
+  EXPECT_EQ(stats.kernels, 2);
+}
+
 }  // namespace
 }  // namespace ppml::test

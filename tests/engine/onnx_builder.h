@@ -345,6 +345,28 @@ inline std::vector<float> Add(const std::vector<float>& a, const std::vector<flo
   return y;
 }
 
+// Layer normalization of rows of `inner` values (gamma/beta empty: ones/zeros);
+// each row's mean and 1/stddev go to `mean`/`inv_std_dev` when given.
+inline std::vector<float> LayerNorm(const std::vector<float>& x, int64_t inner, const std::vector<float>& gamma,
+                                    const std::vector<float>& beta, float epsilon, std::vector<float>* mean = nullptr,
+                                    std::vector<float>* inv_std_dev = nullptr) {
+  std::vector<float> y(x.size());
+  for (size_t r = 0; r * inner < x.size(); ++r) {
+    double mu = 0, var = 0;
+    for (int64_t i = 0; i < inner; ++i) mu += x[r * inner + i];
+    mu /= static_cast<double>(inner);
+    for (int64_t i = 0; i < inner; ++i) var += (x[r * inner + i] - mu) * (x[r * inner + i] - mu);
+    const double inv = 1.0 / std::sqrt(var / static_cast<double>(inner) + epsilon);
+    for (int64_t i = 0; i < inner; ++i) {
+      const double g = gamma.empty() ? 1.0 : gamma[i], bias = beta.empty() ? 0.0 : beta[i];
+      y[r * inner + i] = static_cast<float>((x[r * inner + i] - mu) * inv * g + bias);
+    }
+    if (mean) mean->push_back(static_cast<float>(mu));
+    if (inv_std_dev) inv_std_dev->push_back(static_cast<float>(inv));
+  }
+  return y;
+}
+
 }  // namespace naive
 
 }  // namespace ppml::test

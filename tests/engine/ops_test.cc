@@ -1630,5 +1630,81 @@ TEST(PlanCacheTest, BatchDependentWeightsAcrossManyPlans) {
   });
 }
 
+// ---------------------------------------------------------------------------
+// Erf and LayerNormalization (transformer-style models).
+
+TEST(ErfTest, MatchesStdErf) {
+  const Shape xs = {2, 3, 5};
+  const auto x = RandomFloats(ElementCount(xs), 1100, -3.f, 3.f);
+  OnnxBuilder b(13);
+  b.Input("x", xs);
+  b.Node("Erf", {"x"}, {"y"}, "erf");
+  b.Output("y");
+  std::vector<float> want(x.size());
+  for (size_t i = 0; i < x.size(); ++i) want[i] = std::erf(x[i]);
+  ExpectOutput(b, Inputs(MakeTensor(xs, x)), xs, want, 1e-5f, 1e-6f);
+}
+
+TEST(LayerNormTest, LastAxisWithScaleAndBias) {
+  const Shape xs = {2, 3, 16};
+  const auto x = RandomFloats(ElementCount(xs), 1110, -2.f, 5.f);
+  const auto gamma = RandomFloats(16, 1111), beta = RandomFloats(16, 1112);
+  OnnxBuilder b(17);
+  b.Input("x", xs);
+  b.Initializer("gamma", {16}, gamma);
+  b.Initializer("beta", {16}, beta);
+  b.Node("LayerNormalization", {"x", "gamma", "beta"}, {"y"}, "ln").Float("epsilon", 1e-3f);
+  b.Output("y");
+  ExpectOutput(b, Inputs(MakeTensor(xs, x)), xs, naive::LayerNorm(x, 16, gamma, beta, 1e-3f), 1e-4f, 1e-4f);
+}
+
+TEST(LayerNormTest, EarlierAxisAndRuntimeScaleWithoutBias) {
+  // axis 1 of [2,3,4]: each of the 2 rows normalizes 12 values; the scale is a graph input.
+  const Shape xs = {2, 3, 4};
+  const auto x = RandomFloats(ElementCount(xs), 1120, -3.f, 3.f);
+  const auto gamma = RandomFloats(12, 1121);
+  OnnxBuilder b(17);
+  b.Input("x", xs);
+  b.Input("gamma", {3, 4});
+  b.Node("LayerNormalization", {"x", "gamma"}, {"y"}, "ln").Int("axis", 1);
+  b.Output("y");
+  ExpectOutput(b, Inputs(MakeTensor(xs, x), MakeTensor({3, 4}, gamma)), xs, naive::LayerNorm(x, 12, gamma, {}, 1e-5f),
+               1e-4f, 1e-4f);
+}
+
+TEST(LayerNormTest, MeanAndInvStdDevOutputs) {
+  const Shape xs = {3, 5};
+  const auto x = RandomFloats(ElementCount(xs), 1130, -1.f, 4.f);
+  const auto gamma = RandomFloats(5, 1131), beta = RandomFloats(5, 1132);
+  OnnxBuilder b(17);
+  b.Input("x", xs);
+  b.Initializer("gamma", {5}, gamma);
+  b.Initializer("beta", {5}, beta);
+  b.Node("LayerNormalization", {"x", "gamma", "beta"}, {"y", "mean", "inv_std_dev"}, "ln");
+  b.Output("y");
+  b.Output("mean");
+  b.Output("inv_std_dev");
+  std::vector<float> mean, inv_std_dev;
+  const auto y = naive::LayerNorm(x, 5, gamma, beta, 1e-5f, &mean, &inv_std_dev);
+  ExpectOutput(b, Inputs(MakeTensor(xs, x)), xs, y, 1e-4f, 1e-4f, 0);
+  ExpectOutput(b, Inputs(MakeTensor(xs, x)), {3, 1}, mean, 1e-4f, 1e-5f, 1);
+  ExpectOutput(b, Inputs(MakeTensor(xs, x)), {3, 1}, inv_std_dev, 1e-4f, 1e-5f, 2);
+}
+
+TEST(LayerNormTest, ScaleOfAnotherShapeIsAnErrorNamingTheNode) {
+  OnnxBuilder b(17);
+  b.Input("x", {2, 8});
+  b.Initializer("gamma", {4}, RandomFloats(4, 1140));
+  b.Node("LayerNormalization", {"x", "gamma"}, {"y"}, "ln_bad");
+  b.Output("y");
+  std::vector<Tensor> inputs;
+  inputs.push_back(MakeTensor({2, 8}, RandomFloats(16, 1141)));
+  auto out = LoadAndRun(b, inputs, {});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("ln_bad"), std::string::npos) << out.status().ToString();
+  EXPECT_NE(out.status().message().find("Scale shape [4] is not the normalized shape [8]"), std::string::npos)
+      << out.status().ToString();
+}
+
 }  // namespace
 }  // namespace ppml::test
