@@ -1,5 +1,6 @@
-// Element-wise ops: activations (oneDNN eltwise; Erf a plain loop), arithmetic with ONNX
-// broadcasting (oneDNN binary, reference kernels for what it cannot do),
+// Element-wise ops: activations (oneDNN eltwise; Erf a plain loop), arithmetic,
+// comparisons and logic with ONNX broadcasting (oneDNN binary, reference
+// kernels for what it cannot do),
 // standalone BatchNormalization, and the no-ops Identity and Dropout.
 #include <cmath>
 
@@ -97,6 +98,11 @@ Result<ref::BinaryOp> ReferenceBinaryOp(const std::string& op) {
   if (op == "Min") return ref::BinaryOp::kMin;
   if (op == "Pow") return ref::BinaryOp::kPow;
   if (op == "Mean") return ref::BinaryOp::kAdd;
+  if (op == "Equal") return ref::BinaryOp::kEqual;
+  if (op == "Less") return ref::BinaryOp::kLess;
+  if (op == "Greater") return ref::BinaryOp::kGreater;
+  if (op == "And") return ref::BinaryOp::kMin;  // on bools (u8 0/1)
+  if (op == "Or") return ref::BinaryOp::kMax;
   return Status::Unsupported("binary op " + op);
 }
 
@@ -113,6 +119,20 @@ bool DnnlBinary(const std::string& op, dnnl::algorithm* alg, bool* commutative) 
   return true;
 }
 
+// The channel-blocked or channels-last format `desc` has for `shape`, if any.
+std::optional<memory::format_tag> ChannelBlockedTag(const memory::desc& desc, const Shape& shape) {
+  using tag = memory::format_tag;
+  static const std::map<size_t, std::vector<tag>> kTags = {{3, {tag::aBc8b, tag::aBc16b, tag::acb}},
+                                                           {4, {tag::aBcd8b, tag::aBcd16b, tag::acdb}},
+                                                           {5, {tag::aBcde8b, tag::aBcde16b, tag::acdeb}}};
+  auto it = kTags.find(shape.size());
+  if (it == kTags.end()) return std::nullopt;
+  for (tag t : it->second) {
+    if (desc == memory::desc(memory::dims(shape.begin(), shape.end()), memory::data_type::f32, t)) return t;
+  }
+  return std::nullopt;
+}
+
 // Two float operands on oneDNN binary: dst takes src0's shape and layout, so
 // src0 must be the full-shaped operand; src1 may broadcast.
 bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Shape& out_shape) {
@@ -126,6 +146,7 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
     std::swap(a, c);
   }
   const memory::desc dst = b.IsConstant(a) ? PlainDesc(DataType::kF32, out_shape) : b.Value(a).desc;
+  const ValueId src0 = b.InLayout(a, dst);
   ValueId src1 = c;
   if (b.Value(c).shape == out_shape) {
     src1 = b.InLayout(c, dst);
@@ -133,8 +154,13 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
     Shape padded = b.Value(c).shape;
     padded.insert(padded.begin(), out_shape.size() - padded.size(), 1);
     src1 = b.AliasValue(b.Plain(c), padded);
+    // A run-time operand broadcast against a blocked one (an SE block's [N,C,1,1]
+    // scales) goes to oneDNN's reference kernel when plain, about 100x slower:
+    // give it the layout oneDNN picks for it, src0's blocking.
+    if (const auto tag = ChannelBlockedTag(dst, out_shape); tag && !b.IsConstant(c)) {
+      src1 = b.InLayout(src1, memory::desc(memory::dims(padded.begin(), padded.end()), memory::data_type::f32, *tag));
+    }
   }
-  const ValueId src0 = b.InLayout(a, dst);
   dnnl::binary::desc d(alg, b.Value(src0).desc, b.Value(src1).desc, dst);
   dnnl::binary::primitive_desc pd(d, b.Attr(), b.engine());
   const ValueId out = b.DefineOutput(0, DataType::kF32, out_shape, dst, src0);
@@ -172,16 +198,27 @@ Status BuildArithmetic(const Node& n, PlanBuilder& b) {
   if (operands.size() == 2 && n.op_type != "Mean" && TryDnnlBinary(n, b, operands[0], operands[1], out_shape)) {
     return Status::Ok();
   }
-  PPML_ASSIGN_OR_RETURN(ref::BinaryOp op, ReferenceBinaryOp(n.op_type));
+  ref::BinaryOp op;
+  if (n.op_type == "Mod") {
+    op = n.Int("fmod", 0) != 0 ? ref::BinaryOp::kFmod : ref::BinaryOp::kMod;
+  } else {
+    PPML_ASSIGN_OR_RETURN(op, ReferenceBinaryOp(n.op_type));
+  }
+  if ((n.op_type == "And" || n.op_type == "Or") && dtype != DataType::kU8) return b.Error("inputs must be bool");
+  const bool comparison = op == ref::BinaryOp::kEqual || op == ref::BinaryOp::kLess || op == ref::BinaryOp::kGreater;
   for (ValueId& id : operands) id = b.Plain(id);
-  const ValueId out = b.DefinePlainOutput(0, dtype, out_shape);
+  const ValueId out = b.DefinePlainOutput(0, comparison ? DataType::kU8 : dtype, out_shape);
   const bool mean = n.op_type == "Mean";
   b.AddCustom([operands, out, op, mean, dtype](const RunContext& c) -> Status {
     const ref::MutView dst = MutViewOf(c, out);
-    PPML_RETURN_IF_ERROR(ref::Expand(ConstViewOf(c, operands[0]), dst));
-    const ref::ConstView acc{dst.dtype, dst.shape, dst.data};
-    for (size_t i = 1; i < operands.size(); ++i) {
-      PPML_RETURN_IF_ERROR(ref::Binary(op, acc, ConstViewOf(c, operands[i]), dst));
+    if (operands.size() == 2) {  // also comparisons, whose bools cannot hold an operand
+      PPML_RETURN_IF_ERROR(ref::Binary(op, ConstViewOf(c, operands[0]), ConstViewOf(c, operands[1]), dst));
+    } else {
+      PPML_RETURN_IF_ERROR(ref::Expand(ConstViewOf(c, operands[0]), dst));
+      const ref::ConstView acc{dst.dtype, dst.shape, dst.data};
+      for (size_t i = 1; i < operands.size(); ++i) {
+        PPML_RETURN_IF_ERROR(ref::Binary(op, acc, ConstViewOf(c, operands[i]), dst));
+      }
     }
     if (mean && dtype == DataType::kF32) {
       const float inv = 1.f / static_cast<float>(operands.size());
@@ -230,7 +267,10 @@ Status BuildIdentity(const Node& n, PlanBuilder& b) {
   if (x == kNoValue) return b.Error("missing input");
   if (n.op_type == "Dropout" && b.Input(2) != kNoValue) {
     const Tensor* training = b.Constant(b.Input(2));
-    if (!training || training->element_count() != 1 || training->bytes()[0] != std::byte{0}) {
+    // Training mode with a ratio of 0 drops nothing (exports of F.dropout(x, p=0.0) look like that).
+    const Tensor* ratio = b.Input(1) == kNoValue ? nullptr : b.Constant(b.Input(1));
+    const bool drops_nothing = ratio && ratio->element_count() == 1 && ratio->ElementAsDouble(0) == 0.0;
+    if (!drops_nothing && (!training || training->element_count() != 1 || training->bytes()[0] != std::byte{0})) {
       return b.Unsupported("Dropout in training mode");
     }
   }
@@ -243,22 +283,30 @@ Status BuildIdentity(const Node& n, PlanBuilder& b) {
   return Status::Ok();
 }
 
-// oneDNN has no erf of its own (only inside GELU, which FuseGelus forms).
-Status BuildErf(const Node& n, PlanBuilder& b) {
+// A unary op oneDNN lacks, as a loop over plain values of type T.
+template <typename T, typename Fn>
+Status BuildPlainUnary(PlanBuilder& b, DataType dtype, const char* wrong_type, Fn fn) {
   const ValueId x = b.Input(0);
   if (x == kNoValue) return b.Error("missing input");
-  if (b.Value(x).dtype != DataType::kF32) return b.Unsupported("only float tensors");
+  if (b.Value(x).dtype != dtype) return b.Unsupported(wrong_type);
   const ValueId src = b.Plain(x);
-  const ValueId out = b.DefinePlainOutput(0, DataType::kF32, b.Value(x).shape, src);
+  const ValueId out = b.DefinePlainOutput(0, dtype, b.Value(x).shape, src);
   b.AddCustom([=](const RunContext& c) {
-    const ref::ConstView in = ConstViewOf(c, src);
-    const ref::MutView result = MutViewOf(c, out);
-    const auto* from = static_cast<const float*>(in.data);
-    auto* to = static_cast<float*>(result.data);
-    for (int64_t i = 0, count = ElementCount(in.shape); i < count; ++i) to[i] = std::erf(from[i]);
+    const auto* from = static_cast<const T*>(c.Data(src));
+    auto* to = static_cast<T*>(c.Data(out));
+    for (int64_t i = 0, count = ElementCount(c.Value(out).shape); i < count; ++i) to[i] = fn(from[i]);
     return Status::Ok();
   });
   return Status::Ok();
+}
+
+Status BuildNot(const Node&, PlanBuilder& b) {
+  return BuildPlainUnary<uint8_t>(b, DataType::kU8, "input must be bool", [](uint8_t v) -> uint8_t { return v == 0; });
+}
+
+// oneDNN has no erf of its own (only inside GELU, which FuseGelus forms).
+Status BuildErf(const Node&, PlanBuilder& b) {
+  return BuildPlainUnary<float>(b, DataType::kF32, "only float tensors", [](float v) { return std::erf(v); });
 }
 
 }  // namespace
@@ -270,9 +318,11 @@ std::vector<OpEntry> ElementwiseOps() {
     ops.push_back({op, BuildUnary, /*int8_aware=*/true});
   }
   ops.push_back({"Erf", BuildErf});
-  for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min"}) {
+  for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min", "Mod", "Equal", "Less",
+                         "Greater", "And", "Or"}) {
     ops.push_back({op, BuildArithmetic});
   }
+  ops.push_back({"Not", BuildNot});
   ops.push_back({"BatchNormalization", BuildBatchNorm});
   ops.push_back({"Identity", BuildIdentity, /*int8_aware=*/true});
   ops.push_back({"Dropout", BuildIdentity, /*int8_aware=*/true});

@@ -262,10 +262,13 @@ Status BuildCast(const Node& n, PlanBuilder& b) {
   if (x == kNoValue) return b.Error("missing input");
   auto to = DataTypeFromOnnx(static_cast<int>(n.Int("to", 0)), "Cast's 'to'");
   if (!to.ok()) return b.Unsupported(to.status().message());
-  if (n.Int("to", 0) == 9) return b.Unsupported("Cast to bool");
+  const bool to_bool = n.Int("to", 0) == onnx::TensorProto::BOOL;
   const ValueId src = b.Plain(x);
   const ValueId out = b.DefinePlainOutput(0, *to, b.Value(x).shape);
-  b.AddCustom([src, out](const RunContext& c) { return ref::Cast(ConstViewOf(c, src), MutViewOf(c, out)); });
+  b.AddCustom([src, out, to_bool](const RunContext& c) {
+    return to_bool ? ref::CastToBool(ConstViewOf(c, src), MutViewOf(c, out))
+                   : ref::Cast(ConstViewOf(c, src), MutViewOf(c, out));
+  });
   return Status::Ok();
 }
 
@@ -355,6 +358,28 @@ Status BuildReduce(const Node& n, PlanBuilder& b) {
   return Status::Ok();
 }
 
+Status BuildScatterNd(const Node& n, PlanBuilder& b) {
+  const ValueId data = b.Input(0), indices = b.Input(1), updates = b.Input(2);
+  if (data == kNoValue || indices == kNoValue || updates == kNoValue) return b.Error("needs data, indices and updates");
+  const std::string reduction_name = n.String("reduction", "none");
+  ref::ScatterReduction reduction;
+  if (reduction_name == "none") {
+    reduction = ref::ScatterReduction::kNone;
+  } else if (reduction_name == "add") {
+    reduction = ref::ScatterReduction::kAdd;
+  } else if (reduction_name == "mul") {
+    reduction = ref::ScatterReduction::kMul;
+  } else {
+    return b.Unsupported("reduction " + reduction_name);
+  }
+  const ValueId d = b.Plain(data), i = b.Plain(indices), u = b.Plain(updates);
+  const ValueId out = b.DefinePlainOutput(0, b.Value(data).dtype, b.Value(data).shape);
+  b.AddCustom([=](const RunContext& c) {
+    return ref::ScatterNd(ConstViewOf(c, d), ConstViewOf(c, i), ConstViewOf(c, u), reduction, MutViewOf(c, out));
+  });
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<OpEntry> ShapeOps() {
@@ -364,7 +389,8 @@ std::vector<OpEntry> ShapeOps() {
       {"Unsqueeze", BuildUnsqueeze, true}, {"Transpose", BuildTranspose}, {"Shape", BuildShape, true},
       {"Size", BuildSize},         {"Gather", BuildGather},       {"Pad", BuildPad},
       {"Slice", BuildSlice},       {"Cast", BuildCast},           {"ConstantOfShape", BuildConstantOfShape},
-      {"Expand", BuildExpand},     {"Where", BuildWhere},         {"Range", BuildRange}};
+      {"Expand", BuildExpand},     {"Where", BuildWhere},         {"Range", BuildRange},
+      {"ScatterND", BuildScatterNd}};
   for (const char* op : {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare",
                          "ReduceL1", "ReduceL2", "ReduceLogSumExp"}) {
     ops.push_back({op, BuildReduce});

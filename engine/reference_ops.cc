@@ -325,6 +325,8 @@ const char* BinaryOpName(BinaryOp op) {
     case BinaryOp::kEqual: return "Equal";
     case BinaryOp::kLess: return "Less";
     case BinaryOp::kGreater: return "Greater";
+    case BinaryOp::kMod:
+    case BinaryOp::kFmod: return "Mod";
   }
   return "Binary";
 }
@@ -366,6 +368,26 @@ inline std::conditional_t<IsComparison(kOp), uint8_t, T> ApplyBinary(T a, T b, b
     return static_cast<uint8_t>(a < b);
   } else if constexpr (kOp == BinaryOp::kGreater) {
     return static_cast<uint8_t>(a > b);
+  } else if constexpr (kOp == BinaryOp::kMod || kOp == BinaryOp::kFmod) {
+    T r;
+    if constexpr (kFloat) {
+      r = std::fmod(a, b);
+    } else {
+      if (b == 0) {
+        *error = true;
+        return T{0};
+      }
+      if constexpr (std::is_signed_v<T>) {
+        if (b == -1) return T{0};  // INT_MIN % -1 overflows
+      }
+      r = static_cast<T>(a % b);
+    }
+    if constexpr (kOp == BinaryOp::kMod && std::is_signed_v<T>) {
+      if (r != 0 && ((r < 0) != (b < 0))) r = static_cast<T>(r + b);
+    } else if constexpr (kOp == BinaryOp::kMod && kFloat) {
+      if (r != 0 && ((r < 0) != (b < 0))) r += b;
+    }
+    return r;
   } else if constexpr (kOp == BinaryOp::kMax || kOp == BinaryOp::kMin) {
     if constexpr (kFloat) {
       if (std::isnan(a) || std::isnan(b)) return a + b;
@@ -436,11 +458,13 @@ bool DispatchBinary(BinaryOp op, const LoopNest<3>& nest, const T* a, const T* b
     case BinaryOp::kEqual: return RunBinary<BinaryOp::kEqual>(nest, a, b, out);
     case BinaryOp::kLess: return RunBinary<BinaryOp::kLess>(nest, a, b, out);
     case BinaryOp::kGreater: return RunBinary<BinaryOp::kGreater>(nest, a, b, out);
+    case BinaryOp::kMod: return RunBinary<BinaryOp::kMod>(nest, a, b, out);
+    case BinaryOp::kFmod: return RunBinary<BinaryOp::kFmod>(nest, a, b, out);
   }
   return true;
 }
 
-bool KnownBinaryOp(BinaryOp op) { return static_cast<int>(op) >= 0 && static_cast<int>(op) <= static_cast<int>(BinaryOp::kGreater); }
+bool KnownBinaryOp(BinaryOp op) { return static_cast<int>(op) >= 0 && static_cast<int>(op) <= static_cast<int>(BinaryOp::kFmod); }
 
 // ---------------------------------------------------------------------------
 // Slice planning (ONNX clamping rules).
@@ -735,7 +759,9 @@ Status Binary(BinaryOp op, const ConstView& a, const ConstView& b, const MutView
     return DispatchBinary<T>(op, nest, static_cast<const T*>(a.data), static_cast<const T*>(b.data), out.data);
   });
   if (!ok) {
-    return Invalid(name, op == BinaryOp::kPow ? "integer 0 raised to a negative power" : "integer division by zero");
+    return Invalid(name, op == BinaryOp::kPow ? "integer 0 raised to a negative power"
+                         : op == BinaryOp::kDiv ? "integer division by zero"
+                                                : "integer remainder by zero");
   }
   return Status::Ok();
 }
@@ -1093,6 +1119,21 @@ Status Cast(const ConstView& in, const MutView& out) {
   return Status::Ok();
 }
 
+Status CastToBool(const ConstView& in, const MutView& out) {
+  constexpr const char* kOp = "Cast";
+  PPML_ASSIGN_OR_RETURN(const int64_t count, CheckView(kOp, "input", in));
+  PPML_RETURN_IF_ERROR(CheckView(kOp, "output", out).status());
+  PPML_RETURN_IF_ERROR(CheckDtype(kOp, "output", out.dtype, DataType::kU8));
+  PPML_RETURN_IF_ERROR(CheckOutShape(kOp, out.shape, in.shape));
+  VisitDataType(in.dtype, [&](auto tag) {
+    using From = decltype(tag);
+    const From* src = static_cast<const From*>(in.data);
+    auto* dst = static_cast<uint8_t*>(out.data);
+    for (int64_t i = 0; i < count; ++i) dst[i] = !(src[i] == From{0});
+  });
+  return Status::Ok();
+}
+
 Status Expand(const ConstView& in, const MutView& out) {
   constexpr const char* kOp = "Expand";
   PPML_RETURN_IF_ERROR(CheckView(kOp, "input", in).status());
@@ -1316,6 +1357,66 @@ Status LayerNorm(const ConstView& x, const ConstView& scale, const ConstView& bi
     }
     if (mean.data) static_cast<float*>(mean.data)[r] = static_cast<float>(mu);
     if (inv_std_dev.data) static_cast<float*>(inv_std_dev.data)[r] = static_cast<float>(inv);
+  }
+  return Status::Ok();
+}
+
+Status ScatterNd(const ConstView& data, const ConstView& indices, const ConstView& updates, ScatterReduction reduction,
+                 const MutView& out) {
+  constexpr const char* kOp = "ScatterND";
+  PPML_RETURN_IF_ERROR(CheckView(kOp, "data", data).status());
+  PPML_RETURN_IF_ERROR(CheckView(kOp, "indices", indices).status());
+  PPML_RETURN_IF_ERROR(CheckView(kOp, "updates", updates).status());
+  PPML_RETURN_IF_ERROR(CheckView(kOp, "output", out).status());
+  PPML_RETURN_IF_ERROR(CheckDtype(kOp, "indices", indices.dtype, DataType::kS64));
+  PPML_RETURN_IF_ERROR(CheckDtype(kOp, "updates", updates.dtype, data.dtype));
+  PPML_RETURN_IF_ERROR(CheckDtype(kOp, "output", out.dtype, data.dtype));
+  PPML_RETURN_IF_ERROR(CheckOutShape(kOp, out.shape, data.shape));
+  if (indices.shape.empty()) return Invalid(kOp, "indices must have rank >= 1");
+  const size_t k = static_cast<size_t>(indices.shape.back());
+  if (k < 1 || k > data.shape.size()) {
+    return Invalid(kOp, "indices' last dimension " + std::to_string(k) + " is not in [1, data rank " +
+                            std::to_string(data.shape.size()) + "]");
+  }
+  // updates = indices.shape[:-1] + data.shape[k:]
+  Shape want(indices.shape.begin(), indices.shape.end() - 1);
+  want.insert(want.end(), data.shape.begin() + static_cast<std::ptrdiff_t>(k), data.shape.end());
+  if (updates.shape != want) {
+    return Invalid(kOp, "updates shape " + ShapeToString(updates.shape) + ", expected " + ShapeToString(want));
+  }
+  const size_t element = ElementSize(data.dtype);
+  const int64_t slice = ElementCount(Shape(data.shape.begin() + static_cast<std::ptrdiff_t>(k), data.shape.end()));
+  const int64_t count = ElementCount(data.shape);
+  if (out.data != data.data) std::memcpy(out.data, data.data, static_cast<size_t>(count) * element);
+  const std::vector<int64_t> strides = ContiguousStrides(data.shape);
+  const auto* index = static_cast<const int64_t*>(indices.data);
+  const int64_t slices = ElementCount(indices.shape) / static_cast<int64_t>(k);
+  for (int64_t s = 0; s < slices; ++s) {
+    int64_t offset = 0;
+    for (size_t d = 0; d < k; ++d) {
+      int64_t i = index[s * static_cast<int64_t>(k) + static_cast<int64_t>(d)];
+      if (i < 0) i += data.shape[d];
+      if (i < 0 || i >= data.shape[d]) {
+        return Invalid(kOp, "index " + std::to_string(index[s * static_cast<int64_t>(k) + static_cast<int64_t>(d)]) +
+                                " is out of range for dimension " + std::to_string(d) + " of size " +
+                                std::to_string(data.shape[d]));
+      }
+      offset += i * strides[d];
+    }
+    const bool ok = VisitDataType(data.dtype, [&](auto tag) {
+      using T = decltype(tag);
+      T* dst = static_cast<T*>(out.data) + offset;
+      const T* src = static_cast<const T*>(updates.data) + s * slice;
+      for (int64_t j = 0; j < slice; ++j) {
+        switch (reduction) {
+          case ScatterReduction::kNone: dst[j] = src[j]; break;
+          case ScatterReduction::kAdd: dst[j] = static_cast<T>(dst[j] + src[j]); break;
+          case ScatterReduction::kMul: dst[j] = static_cast<T>(dst[j] * src[j]); break;
+        }
+      }
+      return true;
+    });
+    if (!ok) return Invalid(kOp, "unsupported data type");
   }
   return Status::Ok();
 }

@@ -41,12 +41,14 @@ MutView ViewOf(Tensor& t);
 // ONNX multidirectional (numpy) broadcasting of two shapes.
 Result<Shape> BroadcastShape(const Shape& a, const Shape& b);
 
-enum class BinaryOp { kAdd, kSub, kMul, kDiv, kMax, kMin, kPow, kEqual, kLess, kGreater };
+enum class BinaryOp { kAdd, kSub, kMul, kDiv, kMax, kMin, kPow, kEqual, kLess, kGreater, kMod, kFmod };
 // Element-wise with broadcasting; a, b and out share one dtype (any of the five),
 // except comparisons whose out is u8 (ONNX bool). Integer Add/Sub/Mul/Pow wrap
 // around; integer Div truncates toward zero and division by zero (or 0 to a
 // negative power) is InvalidArgument. f32 follows IEEE (x/0 = inf); f32 Max/Min
 // propagate NaN. Pow: std::pow for f32, repeated multiplication for integers.
+// Mod: the remainder with the divisor's sign (Python's %); Fmod with the
+// dividend's (C's fmod); an integer remainder by zero is InvalidArgument.
 Status Binary(BinaryOp op, const ConstView& a, const ConstView& b, const MutView& out);
 
 // Axes may be negative (counted from the end); these normalize and check them.
@@ -82,6 +84,8 @@ Status Slice(const ConstView& in, const std::vector<int64_t>& starts, const std:
 // Numeric conversion between any two supported dtypes; out.shape == in.shape.
 // f32 -> int truncates toward zero and saturates (NaN -> 0); int -> int wraps.
 Status Cast(const ConstView& in, const MutView& out);
+// Cast to ONNX bool: out (u8) = in != 0, NaN counting as true.
+Status CastToBool(const ConstView& in, const MutView& out);
 
 // ONNX Expand: broadcast `in` to out.shape, which must equal
 // BroadcastShape(in.shape, shape) for the op's `shape` input.
@@ -105,6 +109,13 @@ Status Reduce(ReduceOp op, const ConstView& in, const std::vector<int64_t>& axes
 // of that element count.
 Status LayerNorm(const ConstView& x, const ConstView& scale, const ConstView& bias, int64_t axis, float epsilon,
                  const MutView& y, const MutView& mean, const MutView& inv_std_dev);
+
+// ONNX ScatterND (reduction none, add or mul): out = data with the slices
+// `indices` ([..., k] s64, negative counted from the end) addresses replaced
+// by (or combined with) `updates`. An index out of range is InvalidArgument.
+enum class ScatterReduction { kNone, kAdd, kMul };
+Status ScatterNd(const ConstView& data, const ConstView& indices, const ConstView& updates, ScatterReduction reduction,
+                 const MutView& out);
 
 // Integer/float range [start, limit) with delta, as ONNX Range:
 // out[i] = start + i * delta, out of shape [RangeLength(start, limit, delta)].

@@ -4,10 +4,13 @@
 // deterministic pseudo-random numbers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/engine.h"
@@ -1026,6 +1029,32 @@ std::vector<float> AddConv1x1(OnnxBuilder& b, const std::string& in, const std::
   return naive::Conv2D(x, xs, w, ws, bias, naive::Conv2DArgs{}, ys);
 }
 
+// Squeeze-and-excitation (EfficientNet, MobileNetV3, RegNetY): a conv output
+// in oneDNN's blocked layout times per-sample, per-channel scales
+// [N,C,1,1]. The scales get the conv's blocked layout too (plain, oneDNN
+// ran its reference kernel, about 100x slower: EfficientNet-B0 at 8 img/s).
+TEST(ArithmeticTest, SqueezeExcitationScalesABlockedTensorPerSampleAndChannel) {
+  const Shape xs = {3, 5, 6, 6};
+  const auto x = RandomFloats(ElementCount(xs), 1400);
+  OnnxBuilder b;
+  b.Input("x", xs);
+  Shape cs, ps, hs, es;
+  const auto c = AddConv1x1(b, "x", "c", xs, x, 16, 1401, &cs, "expand");
+  b.Node("GlobalAveragePool", {"c"}, {"p"});
+  std::vector<float> pooled(3 * 16, 0.f);
+  for (size_t i = 0; i < c.size(); ++i) pooled[i / 36] += c[i] / 36.f;
+  ps = {3, 16, 1, 1};
+  const auto h = naive::Relu(AddConv1x1(b, "p", "h", ps, pooled, 4, 1403, &hs, "squeeze"));
+  b.Node("Relu", {"h"}, {"hr"});
+  auto e = AddConv1x1(b, "hr", "e", hs, h, 16, 1405, &es, "excite");
+  b.Node("Sigmoid", {"e"}, {"s"});
+  b.Node("Mul", {"c", "s"}, {"y"});
+  b.Output("y");
+  std::vector<float> want(c.size());
+  for (size_t i = 0; i < c.size(); ++i) want[i] = c[i] / (1.f + std::exp(-e[i / 36]));
+  ExpectOutput(b, Inputs(MakeTensor(xs, x)), cs, want, 1e-4f, 1e-5f);
+}
+
 TEST(ShapeOpsTest, Flatten) {
   const Shape xs = {2, 3, 4, 5};
   const auto x = RandomFloats(ElementCount(xs), 900);
@@ -1367,6 +1396,45 @@ TEST(ShapeOpsTest, IdentityAndDropout) {
   }
 }
 
+// Dropout's training_mode input set: only a ratio of 0 (torch exports
+// F.dropout(x, p=0.0) so) may run, as the identity.
+TEST(ShapeOpsTest, DropoutInTrainingModeOnlyWithRatioZero) {
+  const Shape xs = {2, 3};
+  const auto x = RandomFloats(ElementCount(xs), 1210);
+  for (float ratio : {0.f, 0.1f}) {
+    SCOPED_TRACE(::testing::Message() << "ratio " << ratio);
+    OnnxBuilder b(13);
+    b.Input("x", xs);
+    b.ScalarFloat("ratio", ratio);
+    onnx::TensorProto* training = b.proto().mutable_graph()->add_initializer();
+    training->set_name("training");
+    training->set_data_type(onnx::TensorProto::BOOL);
+    training->add_int32_data(1);
+    b.Node("Dropout", {"x", "ratio", "training"}, {"y"}, "dropout");
+    b.Output("y");
+    if (ratio == 0.f) {
+      ExpectOutput(b, Inputs(MakeTensor(xs, x)), xs, x);
+    } else {
+      auto model = b.Load();
+      ASSERT_FALSE(model.ok());
+      EXPECT_NE(model.status().message().find("Dropout in training mode"), std::string::npos)
+          << model.status().ToString();
+    }
+  }
+}
+
+TEST(ShapeOpsTest, CastToBool) {
+  OnnxBuilder b(13);
+  b.Input("x", {5});
+  b.Node("Cast", {"x"}, {"y"}).Int("to", onnx::TensorProto::BOOL);
+  b.Output("y", onnx::TensorProto::BOOL);
+  auto out = LoadAndRun(b, Inputs(MakeTensor({5}, {0.f, 1.5f, -2.f, 0.f, NAN})), {});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ((*out)[0].dtype(), DataType::kU8);
+  const uint8_t* y = (*out)[0].data<uint8_t>();
+  EXPECT_EQ(std::vector<uint8_t>(y, y + 5), (std::vector<uint8_t>{0, 1, 1, 0, 1}));
+}
+
 TEST(ShapeOpsTest, SqueezeUnsqueeze) {
   const Shape xs = {2, 1, 3, 1};
   const auto x = RandomFloats(ElementCount(xs), 1300);
@@ -1703,6 +1771,152 @@ TEST(LayerNormTest, ScaleOfAnotherShapeIsAnErrorNamingTheNode) {
   ASSERT_FALSE(out.ok());
   EXPECT_NE(out.status().message().find("ln_bad"), std::string::npos) << out.status().ToString();
   EXPECT_NE(out.status().message().find("Scale shape [4] is not the normalized shape [8]"), std::string::npos)
+      << out.status().ToString();
+}
+
+// ---------------------------------------------------------------------------
+// Comparisons, logic, Mod and ScatterND (mask and index arithmetic in
+// transformer exports such as Swin's shifted windows).
+
+template <typename T>
+Tensor TensorOf(DataType dtype, const Shape& shape, const std::vector<T>& values) {
+  Tensor t(dtype, shape);
+  std::copy(values.begin(), values.end(), t.data<T>());
+  return t;
+}
+
+template <typename T>
+std::vector<T> RunToVector(const OnnxBuilder& b, std::vector<Tensor> inputs, const Shape& want_shape) {
+  auto out = LoadAndRun(b, inputs, {});
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  if (!out.ok()) return {};
+  EXPECT_EQ((*out)[0].shape(), want_shape);
+  const T* data = (*out)[0].data<T>();
+  return std::vector<T>(data, data + (*out)[0].element_count());
+}
+
+TEST(CompareLogicTest, ComparisonsBroadcastToBools) {
+  const std::vector<float> a = {1.f, 2.f, 3.f, 4.f, 5.f, 6.f};
+  const std::vector<float> row = {2.f, 5.f, 3.f};
+  const std::map<std::string, std::vector<uint8_t>> want = {
+      {"Equal", {0, 0, 1, 0, 1, 0}}, {"Less", {1, 1, 0, 0, 0, 0}}, {"Greater", {0, 0, 0, 1, 0, 1}}};
+  for (const auto& [op, expected] : want) {
+    SCOPED_TRACE(op);
+    OnnxBuilder b(13);
+    b.Input("a", {2, 3});
+    b.Initializer("row", {3}, row);
+    b.Node(op, {"a", "row"}, {"y"});
+    b.Output("y", onnx::TensorProto::BOOL);
+    EXPECT_EQ(RunToVector<uint8_t>(b, Inputs(MakeTensor({2, 3}, a)), {2, 3}), expected);
+  }
+}
+
+TEST(CompareLogicTest, AndOrNotOnBools) {
+  const std::vector<uint8_t> p = {0, 0, 1, 1}, q = {0, 1, 0, 1};
+  for (const auto& [op, expected] : std::map<std::string, std::vector<uint8_t>>{{"And", {0, 0, 0, 1}},
+                                                                               {"Or", {0, 1, 1, 1}}}) {
+    SCOPED_TRACE(op);
+    OnnxBuilder b(13);
+    b.Input("p", {4}, onnx::TensorProto::BOOL);
+    b.Input("q", {4}, onnx::TensorProto::BOOL);
+    b.Node(op, {"p", "q"}, {"r"});
+    b.Node("Not", {"r"}, {"y"});
+    b.Output("y", onnx::TensorProto::BOOL);
+    std::vector<uint8_t> negated;
+    for (uint8_t v : expected) negated.push_back(v == 0);
+    EXPECT_EQ(RunToVector<uint8_t>(b, Inputs(TensorOf(DataType::kU8, {4}, p), TensorOf(DataType::kU8, {4}, q)), {4}),
+              negated);
+  }
+}
+
+// Variadic ops with two and three operands (two take another kernel path).
+TEST(CompareLogicTest, MeanAndMaxOfTwoAndThreeInputs) {
+  const std::vector<float> p = {1.f, -2.f, 3.f}, q = {3.f, 4.f, -3.f}, r = {2.f, 1.f, 6.f};
+  for (const auto& [op, two, three] : std::vector<std::tuple<std::string, std::vector<float>, std::vector<float>>>{
+           {"Mean", {2.f, 1.f, 0.f}, {2.f, 1.f, 2.f}}, {"Max", {3.f, 4.f, 3.f}, {3.f, 4.f, 6.f}}}) {
+    SCOPED_TRACE(op);
+    OnnxBuilder b(13);
+    b.Input("p", {3});
+    b.Initializer("q", {3}, q);
+    b.Initializer("r", {3}, r);
+    b.Node(op, {"p", "q"}, {"y2"});
+    b.Node(op, {"p", "q", "r"}, {"y3"});
+    b.Output("y2");
+    b.Output("y3");
+    ExpectOutput(b, Inputs(MakeTensor({3}, p)), {3}, two, 1e-6f, 1e-6f, 0);
+    ExpectOutput(b, Inputs(MakeTensor({3}, p)), {3}, three, 1e-6f, 1e-6f, 1);
+  }
+}
+
+TEST(ModTest, IntegerRemainderTakesTheDivisorsSignAndFmodTheDividends) {
+  const std::vector<int64_t> a = {7, -7, 7, -7, 5, 0};
+  const std::vector<int64_t> d = {3, 3, -3, -3, 5, 4};
+  for (const auto& [fmod, expected] : std::map<int64_t, std::vector<int64_t>>{{0, {1, 2, -2, -1, 0, 0}},
+                                                                             {1, {1, -1, 1, -1, 0, 0}}}) {
+    SCOPED_TRACE(::testing::Message() << "fmod " << fmod);
+    OnnxBuilder b(13);
+    b.Input("a", {6}, OnnxBuilder::kInt64);
+    b.Input("d", {6}, OnnxBuilder::kInt64);
+    b.Node("Mod", {"a", "d"}, {"y"}).Int("fmod", fmod);
+    b.Output("y", OnnxBuilder::kInt64);
+    EXPECT_EQ(RunToVector<int64_t>(b, Inputs(TensorOf(DataType::kS64, {6}, a), TensorOf(DataType::kS64, {6}, d)), {6}),
+              expected);
+  }
+}
+
+TEST(ModTest, FloatFmodAndRemainderByZero) {
+  OnnxBuilder b(13);
+  b.Input("a", {4});
+  b.Initializer("d", {4}, {2.5f, 2.5f, -2.f, 1.f});
+  b.Node("Mod", {"a", "d"}, {"y"}).Int("fmod", 1);
+  b.Output("y");
+  ExpectOutput(b, Inputs(MakeTensor({4}, {5.5f, -5.5f, 5.f, 0.25f})), {4}, {0.5f, -0.5f, 1.f, 0.25f});
+
+  OnnxBuilder z(13);
+  z.Input("a", {2}, OnnxBuilder::kInt64);
+  z.InitializerInt64("d", {2}, {3, 0});
+  z.Node("Mod", {"a", "d"}, {"y"}, "mod_by_zero");
+  z.Output("y", OnnxBuilder::kInt64);
+  auto out = LoadAndRun(z, Inputs(TensorOf(DataType::kS64, {2}, std::vector<int64_t>{4, 4})), {});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("integer remainder by zero"), std::string::npos) << out.status().ToString();
+}
+
+TEST(ScatterNdTest, ReplacesAndAddsSlices) {
+  // data [4,3]; indices [[1],[-1]] address rows 1 and 3.
+  const std::vector<float> data = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+  for (const auto& [reduction, expected] : std::map<std::string, std::vector<float>>{
+           {"none", {0, 1, 2, 20, 21, 22, 6, 7, 8, 30, 31, 32}},
+           {"add", {0, 1, 2, 23, 25, 27, 6, 7, 8, 39, 41, 43}}}) {
+    SCOPED_TRACE(reduction);
+    OnnxBuilder b(16);
+    b.Input("data", {4, 3});
+    b.InitializerInt64("indices", {2, 1}, {1, -1});
+    b.Initializer("updates", {2, 3}, {20, 21, 22, 30, 31, 32});
+    b.Node("ScatterND", {"data", "indices", "updates"}, {"y"}).String("reduction", reduction);
+    b.Output("y");
+    ExpectOutput(b, Inputs(MakeTensor({4, 3}, data)), {4, 3}, expected);
+  }
+}
+
+TEST(ScatterNdTest, ElementIndicesAndAnIndexOutOfRange) {
+  OnnxBuilder b(13);
+  b.Input("data", {2, 2});
+  b.InitializerInt64("indices", {2, 2}, {0, 1, 1, 0});
+  b.Initializer("updates", {2}, {7, 8});
+  b.Node("ScatterND", {"data", "indices", "updates"}, {"y"});
+  b.Output("y");
+  ExpectOutput(b, Inputs(MakeTensor({2, 2}, {1, 2, 3, 4})), {2, 2}, {1, 7, 8, 4});
+
+  OnnxBuilder bad(13);
+  bad.Input("data", {2, 2});
+  bad.InitializerInt64("indices", {1, 1}, {2});
+  bad.Initializer("updates", {1, 2}, {7, 8});
+  bad.Node("ScatterND", {"data", "indices", "updates"}, {"y"}, "scatter_bad");
+  bad.Output("y");
+  auto out = LoadAndRun(bad, Inputs(MakeTensor({2, 2}, {1, 2, 3, 4})), {});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("index 2 is out of range for dimension 0 of size 2"), std::string::npos)
       << out.status().ToString();
 }
 
