@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "models"))
 from export_torchvision import build, classifiers, input_size  # noqa: E402
 
 DEFAULT_MODELS = ("resnet18 densenet121 squeezenet1_1 shufflenet_v2_x1_0 efficientnet_b0 googlenet "
-                  "mnasnet1_0 mobilenet_v3_small regnet_y_400mf resnext50_32x4d inception_v3 convnext_tiny")
+                  "mnasnet1_0 mobilenet_v3_small regnet_y_400mf resnext50_32x4d inception_v3 convnext_tiny swin_t")
 
 
 def log(msg):
