@@ -106,6 +106,14 @@ std::optional<Int8Conv> PlanInt8(const Node& n, PlanBuilder& b, ValueId x_raw) {
   return Int8Conv{w, *x.quant, SymmetricQuant(b, n.outputs[0])};
 }
 
+// The largest magnitude among a constant's s8 values.
+float MaxAbsInt8(const PlanBuilder& b, const std::string& name) {
+  const std::shared_ptr<const Tensor> t = b.graph().Constant(name);
+  int largest = 0;
+  for (int8_t v : t->values<int8_t>()) largest = std::max(largest, std::abs(static_cast<int>(v)));
+  return static_cast<float>(largest);
+}
+
 Status BuildConv(const Node& n, PlanBuilder& b) {
   std::optional<Int8Conv> int8 = PlanInt8(n, b, b.RawInput(0));
   PPML_ASSIGN_OR_RETURN(ConvParts p, ReadConvInputs(n, b, int8 ? b.RawInput(0) : b.Float(b.RawInput(0))));
@@ -160,10 +168,21 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     spec.binary_desc = b.Value(residual).desc;
   }
   const DataType src_type = int8 ? int8->src.dtype : DataType::kF32;
-  const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
   spec.dst_scale = int8 && int8->dst ? int8->dst->scale : 1.f;
   int binary_index = -1;
   PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops, PostOpsFor(n, spec, &binary_index));
+  // An INT8 output that only float ops read is written as floats already on
+  // its grid (rounded and clipped in post-ops, then scaled), which spares the
+  // dequantizing pass over it.
+  std::optional<QuantParams> on_grid;
+  if (int8 && int8->dst && spec.residual == ResidualPostOp::kNone && b.ReadOnlyAsFloat(n.outputs[0])) {
+    on_grid = int8->dst;
+    const bool is_unsigned = on_grid->dtype == DataType::kU8;
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, is_unsigned ? 0.f : -128.f, is_unsigned ? 255.f : 127.f);
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, on_grid->scale, 0.f);
+  }
+  const DataType dst_type = on_grid ? DataType::kF32 : int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
   dnnl::primitive_attr attr = b.Attr();
   attr.set_post_ops(ops);
   if (int8) {
@@ -189,13 +208,30 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
                                                     algorithm, src_any, w_any, dst_any,
                                                     win.strides, win.dilations_minus_one, win.pad_begin, win.pad_end);
   dnnl::convolution_forward::primitive_desc pd(desc, attr, b.engine());
+  // Without VNNI, oneDNN keeps s8 x s8 products from saturating by halving
+  // the weights as it reorders them (scale_adjust) and doubling the result:
+  // odd weights lost their last bit (2% off on a single layer). Weights
+  // that fit doubled are given doubled, and the output scales halved, so
+  // that the products are exact.
+  float weight_source_scale = 1.f;
+  if (int8) {
+    const auto& extra = pd.weights_desc().data.extra;
+    if ((extra.flags & dnnl_memory_extra_flag_scale_adjust) && extra.scale_adjust > 0.f && extra.scale_adjust < 1.f &&
+        MaxAbsInt8(b, int8->weights->values) / extra.scale_adjust <= 127.f) {
+      weight_source_scale = 1.f / extra.scale_adjust;
+      std::vector<float> scales = OutputScales(int8->src.scale, *int8->weights, spec.dst_scale);
+      for (float& s : scales) s *= extra.scale_adjust;
+      attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
+      pd = dnnl::convolution_forward::primitive_desc(desc, attr, b.engine());
+    }
+  }
 
   const ValueId src = b.InLayout(p.x, pd.src_desc());
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, src}};
   std::unordered_map<int, memory> fixed;
   if (int8) {
     const memory::desc source = WithDataType(SourceWeightDesc(w_dims, p.group, false), DataType::kS8);
-    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, source, pd.weights_desc());
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, source, pd.weights_desc(), weight_source_scale);
     if (p.bias != kNoValue) {
       // INT8 bias is added to the s32 accumulator: in units of src_scale * weight_scale[c].
       const std::vector<float> unit = OutputScales(int8->src.scale, *int8->weights, 1.f);
@@ -224,7 +260,11 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   } else {
     out = b.DefineOutput(0, dst_type, out_shape, pd.dst_desc());
   }
-  if (int8 && int8->dst) b.SetQuant(out, *int8->dst);
+  if (on_grid) {
+    b.SetOnGrid(out, *on_grid);
+  } else if (int8 && int8->dst) {
+    b.SetQuant(out, *int8->dst);
+  }
   args.push_back({DNNL_ARG_DST, out});
   if (spec.residual == ResidualPostOp::kBinaryAdd) {
     args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(binary_index) | DNNL_ARG_SRC_1, residual});

@@ -161,9 +161,22 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
       src1 = b.InLayout(src1, memory::desc(memory::dims(padded.begin(), padded.end()), memory::data_type::f32, *tag));
     }
   }
-  dnnl::binary::desc d(alg, b.Value(src0).desc, b.Value(src1).desc, dst);
-  dnnl::binary::primitive_desc pd(d, b.Attr(), b.engine());
-  const ValueId out = b.DefineOutput(0, DataType::kF32, out_shape, dst, src0);
+  // An output kept quantized for INT8 readers only is written quantized: the
+  // binary scales, rounds and saturates, sparing the quantizing pass.
+  const std::optional<QuantParams> quantize_to =
+      b.ReadOnlyAsStored(n.outputs[0]) ? SymmetricQuant(b, n.outputs[0]) : std::nullopt;
+  const memory::desc out_desc = quantize_to ? WithDataType(dst, quantize_to->dtype) : dst;
+  dnnl::primitive_attr attr = b.Attr();
+  if (quantize_to) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, 1.f / quantize_to->scale, 0.f);
+    attr.set_post_ops(ops);
+  }
+  dnnl::binary::desc d(alg, b.Value(src0).desc, b.Value(src1).desc, out_desc);
+  dnnl::binary::primitive_desc pd(d, attr, b.engine());
+  const ValueId out = quantize_to ? b.DefineOutput(0, quantize_to->dtype, out_shape, out_desc)
+                                  : b.DefineOutput(0, DataType::kF32, out_shape, dst, src0);
+  if (quantize_to) b.SetQuant(out, *quantize_to);
   std::unordered_map<int, memory> fixed;
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_DST, out}};
   if (b.IsConstant(src1)) {
@@ -315,7 +328,8 @@ std::vector<OpEntry> ElementwiseOps() {
   std::vector<OpEntry> ops;
   for (const char* op : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
                          "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish", "Gelu"}) {
-    ops.push_back({op, BuildUnary, /*int8_aware=*/true});
+    // Only Relu keeps a quantized input quantized; the others read floats.
+    ops.push_back({op, BuildUnary, /*int8_aware=*/std::string(op) == "Relu"});
   }
   ops.push_back({"Erf", BuildErf});
   for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min", "Mod", "Equal", "Less",

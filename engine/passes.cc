@@ -561,8 +561,11 @@ Status FusePostOps(Graph& graph, PassStats* stats) {
       if (next < 0) break;
       Node& consumer = graph.nodes[next];
       FusedEltwise eltwise;
+      // A QDQ model that rounds the value before its activation (collapsed
+      // into activation_quant) keeps the activation apart: fused, the
+      // rounding and clipping would be skipped.
       if (AsEltwise(graph, consumer, &eltwise) && consumer.Input(0) == op.outputs[0] &&
-          consumer.outputs.size() == 1) {
+          consumer.outputs.size() == 1 && !graph.activation_quant.count(op.outputs[0])) {
         (op.fused_sum_input.empty() ? op.post_eltwise_before_sum : op.post_eltwise).push_back(eltwise);
       } else if (consumer.op_type == "Add" && consumer.outputs.size() == 1 && op.post_eltwise_before_sum.empty() &&
                  AddsRowBias(graph, op, consumer)) {

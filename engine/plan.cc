@@ -74,16 +74,18 @@ size_t PlanValue::bytes() const {
 // ---------------------------------------------------------------- WeightCache
 
 PreparedWeight PrepareWeight(const dnnl::engine& engine, const ConstantEnv& env, const memory& source,
-                             const memory::desc& wanted, const std::string& label) {
+                             const memory::desc& wanted, const std::string& label, float source_scale) {
   const size_t bytes = wanted.get_size();
   PreparedWeight out;
   out.reservation = ReserveOrThrow(env.budget, bytes, "weights of " + label);
   memory dst(wanted, engine);
-  if (source.get_desc() == wanted) {
+  if (source.get_desc() == wanted && source_scale == 1.f) {
     std::memcpy(dst.get_data_handle(), source.get_data_handle(), bytes);
   } else {
     dnnl::stream stream(engine);
-    dnnl::reorder(source, dst).execute(stream, const_cast<memory&>(source), dst);
+    dnnl::primitive_attr attr;
+    if (source_scale != 1.f) attr.set_output_scales(0, {source_scale});
+    dnnl::reorder(source, dst, attr).execute(stream, const_cast<memory&>(source), dst);
     stream.wait();
   }
   if (!env.offload || !env.store || bytes < env.offload_min_bytes) {
@@ -102,16 +104,19 @@ PreparedWeight PrepareWeight(const dnnl::engine& engine, const ConstantEnv& env,
 const PreparedWeight& WeightCache::Get(const dnnl::engine& engine, const Graph& graph,
                                        const std::shared_ptr<const Tensor>& resident,
                                        const std::string& offloaded_name, const memory::desc& source_desc,
-                                       const memory::desc& wanted) {
+                                       const memory::desc& wanted, float source_scale) {
   for (const Entry& e : entries_) {
     const bool same_source = resident ? e.source == resident : !e.source && e.offloaded_name == offloaded_name;
-    if (same_source && e.source_desc == source_desc && e.wanted == wanted) return e.weight;
+    if (same_source && e.source_desc == source_desc && e.wanted == wanted && e.source_scale == source_scale) {
+      return e.weight;
+    }
   }
   // An offloaded source is fetched for the reorder only and released after it.
   const std::shared_ptr<const Tensor> source = resident ? resident : graph.Constant(offloaded_name);
   memory src(source_desc, engine, const_cast<void*>(source->raw_data()));
-  Entry e{resident, offloaded_name, source_desc, wanted, {}};
-  e.weight = PrepareWeight(engine, env_, src, wanted, "'" + (resident ? std::string("constant") : offloaded_name) + "'");
+  Entry e{resident, offloaded_name, source_desc, wanted, source_scale, {}};
+  e.weight = PrepareWeight(engine, env_, src, wanted, "'" + (resident ? std::string("constant") : offloaded_name) + "'",
+                           source_scale);
   if (e.weight.streamed) offloaded_bytes_ += wanted.get_size();
   entries_.push_back(std::move(e));
   return entries_.back().weight;
@@ -367,6 +372,7 @@ void PlanBuilder::ApplyOutputQuantization(const Node& node) {
     if (q == graph_.activation_quant.end()) continue;
     const ValueId id = by_name_[name];
     if (IsConstant(id) || (Value(id).dtype != DataType::kF32 && !Value(id).quant)) continue;
+    if (Value(id).on_grid == q->second) continue;
     if (Value(id).quant != q->second) by_name_[name] = Quantized(id, q->second);
   }
 }
@@ -434,6 +440,27 @@ ValueId PlanBuilder::Quantized(ValueId id, const QuantParams& params) {
 }
 
 void PlanBuilder::SetQuant(ValueId id, const QuantParams& params) { plan_->values_[id].quant = params; }
+
+void PlanBuilder::SetOnGrid(ValueId id, const QuantParams& params) { plan_->values_[id].on_grid = params; }
+
+PlanBuilder::Readers PlanBuilder::CountReaders(const std::string& name) const {
+  Readers readers;
+  for (const Node& n : graph_.nodes) {
+    if (n.fused_sum_input == name) ++readers.as_stored;
+    if (std::find(n.inputs.begin(), n.inputs.end(), name) == n.inputs.end()) continue;
+    const OpEntry* op = FindOp(n.op_type);
+    ++(op && op->int8_aware ? readers.as_stored : readers.as_float);
+  }
+  for (const GraphValue& out : graph_.outputs) readers.as_float += out.name == name;
+  return readers;
+}
+
+bool PlanBuilder::ReadOnlyAsFloat(const std::string& name) const { return CountReaders(name).as_stored == 0; }
+
+bool PlanBuilder::ReadOnlyAsStored(const std::string& name) const {
+  const Readers readers = CountReaders(name);
+  return readers.as_float == 0 && readers.as_stored > 0;
+}
 
 Result<std::vector<int64_t>> PlanBuilder::ConstantInts(size_t input_index) const {
   const ValueId id = RawInput(input_index);
@@ -584,17 +611,19 @@ void PlanBuilder::AddCopy(ValueId from, ValueId to) {
   AddPrimitive(dnnl::reorder(pd), pd, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
 }
 
-memory PlanBuilder::ConstantMemory(ValueId id, const memory::desc& source_desc, const memory::desc& wanted) {
+memory PlanBuilder::ConstantMemory(ValueId id, const memory::desc& source_desc, const memory::desc& wanted,
+                                   float source_scale) {
   const PlanValue& v = Value(id);
-  if (v.constant && source_desc == wanted && !(graph_.env.offload && wanted.get_size() >= graph_.env.offload_min_bytes)) {
+  if (v.constant && source_desc == wanted && source_scale == 1.f &&
+      !(graph_.env.offload && wanted.get_size() >= graph_.env.offload_min_bytes)) {
     return memory(wanted, engine_, v.constant->raw_data());
   }
   if (v.dequantized_from && !v.constant) {
     // Reordered once from the computed floats, which the cache releases when pruned.
     Constant(id);
-    return Track(weights_->Get(engine_, graph_, fetched_.at(id), "", source_desc, wanted));
+    return Track(weights_->Get(engine_, graph_, fetched_.at(id), "", source_desc, wanted, source_scale));
   }
-  return Track(weights_->Get(engine_, graph_, v.constant, v.offloaded ? v.name : "", source_desc, wanted));
+  return Track(weights_->Get(engine_, graph_, v.constant, v.offloaded ? v.name : "", source_desc, wanted, source_scale));
 }
 
 memory PlanBuilder::OwnedConstantMemory(Tensor tensor, const memory::desc& wanted) {

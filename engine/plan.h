@@ -48,6 +48,9 @@ struct PlanValue {
   ValueId alias_of = -1;               // shares the bytes of this value (a reshape)
   // Set when the value holds a float tensor in quantized form (dtype u8/s8).
   std::optional<QuantParams> quant;
+  // Set on f32 values already rounded onto this quantization's grid (an INT8
+  // op's output that only float ops read): a Q/DQ pair would not change them.
+  std::optional<QuantParams> on_grid;
   bool graph_input = false;
   // A graph constant kept in the WeightStore: `constant` stays null (its
   // bytes are fetched while the plan is built) unless a run-time kernel needs
@@ -133,10 +136,11 @@ struct PreparedWeight {
   Reservation reservation;  // of resident bytes
 };
 
-// Reorders `source` into `wanted` and, with offloading and at least the
-// minimum size, moves the result to the store. Throws StatusError.
+// Reorders `source` (times `source_scale`) into `wanted` and, with
+// offloading and at least the minimum size, moves the result to the store.
+// Throws StatusError.
 PreparedWeight PrepareWeight(const dnnl::engine& engine, const ConstantEnv& env, const dnnl::memory& source,
-                             const dnnl::memory::desc& wanted, const std::string& label);
+                             const dnnl::memory::desc& wanted, const std::string& label, float source_scale = 1.f);
 
 // Weights reordered into primitive-preferred layouts, shared across the plans
 // (batch sizes) of one model.
@@ -149,7 +153,7 @@ class WeightCache {
   // tensor while the entry exists. Throws StatusError.
   const PreparedWeight& Get(const dnnl::engine& engine, const Graph& graph,
                             const std::shared_ptr<const Tensor>& resident, const std::string& offloaded_name,
-                            const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted);
+                            const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted, float source_scale = 1.f);
   // Drops entries whose source nobody but the cache holds (the constants of evicted plans).
   void Prune();
   size_t offloaded_bytes() const { return offloaded_bytes_; }
@@ -159,6 +163,7 @@ class WeightCache {
     std::shared_ptr<const Tensor> source;
     std::string offloaded_name;
     dnnl::memory::desc source_desc, wanted;
+    float source_scale = 1.f;
     PreparedWeight weight;
   };
   ConstantEnv env_;
@@ -203,6 +208,13 @@ class PlanBuilder {
   ValueId Quantized(ValueId id, const QuantParams& params);
   // Marks a value the builder produced as holding quantized data.
   void SetQuant(ValueId id, const QuantParams& params);
+  void SetOnGrid(ValueId id, const QuantParams& params);
+  // Whether every node reading graph value `name` reads it as floats (no
+  // int8-aware op, no fused residual), so that an INT8 producer may hand it
+  // over dequantized; or as stored (int8-aware ops and fused residuals only,
+  // not a graph output), so that a float producer may write it quantized.
+  bool ReadOnlyAsFloat(const std::string& name) const;
+  bool ReadOnlyAsStored(const std::string& name) const;
   // The value in layout `desc` (reorders when needed).
   ValueId InLayout(ValueId id, const dnnl::memory::desc& desc);
 
@@ -232,14 +244,17 @@ class PlanBuilder {
   // Memory holding constant `id` in layout `wanted` (weights, reordered once per model).
   // `source_desc` describes the constant's plain bytes as the primitive sees them
   // (grouped convolution weights get an extra leading dimension, say).
-  dnnl::memory ConstantMemory(ValueId id, const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted);
+  // `source_scale` multiplies the values on the way (INT8 weights for a
+  // oneDNN layout that halves them again, see ops_conv.cc).
+  dnnl::memory ConstantMemory(ValueId id, const dnnl::memory::desc& source_desc, const dnnl::memory::desc& wanted,
+                              float source_scale = 1.f);
   dnnl::memory ConstantMemory(ValueId id, const dnnl::memory::desc& wanted) {
     return ConstantMemory(id, Value(id).desc, wanted);
   }
   // The same for a graph constant by name (the integers behind quantized weights).
   dnnl::memory ConstantMemory(const std::string& constant_name, const dnnl::memory::desc& source_desc,
-                              const dnnl::memory::desc& wanted) {
-    return ConstantMemory(Lookup(constant_name), source_desc, wanted);
+                              const dnnl::memory::desc& wanted, float source_scale = 1.f) {
+    return ConstantMemory(Lookup(constant_name), source_desc, wanted, source_scale);
   }
   // Memory for a tensor computed by the builder; the plan keeps it alive.
   dnnl::memory OwnedConstantMemory(Tensor tensor, const dnnl::memory::desc& wanted);
@@ -253,6 +268,10 @@ class PlanBuilder {
     int first = 0, last = 0;  // node indices, inclusive
     size_t offset = 0;
   };
+  struct Readers {
+    int as_float = 0, as_stored = 0;
+  };
+  Readers CountReaders(const std::string& name) const;
   ValueId AddValue(PlanValue value);
   ValueId NewBufferValue(PlanValue value, int last_use);
   int LastUse(const std::string& name) const;

@@ -216,5 +216,84 @@ TEST(Int8Ops, DequantizedTensorLivesUntilItsLastReader) {
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(literal_values[i], want[i], 1e-6f) << "element " << i;
 }
 
+// EfficientNet's pattern: SiLU (Sigmoid, Mul) between INT8 convolutions.
+// The Mul writes its output quantized for the conv after it, and the first
+// conv, read only by the float SiLU, writes floats already on its output
+// grid: no quantizing or dequantizing pass between them, same values as
+// the literal QDQ model (and exactly the QDQ arithmetic: on AVX2 without
+// VNNI the weights used to lose their last bit, see ops_conv.cc).
+TEST(Int8Ops, ConversionsAroundFloatOpsFoldIntoTheirNeighbours) {
+  const Shape xs = {2, 8, 6, 6}, ws = {8, 8, 1, 1};
+  const float sx = 4.f / 127, sc = 3.f / 127, sm = 2.f / 127;
+  OnnxBuilder b;
+  b.Input("x", xs).Output("out");
+  AddQdq(b, "x", "xq", sx, onnx::TensorProto::INT8);
+  const std::vector<float> w1 = AddQuantizedWeights(b, "w1", ws, 0, 41);
+  const std::vector<float> w2 = AddQuantizedWeights(b, "w2", ws, 0, 42);
+  b.Node("Conv", {"xq", "w1"}, {"c"});
+  AddQdq(b, "c", "cq", sc, onnx::TensorProto::INT8);
+  b.Node("Sigmoid", {"cq"}, {"s"});
+  b.Node("Mul", {"cq", "s"}, {"m"});
+  AddQdq(b, "m", "mq", sm, onnx::TensorProto::INT8);
+  b.Node("Conv", {"mq", "w2"}, {"out"});
+
+  const std::vector<float> x = test::RandomFloats(ElementCount(xs), 43, -3.f, 3.f);
+  std::vector<Tensor> inputs;
+  inputs.push_back(test::MakeTensor(xs, x));
+  Shape ys;
+  std::vector<float> m = test::naive::Conv2D(FakeQuantize(x, sx, false), xs, w1, ws, {}, {}, &ys);
+  for (float& v : m) {
+    v = FakeQuantize(v, sc, false);
+    v = FakeQuantize(v / (1.f + std::exp(-v)), sm, false);
+  }
+  const std::vector<float> want = test::naive::Conv2D(m, ys, w2, ws, {}, {}, &ys);
+  std::vector<std::vector<float>> results;
+  std::vector<int> kernels;
+  for (bool literal : {false, true}) {
+    EngineOptions options;
+    options.literal_qdq = literal;
+    auto model = b.Load(options);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto out = (*model)->Run(inputs);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    results.push_back(test::ToVector((*out)[0]));
+    kernels.push_back((*model)->stats().kernels);
+  }
+  // The INT8 convolutions accumulate exactly: float rounding of the scales aside, the values agree.
+  ASSERT_EQ(results[0].size(), want.size());
+  ASSERT_EQ(results[1].size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_NEAR(results[0][i], want[i], 1e-4f) << "element " << i;
+    ASSERT_NEAR(results[1][i], want[i], 1e-4f) << "element " << i;
+  }
+  // Quantize x, put it in the conv's layout, conv (floats on the grid),
+  // Sigmoid, Mul (writes s8), conv, output to plain: 7 (9 with the passes).
+  EXPECT_EQ(kernels[0], 7);
+}
+
+// A QDQ pair between a conv and its Relu rounds and clips the conv's output
+// first: the Relu is not fused across it (fused, the clipping was lost).
+TEST(Int8Ops, ReluAfterAQuantizedConvOutputSeesItClipped) {
+  const Shape xs = {1, 8, 4, 4}, ws = {8, 8, 1, 1};
+  const float sx = 4.f / 127, sc = 0.5f / 127;  // the conv's range is far wider than 0.5
+  OnnxBuilder b;
+  b.Input("x", xs).Output("out");
+  AddQdq(b, "x", "xq", sx, onnx::TensorProto::INT8);
+  const std::vector<float> w = AddQuantizedWeights(b, "w", ws, 0, 51);
+  b.Node("Conv", {"xq", "w"}, {"c"});
+  AddQdq(b, "c", "cq", sc, onnx::TensorProto::INT8);
+  b.Node("Relu", {"cq"}, {"out"});
+  const std::vector<float> x = test::RandomFloats(ElementCount(xs), 52, -3.f, 3.f);
+  std::vector<Tensor> inputs;
+  inputs.push_back(test::MakeTensor(xs, x));
+  auto out = test::LoadAndRun(b, inputs, {});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  Shape ys;
+  std::vector<float> want = test::naive::Conv2D(FakeQuantize(x, sx, false), xs, w, ws, {}, {}, &ys);
+  for (float& v : want) v = std::max(0.f, FakeQuantize(v, sc, false));
+  EXPECT_EQ(*std::max_element(want.begin(), want.end()), 127 * sc);  // the clipping is exercised
+  ExpectWithinOneStep(test::ToVector((*out)[0]), want, sc);
+}
+
 }  // namespace
 }  // namespace ppml::engine
