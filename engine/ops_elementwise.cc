@@ -163,8 +163,8 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
   }
   // An output kept quantized for INT8 readers only is written quantized: the
   // binary scales, rounds and saturates, sparing the quantizing pass.
-  const std::optional<QuantParams> quantize_to =
-      b.ReadOnlyAsStored(n.outputs[0]) ? SymmetricQuant(b, n.outputs[0]) : std::nullopt;
+  std::optional<QuantParams> quantize_to = SymmetricQuant(b, n.outputs[0]);
+  if (quantize_to && !b.ReadOnlyAsStored(n.outputs[0])) quantize_to.reset();
   const memory::desc out_desc = quantize_to ? WithDataType(dst, quantize_to->dtype) : dst;
   dnnl::primitive_attr attr = b.Attr();
   if (quantize_to) {

@@ -222,6 +222,17 @@ Node MakeNode(const std::string& op, const std::string& name, std::vector<std::s
   return n;
 }
 
+// The nodes of a matched pattern become one `op` node in the place (name,
+// output) of the last of them, `last`; the others die. `inputs` is taken
+// by value: it may name values of the nodes being replaced.
+Node& ReplacePattern(Graph& graph, std::set<int> matched, int last, const std::string& op,
+                     std::vector<std::string> inputs, int opset, std::set<int>* dead) {
+  graph.nodes[last] = MakeNode(op, graph.nodes[last].name, std::move(inputs), {graph.nodes[last].outputs[0]}, opset);
+  matched.erase(last);
+  dead->insert(matched.begin(), matched.end());
+  return graph.nodes[last];
+}
+
 }  // namespace
 
 Status DecomposeQLinearOps(Graph& graph) {
@@ -480,13 +491,9 @@ Status FuseLayerNorms(Graph& graph, PassStats* stats) {
       matched.insert(next);
       last = next;
     }
-    Node norm = MakeNode("LayerNormalization", graph.nodes[last].name, {x, scale, bias},
-                         {graph.nodes[last].outputs[0]}, mean.opset);
+    Node& norm = ReplacePattern(graph, matched, last, "LayerNormalization", {x, scale, bias}, mean.opset, &dead);
     norm.attributes["axis"] = Attribute{axis};
     norm.attributes["epsilon"] = Attribute{static_cast<float>(epsilon)};
-    graph.nodes[last] = std::move(norm);
-    matched.erase(last);
-    dead.insert(matched.begin(), matched.end());
     ++stats->fused_layer_norms;
   }
   RemoveNodes(graph, dead);
@@ -537,11 +544,7 @@ Status FuseGelus(Graph& graph, PassStats* stats) {
     } else {
       continue;
     }
-    matched.insert(last);
-    Node gelu = MakeNode("Gelu", graph.nodes[last].name, {x}, {graph.nodes[last].outputs[0]}, erf.opset);
-    graph.nodes[last] = std::move(gelu);
-    matched.erase(last);
-    dead.insert(matched.begin(), matched.end());
+    ReplacePattern(graph, matched, last, "Gelu", {x}, erf.opset, &dead);
     ++stats->fused_gelus;
   }
   RemoveNodes(graph, dead);
