@@ -777,5 +777,42 @@ TEST(FusionTest, BatchedMatMulTakesBiasAndGelu) {
   EXPECT_EQ(stats.kernels, 2);
 }
 
+// Gemm without C, then an Add of one bias per column: the bias becomes C
+// (transB: the columns are B's rows). A bias that is a graph input stays an Add.
+TEST(FusionTest, GemmTakesAFollowingBiasAsC) {
+  const int64_t M = 3, K = 6, N = 4;
+  const auto a = RandomFloats(M * K, 3050), w = RandomFloats(N * K, 3051), bias = RandomFloats(N, 3052);
+  std::vector<float> want(M * N);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = bias[j];
+      for (int64_t k = 0; k < K; ++k) acc += static_cast<double>(a[i * K + k]) * w[j * K + k];
+      want[i * N + j] = static_cast<float>(acc);
+    }
+  for (bool constant_bias : {true, false}) {
+    SCOPED_TRACE(constant_bias ? "constant bias" : "bias as a graph input");
+    OnnxBuilder b;
+    b.Input("a", {-1, K});
+    b.Initializer("w", {N, K}, w);
+    if (constant_bias) {
+      b.Initializer("bias", {N}, bias);
+    } else {
+      b.Input("bias", {N});
+    }
+    b.Node("Gemm", {"a", "w"}, {"g"}).Int("transB", 1);
+    b.Node("Add", {"g", "bias"}, {"y"});
+    b.Output("y");
+    auto model = b.Load();
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    std::vector<Tensor> inputs;
+    inputs.push_back(MakeTensor({M, K}, a));
+    if (!constant_bias) inputs.push_back(MakeTensor({N}, bias));
+    auto out = (*model)->Run(inputs);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_TRUE(AllClose((*out)[0], {M, N}, want, 1e-4f, 1e-5f));
+    EXPECT_EQ((*model)->stats().fused_post_ops, constant_bias ? 1 : 0);
+  }
+}
+
 }  // namespace
 }  // namespace ppml::test
