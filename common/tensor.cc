@@ -1,5 +1,6 @@
 #include "common/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -51,6 +52,10 @@ std::string ShapeToString(const Shape& shape) {
     s += std::to_string(shape[i]);
   }
   return s + "]";
+}
+
+Shape WithoutLeadingOnes(const Shape& shape) {
+  return Shape(std::find_if(shape.begin(), shape.end(), [](int64_t d) { return d != 1; }), shape.end());
 }
 
 void Tensor::AlignedFree::operator()(void* p) const { std::free(p); }

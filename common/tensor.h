@@ -28,6 +28,7 @@ int64_t ElementCount(const Shape& shape);  // 1 for a scalar (empty shape)
 // for scale and zero-point constants, printing and checks, not hot loops.
 double ElementAsDouble(DataType type, const void* data, int64_t i);
 std::string ShapeToString(const Shape& shape);  // "[16,3,224,224]"
+Shape WithoutLeadingOnes(const Shape& shape);    // [1,1,3,1] -> [3,1]
 
 // Maps C++ element types to DataType.
 template <typename T> struct DataTypeOf;

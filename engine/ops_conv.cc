@@ -185,8 +185,9 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   const DataType dst_type = on_grid ? DataType::kF32 : int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
   dnnl::primitive_attr attr = b.Attr();
   attr.set_post_ops(ops);
+  std::vector<float> scales;
   if (int8) {
-    const std::vector<float> scales = OutputScales(int8->src.scale, *int8->weights, spec.dst_scale);
+    scales = OutputScales(int8->src.scale, *int8->weights, spec.dst_scale);
     attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
   }
 
@@ -219,7 +220,6 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     if ((extra.flags & dnnl_memory_extra_flag_scale_adjust) && extra.scale_adjust > 0.f && extra.scale_adjust < 1.f &&
         MaxAbsInt8(b, int8->weights->values) / extra.scale_adjust <= 127.f) {
       weight_source_scale = 1.f / extra.scale_adjust;
-      std::vector<float> scales = OutputScales(int8->src.scale, *int8->weights, spec.dst_scale);
       for (float& s : scales) s *= extra.scale_adjust;
       attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
       pd = dnnl::convolution_forward::primitive_desc(desc, attr, b.engine());

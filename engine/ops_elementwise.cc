@@ -218,9 +218,8 @@ Status BuildArithmetic(const Node& n, PlanBuilder& b) {
     PPML_ASSIGN_OR_RETURN(op, ReferenceBinaryOp(n.op_type));
   }
   if ((n.op_type == "And" || n.op_type == "Or") && dtype != DataType::kU8) return b.Error("inputs must be bool");
-  const bool comparison = op == ref::BinaryOp::kEqual || op == ref::BinaryOp::kLess || op == ref::BinaryOp::kGreater;
   for (ValueId& id : operands) id = b.Plain(id);
-  const ValueId out = b.DefinePlainOutput(0, comparison ? DataType::kU8 : dtype, out_shape);
+  const ValueId out = b.DefinePlainOutput(0, ref::IsComparison(op) ? DataType::kU8 : dtype, out_shape);
   const bool mean = n.op_type == "Mean";
   b.AddCustom([operands, out, op, mean, dtype](const RunContext& c) -> Status {
     const ref::MutView dst = MutViewOf(c, out);

@@ -96,11 +96,6 @@ Status BuildSoftmax(const Node& n, PlanBuilder& b) {
   return Status::Ok();
 }
 
-Shape WithoutLeadingOnes(const Shape& shape) {
-  auto first = std::find_if(shape.begin(), shape.end(), [](int64_t d) { return d != 1; });
-  return Shape(first, shape.end());
-}
-
 // oneDNN normalizes a [rows, inner] view with one scale and shift per column;
 // the reference kernel serves the rarely wanted Mean and InvStdDev outputs.
 // No Scale (only FuseLayerNorms makes such a node) means ones.

@@ -162,9 +162,9 @@ std::string PerElementOperand(const Graph& graph, const Node& n, const std::stri
   DataType type;
   Shape shape;
   if (other.empty() || !graph.ConstantInfo(other, &type, &shape) || type != DataType::kF32) return "";
-  shape.erase(shape.begin(), std::find_if(shape.begin(), shape.end(), [](int64_t d) { return d != 1; }));
-  if (static_cast<int64_t>(shape.size()) != dims) return "";
-  for (int64_t d : shape) {
+  const Shape trailing = WithoutLeadingOnes(shape);
+  if (static_cast<int64_t>(trailing.size()) != dims) return "";
+  for (int64_t d : trailing) {
     if (d <= 1) return "";
   }
   return other;

@@ -309,10 +309,6 @@ inline To ConvertValue(From v) {
 // ---------------------------------------------------------------------------
 // Binary element-wise arithmetic.
 
-constexpr bool IsComparison(BinaryOp op) {
-  return op == BinaryOp::kEqual || op == BinaryOp::kLess || op == BinaryOp::kGreater;
-}
-
 const char* BinaryOpName(BinaryOp op) {
   switch (op) {
     case BinaryOp::kAdd: return "Add";

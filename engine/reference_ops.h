@@ -50,6 +50,9 @@ enum class BinaryOp { kAdd, kSub, kMul, kDiv, kMax, kMin, kPow, kEqual, kLess, k
 // Mod: the remainder with the divisor's sign (Python's %); Fmod with the
 // dividend's (C's fmod); an integer remainder by zero is InvalidArgument.
 Status Binary(BinaryOp op, const ConstView& a, const ConstView& b, const MutView& out);
+constexpr bool IsComparison(BinaryOp op) {
+  return op == BinaryOp::kEqual || op == BinaryOp::kLess || op == BinaryOp::kGreater;
+}
 
 // Axes may be negative (counted from the end); these normalize and check them.
 Result<int64_t> NormalizeAxis(int64_t axis, int64_t rank);
