@@ -233,10 +233,13 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     const memory::desc source = WithDataType(SourceWeightDesc(w_dims, p.group, false), DataType::kS8);
     fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, source, pd.weights_desc(), weight_source_scale);
     if (p.bias != kNoValue) {
-      // INT8 bias is added to the s32 accumulator: in units of src_scale * weight_scale[c].
+      // INT8 bias is added to the s32 accumulator: in units of src_scale * weight_scale[c]
+      // (of the output scales, so it grows as much as doubled weights shrink them).
       const std::vector<float> unit = OutputScales(int8->src.scale, *int8->weights, 1.f);
       Tensor bias = b.Constant(p.bias)->Clone();
-      for (int64_t c = 0; c < bias.element_count(); ++c) bias.data<float>()[c] /= unit[unit.size() > 1 ? c : 0];
+      for (int64_t c = 0; c < bias.element_count(); ++c) {
+        bias.data<float>()[c] *= weight_source_scale / unit[unit.size() > 1 ? c : 0];
+      }
       fixed[DNNL_ARG_BIAS] = b.OwnedConstantMemory(std::move(bias), pd.bias_desc());
     }
   } else {

@@ -230,7 +230,9 @@ TEST(Int8Ops, ConversionsAroundFloatOpsFoldIntoTheirNeighbours) {
   AddQdq(b, "x", "xq", sx, onnx::TensorProto::INT8);
   const std::vector<float> w1 = AddQuantizedWeights(b, "w1", ws, 0, 41);
   const std::vector<float> w2 = AddQuantizedWeights(b, "w2", ws, 0, 42);
-  b.Node("Conv", {"xq", "w1"}, {"c"});
+  const std::vector<float> bias = test::RandomFloats(8, 44, -1.f, 1.f);
+  b.Initializer("bias", {8}, bias);
+  b.Node("Conv", {"xq", "w1", "bias"}, {"c"});
   AddQdq(b, "c", "cq", sc, onnx::TensorProto::INT8);
   b.Node("Sigmoid", {"cq"}, {"s"});
   b.Node("Mul", {"cq", "s"}, {"m"});
@@ -241,7 +243,7 @@ TEST(Int8Ops, ConversionsAroundFloatOpsFoldIntoTheirNeighbours) {
   std::vector<Tensor> inputs;
   inputs.push_back(test::MakeTensor(xs, x));
   Shape ys;
-  std::vector<float> m = test::naive::Conv2D(FakeQuantize(x, sx, false), xs, w1, ws, {}, {}, &ys);
+  std::vector<float> m = test::naive::Conv2D(FakeQuantize(x, sx, false), xs, w1, ws, bias, {}, &ys);
   for (float& v : m) {
     v = FakeQuantize(v, sc, false);
     v = FakeQuantize(v / (1.f + std::exp(-v)), sm, false);
