@@ -250,6 +250,10 @@ Result<std::unique_ptr<Enclave>> Enclave::Create(const EnclaveConfig& config, co
   options.offload_weights = impl->on_demand;
   // Under a tight budget one plan (one arena) at a time; another batch size replaces it.
   if (impl->on_demand) options.max_plans = 1;
+  // Winograd's weights take 4x the bytes of a 3x3 layer's and its scratchpad
+  // grows with the batch: not where memory is the scarce resource. Without
+  // it, streamed and resident weights also give the same bits.
+  options.winograd = false;
   {
     const size_t graph_bytes = impl->package->manifest().chunks.at(0).plaintext_length();
     PPML_ASSIGN_OR_RETURN(engine::Reservation graph_reserved,

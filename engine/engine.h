@@ -158,6 +158,10 @@ struct EngineOptions {
   // model). BatchNormalization folding stays; post-op fusion is off, so each
   // delegated layer's result is its plain output.
   LinearDelegate* linear_delegate = nullptr;
+  // FP32 3x3 convolutions in Winograd where oneDNN has it (AVX-512): about
+  // 2x faster there, but their weights take 4x the bytes (6x6 tiles for 3x3)
+  // and the scratchpad grows; off where memory is what is scarce.
+  bool winograd = true;
 };
 
 // Counters describing what Load made of the graph (for logs and tests).
@@ -171,6 +175,7 @@ struct ModelStats {
   size_t weight_bytes = 0;
   size_t arena_bytes = 0;      // arena (activations, streamed weights) of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built
+  int winograd_convs = 0;      // convolutions run in Winograd in the last plan built
   int quantized_tensors = 0;   // tensors a QDQ model keeps in INT8 (0: an FP32 model)
   size_t offloaded_bytes = 0;  // prepared weights kept in the WeightStore (offload_weights)
   size_t streamed_bytes_per_run = 0;  // of those, fetched per run of the last plan built
@@ -210,6 +215,9 @@ class Model {
 
 // The instruction set oneDNN dispatches to on this CPU, e.g. "avx2", "avx512_core_vnni".
 std::string EffectiveCpuIsa();
+// Whether that instruction set multiplies u8 x s8 into 32-bit sums (VNNI;
+// avx512_core_bf16 and _amx include it though their names do not say so).
+bool CpuHasVnni();
 
 // Sets the OpenMP thread count oneDNN uses in this process (0 keeps it) and
 // flushes denormals to zero on every thread of the pool (see FlushDenormals).

@@ -108,6 +108,7 @@ struct Graph {
   std::map<std::string, OffloadedConstant> offloaded;        // constants kept in env.store
   ConstantEnv env;
   LinearDelegate* linear_delegate = nullptr;  // EngineOptions::linear_delegate
+  bool winograd = true;                       // EngineOptions::winograd
   std::vector<Node> nodes;  // topologically sorted
 
   // QDQ models (see passes.h, CollapseQdqPairs): float tensors the model says

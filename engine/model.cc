@@ -127,6 +127,7 @@ class OnnxModel final : public Model {
         stats_.kernels = static_cast<int>(plan->step_count());
         stats_.arena_bytes = plan->arena_bytes();
         stats_.macs = plan->macs();
+        stats_.winograd_convs = plan->winograd_convs();
         stats_.offloaded_bytes = weights_.offloaded_bytes();
         stats_.streamed_bytes_per_run = plan->streamed_bytes();
         ++stats_.plans_built;
@@ -189,6 +190,7 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
     if (!options.linear_delegate) PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
   }
   graph.linear_delegate = options.linear_delegate;
+  graph.winograd = options.winograd;
   auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans);
   PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
   return std::unique_ptr<Model>(std::move(model));
@@ -215,6 +217,16 @@ Result<std::unique_ptr<Model>> Model::LoadFile(const std::string& path, const En
   std::vector<char> data((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   if (file.bad()) return Status::IoError(path + ": read failed");
   return LoadBytes(std::as_bytes(std::span<const char>(data)), path, options);
+}
+
+bool CpuHasVnni() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx2_vnni:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx: return true;
+    default: return false;
+  }
 }
 
 std::string EffectiveCpuIsa() {

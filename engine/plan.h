@@ -101,6 +101,7 @@ class Plan {
   size_t step_count() const { return steps_.size(); }
   // Multiply-accumulates of the convolutions and matrix products per run.
   int64_t macs() const { return macs_; }
+  int winograd_convs() const { return winograd_convs_; }
   // Bytes of weights fetched from the WeightStore per run.
   size_t streamed_bytes() const { return streamed_bytes_; }
 
@@ -126,6 +127,7 @@ class Plan {
   size_t arena_bytes_ = 0;
   size_t streamed_bytes_ = 0;
   int64_t macs_ = 0;
+  int winograd_convs_ = 0;
 };
 
 // A weight in the layout a primitive wants: resident (memory has data), or
@@ -239,6 +241,7 @@ class PlanBuilder {
   void AddCustom(CustomKernel kernel);
   // Records the multiply-accumulates a linear op performs (for stats and FLOP rates).
   void CountMacs(int64_t macs) { plan_->macs_ += macs; }
+  void CountWinograd() { ++plan_->winograd_convs_; }
   // Copies `from` into `to` (a reorder: layouts may differ, shapes may not).
   void AddCopy(ValueId from, ValueId to);
   // Memory holding constant `id` in layout `wanted` (weights, reordered once per model).

@@ -36,6 +36,9 @@ void AddPrecisionOptions(CLI::App& command, ModelSource& source) {
                      "int8 calibration set: fashion-mnist:train:N, random:N, or a folder of .npy files");
   command.add_option("--method", source.method, "int8 calibration method: minmax, percentile or entropy")
       ->capture_default_str();
+  command.add_flag("!--no-winograd", source.winograd,
+                   "FP32 3x3 convolutions on oneDNN's direct kernels only (Winograd is used where oneDNN has it, "
+                   "AVX-512)");
 }
 
 Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
@@ -43,6 +46,7 @@ Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
   engine::SetThreads(source.threads);
   engine::EngineOptions options;
   options.threads = source.threads;
+  options.winograd = source.winograd;
   if (source.precision == "fp32") return engine::Model::LoadFile(source.path, options);
   PPML_ASSIGN_OR_RETURN(std::string bytes, int8::ReadModelBytes(source.path));
   Result<bool> quantized_already = int8::IsQuantizedModel(bytes);
@@ -71,7 +75,7 @@ int8::QuantizeOptions DefaultQuantizeOptions() {
   int8::QuantizeOptions options;
   // Without VNNI, oneDNN multiplies u8 x s8 pairs into saturating 16-bit sums;
   // 7-bit weights keep those sums exact (onnxruntime's reduce_range).
-  options.reduce_range = engine::EffectiveCpuIsa().find("vnni") == std::string::npos;
+  options.reduce_range = !engine::CpuHasVnni();
   return options;
 }
 

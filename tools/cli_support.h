@@ -46,8 +46,9 @@ struct ModelSource {
   std::string calibration;         // SPEC for int8: fashion-mnist:train:N, random:N, or a .npy folder
   std::string method = "entropy";  // minmax | percentile | entropy
   int threads = 2;
+  bool winograd = true;            // EngineOptions::winograd
 };
-// Adds --precision, --calib and --method to a command.
+// Adds --precision, --calib, --method and --no-winograd to a command.
 void AddPrecisionOptions(CLI::App& command, ModelSource& source);
 Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source);
 // The quantizer's options for this CPU, and calibration options printing progress.

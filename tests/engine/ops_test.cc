@@ -285,12 +285,19 @@ struct Conv2DCase {
   std::string auto_pad;  // empty: explicit pads attribute
 };
 
-void RunConv2D(const Conv2DCase& c, uint64_t seed) {
-  SCOPED_TRACE(c.label);
+struct Conv2DModel {
+  OnnxBuilder builder;
+  Tensor input;
+  Shape ys;
+  std::vector<float> want;
+};
+
+Conv2DModel MakeConv2D(const Conv2DCase& c, uint64_t seed) {
   const auto x = RandomFloats(ElementCount(c.xs), seed);
   const auto w = RandomFloats(ElementCount(c.ws), seed + 1);
   const auto bias = c.bias ? RandomFloats(c.ws[0], seed + 2) : std::vector<float>{};
-  OnnxBuilder b;
+  Conv2DModel m;
+  OnnxBuilder& b = m.builder;
   b.Input("x", c.xs);
   b.Initializer("w", c.ws, w);
   if (c.bias) b.Initializer("b", {c.ws[0]}, bias);
@@ -306,9 +313,15 @@ void RunConv2D(const Conv2DCase& c, uint64_t seed) {
     node.String("auto_pad", c.auto_pad);
   }
   b.Output("y");
-  Shape ys;
-  const auto want = naive::Conv2D(x, c.xs, w, c.ws, bias, c.args, &ys);
-  ExpectOutput(b, Inputs(MakeTensor(c.xs, x)), ys, want, 1e-4f, 1e-4f);
+  m.input = MakeTensor(c.xs, x);
+  m.want = naive::Conv2D(x, c.xs, w, c.ws, bias, c.args, &m.ys);
+  return m;
+}
+
+void RunConv2D(const Conv2DCase& c, uint64_t seed) {
+  SCOPED_TRACE(c.label);
+  Conv2DModel m = MakeConv2D(c, seed);
+  ExpectOutput(m.builder, Inputs(std::move(m.input)), m.ys, m.want, 1e-4f, 1e-4f);
 }
 
 TEST(ConvTest, Stride2WithPadsAndBias) {
@@ -316,6 +329,27 @@ TEST(ConvTest, Stride2WithPadsAndBias) {
   a.stride_h = a.stride_w = 2;
   a.pad_top = a.pad_left = a.pad_bottom = a.pad_right = 1;
   RunConv2D({"stride 2, pads 1", {2, 4, 9, 9}, {6, 4, 3, 3}, true, a, ""}, 10);
+}
+
+// FP32 3x3 stride-1 layers from a batch of 2 run Winograd where oneDNN has
+// it (AVX-512), direct elsewhere or when asked: within float rounding of the
+// reference either way.
+TEST(ConvTest, Winograd3x3MatchesTheReferenceWhereOneDnnHasIt) {
+  naive::Conv2DArgs a;
+  a.pad_top = a.pad_left = a.pad_bottom = a.pad_right = 1;
+  Conv2DModel m = MakeConv2D({"3x3, stride 1", {4, 32, 14, 14}, {48, 32, 3, 3}, true, a, ""}, 30);
+  const bool has_winograd = engine::EffectiveCpuIsa().rfind("avx512", 0) == 0;
+  for (const bool winograd : {true, false}) {
+    SCOPED_TRACE(winograd ? "winograd allowed" : "winograd off");
+    EngineOptions options;
+    options.winograd = winograd;
+    auto model = m.builder.Load(options);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto out = (*model)->Run(Inputs(m.input.Clone()));
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_TRUE(AllClose((*out)[0], m.ys, m.want, 1e-4f, 1e-4f));
+    EXPECT_EQ((*model)->stats().winograd_convs, winograd && has_winograd ? 1 : 0);
+  }
 }
 
 TEST(ConvTest, AsymmetricPadsAndStridesWithoutBias) {
