@@ -86,15 +86,15 @@ void BindBias(PlanBuilder& b, ValueId bias, const memory::desc& wanted, std::vec
   }
 }
 
-// Where Winograd pays, when oneDNN has a kernel for it: FP32 3x3 layers,
-// stride and dilation 1, no groups, a batch of 2 or more (at 1 it loses on
-// large images).
-bool UsesWinograd(bool int8, const ConvParts& p, const Window& win, int64_t batch) {
+// Where Winograd pays, when oneDNN has a kernel for it: FP32 3x3 layers with
+// constant weights, stride and dilation 1, no groups, a batch of 2 or more
+// (at 1 it loses on large images).
+bool WantsWinograd(const PlanBuilder& b, bool int8, const ConvParts& p, const Window& win, int64_t batch) {
   const bool unit = std::all_of(win.strides.begin(), win.strides.end(), [](auto s) { return s == 1; }) &&
                     std::all_of(win.dilations_minus_one.begin(), win.dilations_minus_one.end(),
                                 [](auto d) { return d == 0; });
-  return !int8 && p.group == 1 && p.w_shape.size() == 4 && p.w_shape[2] == 3 && p.w_shape[3] == 3 && unit &&
-         batch >= 2;
+  return b.graph().winograd && !int8 && b.IsConstant(p.w) && p.group == 1 && p.w_shape.size() == 4 &&
+         p.w_shape[2] == 3 && p.w_shape[3] == 3 && unit && batch >= 2;
 }
 
 // How a convolution runs in INT8: the model holds its input quantized
@@ -219,21 +219,21 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
                                                  dst_any, win.strides, win.dilations_minus_one, win.pad_begin,
                                                  win.pad_end);
   };
-  auto desc = conv_desc(dnnl::algorithm::convolution_direct);
-  dnnl::convolution_forward::primitive_desc pd(desc, attr, b.engine());
   // FP32 3x3 stride-1 layers run Winograd where oneDNN has it (AVX-512):
   // 2.2x the direct kernel there for ResNet's shapes from a batch of 2 on,
   // with errors of float rounding. oneDNN's convolution_auto never picks it
   // (its direct kernel accepts first); elsewhere this falls back to direct.
-  if (b.graph().winograd && UsesWinograd(int8.has_value(), p, win, xs[0]) && b.IsConstant(p.w)) {
+  auto desc = conv_desc(dnnl::algorithm::convolution_direct);
+  dnnl::convolution_forward::primitive_desc pd;
+  if (WantsWinograd(b, int8.has_value(), p, win, xs[0])) {
     auto winograd_desc = conv_desc(dnnl::algorithm::convolution_winograd);
-    dnnl::convolution_forward::primitive_desc winograd(winograd_desc, attr, b.engine(), true);
-    if (winograd) {
+    pd = dnnl::convolution_forward::primitive_desc(winograd_desc, attr, b.engine(), true);
+    if (pd) {
       desc = winograd_desc;
-      pd = winograd;
       b.CountWinograd();
     }
   }
+  if (!pd) pd = dnnl::convolution_forward::primitive_desc(desc, attr, b.engine());
   // Without VNNI, oneDNN keeps s8 x s8 products from saturating by halving
   // the weights as it reorders them (scale_adjust) and doubling the result:
   // odd weights lost their last bit (2% off on a single layer). Weights
