@@ -20,11 +20,21 @@ Status OpenSslError(const std::string& what) { return Status::Internal(OpenSslEr
 // OSSL_PARAM wants non-const pointers even for inputs it only reads.
 void* Mutable(const uint8_t* p) { return const_cast<uint8_t*>(p); }
 
+// OpenSSL reports a zero-length input given by a null pointer as missing.
+const uint8_t* DataOrEmpty(ByteSpan bytes) {
+  static const uint8_t kEmpty[1] = {0};
+  return bytes.empty() ? kEmpty : bytes.data();
+}
+
 // OpenSSL takes int lengths; refuse anything that does not fit.
 bool FitsInt(size_t n) { return n <= static_cast<size_t>(INT_MAX); }
 
-// The fetched algorithms are immutable and reference counted, so one copy per
-// process is shared by every thread (static init is thread-safe).
+// OpenSSL 3.0 looks an algorithm up by name (locks, hash lookups, string
+// compares) each time a context is set up from a name or a legacy EVP_aes_*()
+// object: on the request path that cost as much as the key schedule itself.
+// So each algorithm is fetched once; the fetched objects are immutable and
+// reference counted, one copy shared by every thread (static init is
+// thread-safe). A null result surfaces as an OpenSSL error at first use.
 EVP_KDF* HkdfAlgorithm() {
   static EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
   return kdf;
@@ -33,47 +43,71 @@ EVP_MAC* HmacAlgorithm() {
   static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   return mac;
 }
-
-// One EVP_KDF "HKDF" (SHA-256) derivation in the given mode.
-Result<SecretBytes> RunHkdf(int mode, ByteSpan key, ByteSpan salt, ByteSpan info, size_t length) {
-  EVP_KDF* kdf = HkdfAlgorithm();
-  if (kdf == nullptr) return OpenSslError("HKDF: EVP_KDF_fetch");
-  EvpKdfCtxPtr ctx(EVP_KDF_CTX_new(kdf));
-  if (!ctx) return OpenSslError("HKDF: EVP_KDF_CTX_new");
-
-  // A zero-length key still needs a valid pointer, or OpenSSL reports it missing.
-  static const uint8_t kEmpty[1] = {0};
-  const uint8_t* key_ptr = key.empty() ? kEmpty : key.data();
-  char digest[] = "SHA256";
-  OSSL_PARAM params[5];
-  size_t n = 0;
-  params[n++] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
-  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, Mutable(key_ptr), key.size());
-  // Absent salt = HashLen zeros (RFC 5869 §2.2); absent info = empty info.
-  if (!salt.empty()) {
-    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, Mutable(salt.data()), salt.size());
-  }
-  if (!info.empty()) {
-    params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, Mutable(info.data()), info.size());
-  }
-  params[n] = OSSL_PARAM_construct_end();
-
-  SecretBytes out(length);
-  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) <= 0) {
-    return OpenSslError("HKDF: EVP_KDF_derive");
-  }
-  return out;
+EVP_MD* Sha256Algorithm() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+EVP_CIPHER* AesGcmCipher(size_t key_length) {
+  static EVP_CIPHER* aes128 = EVP_CIPHER_fetch(nullptr, "AES-128-GCM", nullptr);
+  static EVP_CIPHER* aes256 = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  return key_length == kAes256KeyLength ? aes256 : aes128;
 }
 
-const EVP_CIPHER* AesGcmCipher(size_t key_length) {
-  if (key_length == kAes256KeyLength) return EVP_aes_256_gcm();
-  if (key_length == kAes128KeyLength) return EVP_aes_128_gcm();
-  return nullptr;
+// Contexts whose digest is set once per thread, so that a use copies them
+// (EVP_*_CTX_dup: no lookup by name) and keys only the copy, which is wiped
+// when freed; the templates themselves never hold a secret.
+Result<EvpMacCtxPtr> NewHmacSha256Context() {
+  thread_local EvpMacCtxPtr hmac_template = []() -> EvpMacCtxPtr {
+    if (HmacAlgorithm() == nullptr) return nullptr;
+    EvpMacCtxPtr ctx(EVP_MAC_CTX_new(HmacAlgorithm()));
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    // Keyed with the empty key: HMAC's copy needs an initialised state.
+    if (!ctx || EVP_MAC_init(ctx.get(), DataOrEmpty({}), 0, params) != 1) return nullptr;
+    return ctx;
+  }();
+  if (!hmac_template) return OpenSslError("HMAC-SHA256: context");
+  EvpMacCtxPtr ctx(EVP_MAC_CTX_dup(hmac_template.get()));
+  if (!ctx) return OpenSslError("HMAC-SHA256: EVP_MAC_CTX_dup");
+  return ctx;
+}
+
+// An HKDF-SHA256 expand context; setting the digest by name fetches it.
+Result<EvpKdfCtxPtr> NewHkdfSha256ExpandContext() {
+  if (HkdfAlgorithm() == nullptr) return OpenSslError("HKDF: EVP_KDF_fetch");
+  EvpKdfCtxPtr ctx(EVP_KDF_CTX_new(HkdfAlgorithm()));
+  int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+                         OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  if (!ctx || EVP_KDF_CTX_set_params(ctx.get(), params) != 1) return OpenSslError("HKDF: context");
+  return ctx;
+}
+
+// OpenSSL 3.0's HKDF cannot be copied (no dupctx), so each thread keeps one
+// expand context and rekeys it per use; the caller overwrites the key after.
+Result<EVP_KDF_CTX*> ThreadHkdfSha256ExpandContext() {
+  thread_local Result<EvpKdfCtxPtr> hkdf = NewHkdfSha256ExpandContext();
+  if (!hkdf.ok()) return hkdf.status();
+  return hkdf->get();
+}
+
+// HMAC-SHA256 of `data` under `key` into `out` (32 bytes).
+Status HmacSha256Into(ByteSpan key, ByteSpan data, std::span<uint8_t> out) {
+  PPML_ASSIGN_OR_RETURN(EvpMacCtxPtr ctx, NewHmacSha256Context());
+  size_t length = 0;
+  if (EVP_MAC_init(ctx.get(), DataOrEmpty(key), key.size(), nullptr) != 1 ||
+      EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_MAC_final(ctx.get(), out.data(), &length, out.size()) != 1 || length != kSha256Length) {
+    return OpenSslError("HMAC-SHA256");
+  }
+  return Status::Ok();
 }
 
 Status CheckGcmArgs(ByteSpan key, ByteSpan nonce, ByteSpan aad, size_t text_length) {
-  if (AesGcmCipher(key.size()) == nullptr) {
+  if (key.size() != kAes256KeyLength && key.size() != kAes128KeyLength) {
     return Status::InvalidArgument("AES-GCM: key must be 16 or 32 bytes, got " + std::to_string(key.size()));
   }
   if (nonce.size() != kAesGcmNonceLength) {
@@ -130,7 +164,7 @@ Result<Bytes> Sha256(ByteSpan data) {
   if (!ctx) return OpenSslError("SHA-256: EVP_MD_CTX_new");
   Bytes out(kSha256Length);
   unsigned int length = 0;
-  if (EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+  if (EVP_DigestInit_ex(ctx.get(), Sha256Algorithm(), nullptr) != 1 ||
       EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), out.data(), &length) != 1 || length != kSha256Length) {
     return OpenSslError("SHA-256");
@@ -139,31 +173,20 @@ Result<Bytes> Sha256(ByteSpan data) {
 }
 
 Result<Bytes> HmacSha256(ByteSpan key, ByteSpan data) {
-  EVP_MAC* mac = HmacAlgorithm();
-  if (mac == nullptr) return OpenSslError("HMAC-SHA256: EVP_MAC_fetch");
-  EvpMacCtxPtr ctx(EVP_MAC_CTX_new(mac));
-  if (!ctx) return OpenSslError("HMAC-SHA256: EVP_MAC_CTX_new");
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_end(),
-  };
-  static const uint8_t kEmpty[1] = {0};
-  const uint8_t* key_ptr = key.empty() ? kEmpty : key.data();
   Bytes out(kSha256Length);
-  size_t length = 0;
-  if (EVP_MAC_init(ctx.get(), key_ptr, key.size(), params) != 1 ||
-      EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_MAC_final(ctx.get(), out.data(), &length, out.size()) != 1 || length != kSha256Length) {
-    return OpenSslError("HMAC-SHA256");
-  }
+  PPML_RETURN_IF_ERROR(HmacSha256Into(key, data, out));
   return out;
 }
 
+// RFC 5869 §2.2 defines Extract as HMAC(salt, ikm), an empty salt being
+// HashLen zeros, which HMAC pads the empty key to anyway. It is computed so
+// rather than through EVP_KDF: OpenSSL 3.0's HKDF extract fetches HMAC and
+// SHA-256 by name on every call (EVP_Q_mac).
 Result<SecretBytes> HkdfSha256Extract(ByteSpan salt, ByteSpan ikm) {
-  return RunHkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, salt, {}, kSha256Length);
+  SecretBytes prk(kSha256Length);
+  PPML_RETURN_IF_ERROR(HmacSha256Into(salt, ikm, prk.mutable_span()));
+  return prk;
 }
-
 Result<SecretBytes> HkdfSha256Expand(ByteSpan prk, ByteSpan info, size_t length) {
   if (prk.size() < kSha256Length) {
     return Status::InvalidArgument("HKDF-Expand: PRK must be at least 32 bytes, got " + std::to_string(prk.size()));
@@ -171,7 +194,35 @@ Result<SecretBytes> HkdfSha256Expand(ByteSpan prk, ByteSpan info, size_t length)
   if (length == 0 || length > 255 * kSha256Length) {
     return Status::InvalidArgument("HKDF-Expand: length must be 1..8160, got " + std::to_string(length));
   }
-  return RunHkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, prk, {}, info, length);
+  // OpenSSL 3.0 cannot clear a used context's info (setting an empty one
+  // frees the old but keeps its length), so an empty info, which HPKE's
+  // labelled expansions never have, gets a context of its own.
+  EvpKdfCtxPtr own;
+  EVP_KDF_CTX* ctx = nullptr;
+  if (info.empty()) {
+    PPML_ASSIGN_OR_RETURN(own, NewHkdfSha256ExpandContext());
+    ctx = own.get();
+  } else {
+    PPML_ASSIGN_OR_RETURN(ctx, ThreadHkdfSha256ExpandContext());
+  }
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, Mutable(prk.data()), prk.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, Mutable(info.data()), info.size()),
+      OSSL_PARAM_construct_end(),
+  };
+  if (info.empty()) params[1] = OSSL_PARAM_construct_end();
+  SecretBytes out(length);
+  const bool derived = EVP_KDF_derive(ctx, out.data(), out.size(), params) > 0;
+  // The thread's context keeps no key between uses (OpenSSL wipes the one replaced).
+  static const uint8_t kZeros[kSha256Length] = {};
+  OSSL_PARAM scrub[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, Mutable(kZeros), sizeof(kZeros)),
+      OSSL_PARAM_construct_end(),
+  };
+  const bool scrubbed = EVP_KDF_CTX_set_params(ctx, scrub) == 1;
+  if (!derived) return OpenSslError("HKDF: EVP_KDF_derive");
+  if (!scrubbed) return OpenSslError("HKDF: clear key");
+  return out;
 }
 
 // ---- AES-GCM ---------------------------------------------------------------
