@@ -53,6 +53,23 @@ TEST(CryptoTest, HkdfRfc5869Case3EmptySaltAndInfo) {
             Hex("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"));
 }
 
+// Each thread reuses its HKDF and HMAC state: uses with and without info, and
+// with different keys, in any order, must not see each other's inputs.
+TEST(CryptoTest, HkdfUsesInAnyOrderKeepTheirOwnKeyAndInfo) {
+  Bytes prk1 = Hex("077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5");
+  Bytes prk3 = Hex("19ef24a32c717b167f33a91d6f648bdf96596776afdb6377ac434c1c293ccb04");
+  Bytes info1 = Hex("f0f1f2f3f4f5f6f7f8f9");
+  Bytes okm1 = Hex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
+  Bytes okm3 = Hex("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8");
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(HkdfSha256Expand(prk1, info1, 42).value().Reveal(), okm1);
+    EXPECT_EQ(HkdfSha256Expand(prk3, {}, 42).value().Reveal(), okm3);
+    EXPECT_EQ(HkdfSha256Expand(prk1, info1, 42).value().Reveal(), okm1);
+    EXPECT_EQ(HkdfSha256Extract({}, Bytes(22, 0x0b)).value().Reveal(), prk3);
+    EXPECT_EQ(HkdfSha256Extract(Hex("000102030405060708090a0b0c"), Bytes(22, 0x0b)).value().Reveal(), prk1);
+  }
+}
+
 TEST(CryptoTest, HkdfExtractMatchesHmacWithEmptyIkm) {
   Bytes salt = Hex("0102");
   Result<SecretBytes> prk = HkdfSha256Extract(salt, {});
