@@ -88,13 +88,18 @@ void BindBias(PlanBuilder& b, ValueId bias, const memory::desc& wanted, std::vec
 
 // Where Winograd pays, when oneDNN has a kernel for it: FP32 3x3 layers with
 // constant weights, stride and dilation 1, no groups, a batch of 2 or more
-// (at 1 it loses on large images).
+// (at 1 it loses on large images) and at least 16 input channels: its
+// transforms cost per channel what the product saves per pair of channels,
+// so first layers lose (AVX-512, batch 16-32, ms per batch, Winograd against
+// direct: 1 channel 0.56 against 0.13, VGG16's 3 channels 31.5 against 13.1;
+// 32 channels 1.51 against 1.71).
+constexpr int64_t kWinogradMinInputChannels = 16;
 bool WantsWinograd(const PlanBuilder& b, bool int8, const ConvParts& p, const Window& win, int64_t batch) {
   const bool unit = std::all_of(win.strides.begin(), win.strides.end(), [](auto s) { return s == 1; }) &&
                     std::all_of(win.dilations_minus_one.begin(), win.dilations_minus_one.end(),
                                 [](auto d) { return d == 0; });
   return b.graph().winograd && !int8 && b.IsConstant(p.w) && p.group == 1 && p.w_shape.size() == 4 &&
-         p.w_shape[2] == 3 && p.w_shape[3] == 3 && unit && batch >= 2;
+         p.w_shape[1] >= kWinogradMinInputChannels && p.w_shape[2] == 3 && p.w_shape[3] == 3 && unit && batch >= 2;
 }
 
 // How a convolution runs in INT8: the model holds its input quantized

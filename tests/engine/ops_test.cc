@@ -352,6 +352,20 @@ TEST(ConvTest, Winograd3x3MatchesTheReferenceWhereOneDnnHasIt) {
   }
 }
 
+// A first layer (3 input channels) stays direct: Winograd's transforms cost
+// more than it saves there.
+TEST(ConvTest, WinogradIsNotAskedForWithFewInputChannels) {
+  naive::Conv2DArgs a;
+  a.pad_top = a.pad_left = a.pad_bottom = a.pad_right = 1;
+  Conv2DModel m = MakeConv2D({"3x3, 3 input channels", {4, 3, 14, 14}, {48, 3, 3, 3}, true, a, ""}, 31);
+  auto model = m.builder.Load(EngineOptions{});
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto out = (*model)->Run(Inputs(m.input.Clone()));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_TRUE(AllClose((*out)[0], m.ys, m.want, 1e-4f, 1e-4f));
+  EXPECT_EQ((*model)->stats().winograd_convs, 0);
+}
+
 TEST(ConvTest, AsymmetricPadsAndStridesWithoutBias) {
   naive::Conv2DArgs a;
   a.stride_h = 1;
