@@ -53,9 +53,9 @@ EVP_CIPHER* AesGcmCipher(size_t key_length) {
   return key_length == kAes256KeyLength ? aes256 : aes128;
 }
 
-// Contexts whose digest is set once per thread, so that a use copies them
-// (EVP_*_CTX_dup: no lookup by name) and keys only the copy, which is wiped
-// when freed; the templates themselves never hold a secret.
+// An HMAC-SHA256 context copied from a per-thread template whose digest is
+// set once (EVP_MAC_CTX_dup: no lookup by name); the caller keys only the
+// copy, which is wiped when freed, so the template never holds a secret.
 Result<EvpMacCtxPtr> NewHmacSha256Context() {
   thread_local EvpMacCtxPtr hmac_template = []() -> EvpMacCtxPtr {
     if (HmacAlgorithm() == nullptr) return nullptr;
