@@ -53,22 +53,25 @@ EVP_CIPHER* AesGcmCipher(size_t key_length) {
   return key_length == kAes256KeyLength ? aes256 : aes128;
 }
 
-// An HMAC-SHA256 context copied from a per-thread template whose digest is
-// set once (EVP_MAC_CTX_dup: no lookup by name); the caller keys only the
-// copy, which is wiped when freed, so the template never holds a secret.
+// An HMAC-SHA256 context with its digest set (by name: a fetch), keyed with
+// the empty key, as HMAC's copy needs an initialised state.
+Result<EvpMacCtxPtr> NewHmacSha256Template() {
+  if (HmacAlgorithm() == nullptr) return OpenSslError("HMAC-SHA256: EVP_MAC_fetch");
+  EvpMacCtxPtr ctx(EVP_MAC_CTX_new(HmacAlgorithm()));
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  if (!ctx || EVP_MAC_init(ctx.get(), DataOrEmpty({}), 0, params) != 1) return OpenSslError("HMAC-SHA256: context");
+  return ctx;
+}
+
+// A copy of this thread's template (EVP_MAC_CTX_dup: no lookup by name); the
+// caller keys only the copy, which is wiped when freed, so the template never
+// holds a secret.
 Result<EvpMacCtxPtr> NewHmacSha256Context() {
-  thread_local EvpMacCtxPtr hmac_template = []() -> EvpMacCtxPtr {
-    if (HmacAlgorithm() == nullptr) return nullptr;
-    EvpMacCtxPtr ctx(EVP_MAC_CTX_new(HmacAlgorithm()));
-    char digest[] = "SHA256";
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                           OSSL_PARAM_construct_end()};
-    // Keyed with the empty key: HMAC's copy needs an initialised state.
-    if (!ctx || EVP_MAC_init(ctx.get(), DataOrEmpty({}), 0, params) != 1) return nullptr;
-    return ctx;
-  }();
-  if (!hmac_template) return OpenSslError("HMAC-SHA256: context");
-  EvpMacCtxPtr ctx(EVP_MAC_CTX_dup(hmac_template.get()));
+  thread_local Result<EvpMacCtxPtr> hmac_template = NewHmacSha256Template();
+  if (!hmac_template.ok()) return hmac_template.status();
+  EvpMacCtxPtr ctx(EVP_MAC_CTX_dup(hmac_template->get()));
   if (!ctx) return OpenSslError("HMAC-SHA256: EVP_MAC_CTX_dup");
   return ctx;
 }
