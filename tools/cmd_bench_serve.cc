@@ -1,5 +1,5 @@
 // ppml bench serve --url URL --platform-pubkey PEM [--ca PEM] [--cert PEM --key PEM]
-//                  [--measurement HEX] --model M [--concurrency 1,4,16,64]
+//                  [--measurement HEX] --model M [--concurrency 1,4,16,64,256]
 //                  [--rates 1000,2500] [--seconds S] [--warmup S] [--batch B]
 //                  [--connections N] [--inputs K] [--json-inputs] [--plaintext]
 //                  [--timeout S] [--csv FILE] [--json]
@@ -99,7 +99,7 @@ int64_t NowNs() {
 
 struct BenchServeOptions {
   ConnectFlags connect;  // --model too
-  std::string concurrency = "1,4,16,64";
+  std::string concurrency = "1,4,16,64,256";
   std::string rates;
   double seconds = 5;
   double warmup = 1;
