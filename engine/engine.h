@@ -176,6 +176,7 @@ struct ModelStats {
   size_t arena_bytes = 0;      // arena (activations, streamed weights) of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built
   int winograd_convs = 0;      // convolutions run in Winograd in the last plan built
+  int reference_kernels = 0;   // oneDNN primitives of the last plan built on oneDNN's scalar reference code
   int quantized_tensors = 0;   // tensors a QDQ model keeps in INT8 (0: an FP32 model)
   size_t offloaded_bytes = 0;  // prepared weights kept in the WeightStore (offload_weights)
   size_t streamed_bytes_per_run = 0;  // of those, fetched per run of the last plan built

@@ -128,6 +128,7 @@ class OnnxModel final : public Model {
         stats_.arena_bytes = plan->arena_bytes();
         stats_.macs = plan->macs();
         stats_.winograd_convs = plan->winograd_convs();
+        stats_.reference_kernels = plan->reference_kernels();
         stats_.offloaded_bytes = weights_.offloaded_bytes();
         stats_.streamed_bytes_per_run = plan->streamed_bytes();
         ++stats_.plans_built;

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string_view>
 
 #include "engine/ops.h"
 
@@ -54,6 +55,28 @@ memory::desc PlainDesc(DataType type, const Shape& shape) {
   memory::dims strides(dims.size(), 1);
   for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
   return memory::desc(dims, DnnlType(type), strides);
+}
+
+memory::desc ChannelsLastDesc(DataType type, const Shape& shape) {
+  static const tag kTags[] = {tag::acb, tag::acdb, tag::acdeb};
+  if (!HasDnnlType(type) || shape.size() < 3 || shape.size() > 5) return memory::desc();
+  return memory::desc(ToDims(shape), DnnlType(type), kTags[shape.size() - 3]);
+}
+
+std::optional<memory::format_tag> ChannelBlockedTag(const memory::desc& desc, const Shape& shape) {
+  static const std::map<size_t, std::vector<tag>> kTags = {{3, {tag::aBc8b, tag::aBc16b, tag::acb}},
+                                                           {4, {tag::aBcd8b, tag::aBcd16b, tag::acdb}},
+                                                           {5, {tag::aBcde8b, tag::aBcde16b, tag::acdeb}}};
+  auto it = kTags.find(shape.size());
+  if (it == kTags.end()) return std::nullopt;
+  for (tag t : it->second) {
+    if (desc == memory::desc(ToDims(shape), desc.data_type(), t)) return t;
+  }
+  return std::nullopt;
+}
+
+bool IsReferenceImpl(const dnnl::primitive_desc_base& pd) {
+  return std::string_view(pd.impl_info_str()).starts_with("ref");
 }
 
 memory::desc AnyDesc(DataType type, const Shape& shape) {
@@ -590,6 +613,7 @@ void PlanBuilder::AddPrimitive(const dnnl::primitive& primitive, const dnnl::pri
     if (auto it = streamed_.find(m.get()); it != streamed_.end()) step.streamed_args.push_back({arg, it->second});
   }
   scratchpad_bytes_ = std::max(scratchpad_bytes_, pd.scratchpad_desc().get_size());
+  if (IsReferenceImpl(pd)) ++plan_->reference_kernels_;
   plan_->steps_.push_back(std::move(step));
 }
 

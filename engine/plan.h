@@ -102,6 +102,8 @@ class Plan {
   // Multiply-accumulates of the convolutions and matrix products per run.
   int64_t macs() const { return macs_; }
   int winograd_convs() const { return winograd_convs_; }
+  // oneDNN primitives that run its reference (scalar) code: 10-100x slower.
+  int reference_kernels() const { return reference_kernels_; }
   // Bytes of weights fetched from the WeightStore per run.
   size_t streamed_bytes() const { return streamed_bytes_; }
 
@@ -128,6 +130,7 @@ class Plan {
   size_t streamed_bytes_ = 0;
   int64_t macs_ = 0;
   int winograd_convs_ = 0;
+  int reference_kernels_ = 0;
 };
 
 // A weight in the layout a primitive wants: resident (memory has data), or
@@ -316,6 +319,13 @@ bool HasDnnlType(DataType type);
 dnnl::memory::dims ToDims(const Shape& shape);  // a scalar becomes {1}
 dnnl::memory::desc PlainDesc(DataType type, const Shape& shape);
 dnnl::memory::desc AnyDesc(DataType type, const Shape& shape);
+// Channels last (NWC, NHWC, NDHWC) for a tensor of rank 3 to 5; empty otherwise.
+dnnl::memory::desc ChannelsLastDesc(DataType type, const Shape& shape);
+// The channel-blocked (8 or 16 channels) or channels-last format `desc` has
+// for `shape`, if any.
+std::optional<dnnl::memory::format_tag> ChannelBlockedTag(const dnnl::memory::desc& desc, const Shape& shape);
+// Whether oneDNN fell back to its reference (scalar) kernel for `pd`.
+bool IsReferenceImpl(const dnnl::primitive_desc_base& pd);
 // The same layout with another element type.
 dnnl::memory::desc WithDataType(const dnnl::memory::desc& desc, DataType type);
 
