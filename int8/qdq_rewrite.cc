@@ -171,8 +171,7 @@ class QdqRewriter {
     if (!w) return Fp32(plan, "weight is not a constant float tensor");
     const int64_t in_channels = w->dims(1) * IntAttr(n, "group", 1);
     if (options_.keep_first_conv_fp32 && in_channels <= 4) {
-      return Fp32(plan, "first conv: input has " + std::to_string(in_channels) +
-                            " channel(s) (<= 4), INT8 gains little there and costs accuracy");
+      return Fp32(plan, "first conv: input has " + std::to_string(in_channels) + " channel(s) (<= 4), kept FP32 as asked");
     }
     if (std::string p = ActivationProblem(n.input(0)); !p.empty()) return Fp32(plan, p);
     if (n.input_size() > 2 && !n.input(2).empty()) {

@@ -1,7 +1,7 @@
 // QuantizeSummary::ToTable: the per-node precision decisions as a table.
 //
 //   node        op       precision  input  threshold  reason
-//   /conv1/Conv Conv     fp32       f32       1.0000  first conv: input has 1 channel(s) ...
+//   /conv1/Conv Conv     int8       u8        1.0000  s8 weights per output channel (axis 0)
 //   /conv2/Conv Conv     int8       u8        4.2187  s8 weights per output channel (axis 0)
 //   ...
 //   int8 6, fp32 4, folded BatchNormalization 3; 9 Q/DQ pairs, 4 weights; calibration entropy

@@ -45,7 +45,7 @@ struct QuantizeCommandOptions {
   std::string method = "entropy";
   std::string out;
   int threads = 2;
-  bool keep_first_fp32 = true;
+  bool keep_first_fp32 = false;
 };
 
 int RunQuantize(const QuantizeCommandOptions& o) {
@@ -239,8 +239,9 @@ void AddModelCommands(CLI::App& app, int* exit_code) {
   quantize->add_option("--method", o->method, "minmax, percentile or entropy")->capture_default_str();
   quantize->add_option("--out", o->out, "where to write the QDQ model")->required();
   quantize->add_option("--threads", o->threads, "oneDNN threads")->capture_default_str()->check(Positive());
-  quantize->add_flag("!--int8-first-conv", o->keep_first_fp32,
-                     "quantize the first convolution too (kept FP32 by default: it costs accuracy and buys little)");
+  quantize->add_flag("--fp32-first-conv", o->keep_first_fp32,
+                     "keep the first convolution (<= 4 input channels) FP32 (INT8 by default: faster, and no accuracy "
+                     "lost on Fashion-MNIST)");
   quantize->callback([o, exit_code] { *exit_code = RunQuantize(*o); });
 
   auto seal_options = std::make_shared<SealCommandOptions>();

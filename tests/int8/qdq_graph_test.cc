@@ -151,7 +151,9 @@ TEST(QdqGraph, SmallCnnLayout) {
   const std::string fp32 = SmallCnn().Serialize();
   const Calibration cal = CalibrateOn(fp32, "random:16");
   QuantizeSummary summary;
-  auto qdq = int8::QuantizeToQdq(fp32, cal, QuantizeOptions{}, &summary);
+  QuantizeOptions options;  // conv1 FP32 as asked: the layout of both kinds of layer
+  options.keep_first_conv_fp32 = true;
+  auto qdq = int8::QuantizeToQdq(fp32, cal, options, &summary);
   ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
   ModelView m(*qdq);
   ASSERT_TRUE(m.ok());
@@ -272,8 +274,7 @@ TEST(QdqGraph, SmallCnnLayout) {
 TEST(QdqGraph, MixedPrecisionOptions) {
   const std::string fp32 = SmallCnn().Serialize();
   const Calibration cal = CalibrateOn(fp32, "random:8");
-  QuantizeOptions all;
-  all.keep_first_conv_fp32 = false;
+  QuantizeOptions all;  // the first conv is INT8 by default
   all.keep_last_fp32 = false;
   QuantizeSummary summary;
   auto qdq = int8::QuantizeToQdq(fp32, cal, all, &summary);
