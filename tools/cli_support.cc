@@ -71,6 +71,10 @@ Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
                                   source.path + " (int8)", options);
 }
 
+std::string RunningPrecision(const engine::Model& model, const ModelSource& source) {
+  return model.stats().quantized_tensors > 0 ? std::string("int8") : source.precision;
+}
+
 int8::QuantizeOptions DefaultQuantizeOptions() {
   int8::QuantizeOptions options;
   // Without VNNI, oneDNN multiplies u8 x s8 pairs into saturating 16-bit sums;

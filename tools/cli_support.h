@@ -51,6 +51,9 @@ struct ModelSource {
 // Adds --precision, --calib, --method and --no-winograd to a command.
 void AddPrecisionOptions(CLI::App& command, ModelSource& source);
 Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source);
+// The precision `model` runs in: "int8" for a QDQ file (quantized already)
+// or one quantized on load, else the --precision asked for.
+std::string RunningPrecision(const engine::Model& model, const ModelSource& source);
 // The quantizer's options for this CPU, and calibration options printing progress.
 int8::QuantizeOptions DefaultQuantizeOptions();
 int8::CalibrateOptions CalibrateOptionsWithProgress(int threads);

@@ -82,7 +82,7 @@ int RunBenchEngine(const BenchEngineOptions& options) {
     json.Add("model", options.source.path)
         .Add("batch", options.batch)
         .Add("threads", options.source.threads)
-        .Add("precision", (*model)->stats().quantized_tensors > 0 ? std::string("int8") : options.source.precision)
+        .Add("precision", RunningPrecision(**model, options.source))
         .Add("isa", engine::EffectiveCpuIsa())
         .Add("throughput_per_s", throughput)
         .Add("latency_ms_p50", latency.p50_ms)

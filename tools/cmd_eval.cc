@@ -131,7 +131,7 @@ int RunEval(const EvalOptions& options) {
     JsonLine json;
     json.Add("model", options.source.path)
         .Add("dataset", options.dataset)
-        .Add("precision", options.source.precision)
+        .Add("precision", RunningPrecision(**model, options.source))
         .Add("isa", engine::EffectiveCpuIsa())
         .Add("threads", options.source.threads)
         .Add("batch", plan->batch)
