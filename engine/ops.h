@@ -31,6 +31,11 @@ std::vector<OpEntry> PoolingOps();    // pools, Softmax, Concat
 std::vector<OpEntry> ShapeOps();      // Reshape & co, Transpose, Gather, Pad, Slice, Cast, ...
 std::vector<OpEntry> QuantOps();      // QuantizeLinear, DequantizeLinear
 
+// Whether a plan for `graph` at `batch` runs some FP32 convolution in
+// Winograd: oneDNN has the kernel on this CPU (AVX-512), the graph allows it
+// and has a layer of the shape the engine asks Winograd for.
+bool PlansWinograd(const Graph& graph, int64_t batch);
+
 // The float output of a DequantizeLinear of integer constant `q` (the same
 // arithmetic as the op), accounted in the graph's budget as constant `name`.
 // Throws StatusError.

@@ -264,6 +264,7 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
   plain_of_.clear();
   buffers_.clear();
   scratchpad_bytes_ = 0;
+  channel_blocked_convs_ = !input_shapes.empty() && !input_shapes[0].empty() && PlansWinograd(graph_, input_shapes[0][0]);
 
   const int end = static_cast<int>(graph_.nodes.size());
   last_use_.clear();

@@ -187,6 +187,9 @@ class PlanBuilder {
   const dnnl::engine& engine() const { return engine_; }
   const Node& node() const { return *node_; }
   const Graph& graph() const { return graph_; }
+  // Whether FP32 convolutions take Winograd's 16-channel blocks in this plan
+  // (it has Winograd layers: see PlansWinograd).
+  bool ChannelBlockedConvs() const { return channel_blocked_convs_; }
   // Value of a node input by position; kNoValue for an omitted optional input.
   // For builders that are not int8-aware a quantized input comes dequantized.
   ValueId Input(size_t i);
@@ -307,6 +310,7 @@ class PlanBuilder {
   const Node* node_ = nullptr;
   int node_index_ = 0;
   bool int8_aware_ = false;
+  bool channel_blocked_convs_ = false;
   size_t scratchpad_bytes_ = 0;
   // Offloaded constants fetched for the node being built, by value.
   mutable std::unordered_map<ValueId, std::shared_ptr<const Tensor>> fetched_;

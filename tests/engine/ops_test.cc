@@ -367,6 +367,34 @@ TEST(ConvTest, WinogradIsNotAskedForWithFewInputChannels) {
   EXPECT_EQ(WinogradConvsOfCheckedRun(m, true), 0);
 }
 
+// A Winograd layer (16-channel blocks only, AVX-512) and the 1x1 layer after
+// it share one layout: the plan is the input's reorder, the two
+// convolutions and a reorder for each of the two outputs, with none between
+// the layers (oneDNN's brgemm 1x1 kernel would pick channels-last). Where
+// oneDNN has no Winograd (AVX2) both take its 8-channel blocks: the same
+// five steps.
+TEST(ConvTest, ALayerAfterWinogradTakesItsLayout) {
+  naive::Conv2DArgs a;
+  a.pad_top = a.pad_left = a.pad_bottom = a.pad_right = 1;
+  Conv2DModel m = MakeConv2D({"3x3 then 1x1", {4, 32, 14, 14}, {32, 32, 3, 3}, true, a, ""}, 32);
+  OnnxBuilder& b = m.builder;
+  Shape ys;
+  const auto w = RandomFloats(64 * 32, 33);
+  b.Initializer("w1x1", {64, 32, 1, 1}, w);
+  b.Node("Conv", {"y", "w1x1"}, {"z"}, "conv1x1");
+  b.Output("z");
+  const auto want = naive::Conv2D(m.want, m.ys, w, {64, 32, 1, 1}, {}, naive::Conv2DArgs{}, &ys);
+  auto model = b.Load(EngineOptions{});
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto out = (*model)->Run(Inputs(m.input.Clone()));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->size(), 2u);
+  EXPECT_TRUE(AllClose((*out)[1], ys, want, 1e-4f, 1e-4f));
+  const bool has_winograd = engine::EffectiveCpuIsa().rfind("avx512", 0) == 0;
+  EXPECT_EQ((*model)->stats().winograd_convs, has_winograd ? 1 : 0);
+  EXPECT_EQ((*model)->stats().kernels, 5) << "input reorder, 3x3, 1x1, and the two outputs' reorders";
+}
+
 TEST(ConvTest, AsymmetricPadsAndStridesWithoutBias) {
   naive::Conv2DArgs a;
   a.stride_h = 1;
