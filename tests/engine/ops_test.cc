@@ -1489,6 +1489,46 @@ TEST(PadTest, ConstantDefaultValueAndOpset2Attributes) {
   }
 }
 
+// A Pad of zeros (torch exports one before each of DenseNet's AveragePools)
+// is the input as it is: the same values and not one step more than the
+// model without it, so the convolution's blocked output reaches the pool
+// with no reorder to plain and back.
+TEST(PadTest, ZeroPadsAddNoStep) {
+  const Shape xs = {2, 8, 6, 6};
+  const auto x = RandomFloats(ElementCount(xs), 1120);
+  std::vector<float> want;
+  Shape ys;
+  int kernels[2] = {-1, -1};
+  for (bool with_pad : {false, true}) {
+    OnnxBuilder b(13);
+    b.Input("x", xs);
+    Shape cs;
+    const auto c = AddConv1x1(b, "x", "c", xs, x, 32, 1121, &cs);
+    std::string pooled_input = "c";
+    if (with_pad) {
+      b.InitializerInt64("pads", {8}, std::vector<int64_t>(8, 0));
+      b.Node("Pad", {"c", "pads"}, {"padded"}, "pad");
+      pooled_input = "padded";
+    }
+    b.Node("AveragePool", {pooled_input}, {"y"}, "pool").Ints("kernel_shape", {2, 2}).Ints("strides", {2, 2});
+    b.Output("y");
+    ys = {2, 32, 3, 3};
+    want.assign(static_cast<size_t>(ElementCount(ys)), 0.f);
+    for (int64_t i = 0; i < ElementCount(ys); ++i) {
+      const int64_t nc = i / 9, oh = i / 3 % 3, ow = i % 3;
+      for (int64_t dy = 0; dy < 2; ++dy)
+        for (int64_t dx = 0; dx < 2; ++dx) want[i] += c[nc * 36 + (2 * oh + dy) * 6 + 2 * ow + dx] / 4.f;
+    }
+    auto model = b.Load(EngineOptions{});
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto out = (*model)->Run(Inputs(MakeTensor(xs, x)));
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_TRUE(AllClose((*out)[0], ys, want, 1e-4f, 1e-5f));
+    kernels[with_pad] = (*model)->stats().kernels;
+  }
+  EXPECT_EQ(kernels[1], kernels[0]);
+}
+
 TEST(ShapeOpsTest, IdentityAndDropout) {
   const Shape xs = {2, 3, 4};
   const auto x = RandomFloats(ElementCount(xs), 1200);
