@@ -422,13 +422,9 @@ bool PlansWinograd(const Graph& graph, int64_t batch) {
   };
   for (const Node& n : graph.nodes) {
     if (n.op_type != "Conv" || n.inputs.size() < 2 || graph.quantized_constants.count(n.inputs[1])) continue;
-    const std::string& w = n.inputs[1];
+    DataType w_type;
     Shape w_shape;
-    if (auto c = graph.constants.find(w); c != graph.constants.end() && c->second->dtype() == DataType::kF32) {
-      w_shape = c->second->shape();
-    } else if (auto o = graph.offloaded.find(w); o != graph.offloaded.end() && o->second.dtype == DataType::kF32) {
-      w_shape = o->second.shape;
-    }
+    if (!graph.ConstantInfo(n.inputs[1], &w_type, &w_shape) || w_type != DataType::kF32) continue;
     const bool unit = all_ones(n.Ints("strides")) && all_ones(n.Ints("dilations"));
     if (IsWinogradShape(n.Int("group", 1), w_shape, unit, batch)) return true;
   }
