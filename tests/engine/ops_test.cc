@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -249,6 +250,25 @@ void ExpectOutput(const OnnxBuilder& b, const std::vector<Tensor>& inputs, const
   }
 }
 
+// Loads `b` with `options`, runs it on `inputs`, checks output
+// `output_index` against `want` and returns the model's statistics (how its
+// plan ran: Winograd layers, reference kernels, steps); nullopt if it failed.
+std::optional<engine::ModelStats> StatsOfCheckedRun(const OnnxBuilder& b, std::vector<Tensor> inputs,
+                                                    const Shape& shape, const std::vector<float>& want, float rel,
+                                                    float abs, const EngineOptions& options = {},
+                                                    size_t output_index = 0) {
+  auto model = b.Load(options);
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return std::nullopt;
+  auto out = (*model)->Run(std::move(inputs));
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  if (!out.ok()) return std::nullopt;
+  EXPECT_GT(out->size(), output_index);
+  if (out->size() <= output_index) return std::nullopt;
+  EXPECT_TRUE(AllClose((*out)[output_index], shape, want, rel, abs));
+  return (*model)->stats();
+}
+
 std::vector<Tensor> Inputs(Tensor a) {
   std::vector<Tensor> v;
   v.push_back(std::move(a));
@@ -339,14 +359,8 @@ TEST(ConvTest, Stride2WithPadsAndBias) {
 int WinogradConvsOfCheckedRun(const Conv2DModel& m, bool winograd) {
   EngineOptions options;
   options.winograd = winograd;
-  auto model = m.builder.Load(options);
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  if (!model.ok()) return -1;
-  auto out = (*model)->Run(Inputs(m.input.Clone()));
-  EXPECT_TRUE(out.ok()) << out.status().ToString();
-  if (!out.ok()) return -1;
-  EXPECT_TRUE(AllClose((*out)[0], m.ys, m.want, 1e-4f, 1e-4f));
-  return (*model)->stats().winograd_convs;
+  const auto stats = StatsOfCheckedRun(m.builder, Inputs(m.input.Clone()), m.ys, m.want, 1e-4f, 1e-4f, options);
+  return stats ? stats->winograd_convs : -1;
 }
 
 TEST(ConvTest, Winograd3x3MatchesTheReferenceWhereOneDnnHasIt) {
@@ -384,15 +398,11 @@ TEST(ConvTest, ALayerAfterWinogradTakesItsLayout) {
   b.Node("Conv", {"y", "w1x1"}, {"z"}, "conv1x1");
   b.Output("z");
   const auto want = naive::Conv2D(m.want, m.ys, w, {64, 32, 1, 1}, {}, naive::Conv2DArgs{}, &ys);
-  auto model = b.Load(EngineOptions{});
-  ASSERT_TRUE(model.ok()) << model.status().ToString();
-  auto out = (*model)->Run(Inputs(m.input.Clone()));
-  ASSERT_TRUE(out.ok()) << out.status().ToString();
-  ASSERT_EQ(out->size(), 2u);
-  EXPECT_TRUE(AllClose((*out)[1], ys, want, 1e-4f, 1e-4f));
+  const auto stats = StatsOfCheckedRun(b, Inputs(m.input.Clone()), ys, want, 1e-4f, 1e-4f, {}, 1);
+  ASSERT_TRUE(stats);
   const bool has_winograd = engine::EffectiveCpuIsa().rfind("avx512", 0) == 0;
-  EXPECT_EQ((*model)->stats().winograd_convs, has_winograd ? 1 : 0);
-  EXPECT_EQ((*model)->stats().kernels, 5) << "input reorder, 3x3, 1x1, and the two outputs' reorders";
+  EXPECT_EQ(stats->winograd_convs, has_winograd ? 1 : 0);
+  EXPECT_EQ(stats->kernels, 5) << "input reorder, 3x3, 1x1, and the two outputs' reorders";
 }
 
 TEST(ConvTest, AsymmetricPadsAndStridesWithoutBias) {
@@ -1132,19 +1142,13 @@ TEST(ArithmeticTest, SqueezeExcitationScalesABlockedTensorPerSampleAndChannel) {
   ExpectOutput(b, Inputs(MakeTensor(xs, x)), cs, want, 1e-4f, 1e-5f);
 }
 
-// Loads `b` (fusion on), runs it on `inputs`, checks output `output_index`
-// against `want` and returns how many oneDNN primitives of its plan run
-// oneDNN's reference code (-1: failed).
+// Runs `b` (fusion on), checks output `output_index` against `want` and
+// returns how many oneDNN primitives of its plan run oneDNN's reference code
+// (-1: failed).
 int ReferenceKernelsOfCheckedRun(const OnnxBuilder& b, std::vector<Tensor> inputs, const Shape& shape,
                                  const std::vector<float>& want, size_t output_index = 0) {
-  auto model = b.Load(EngineOptions{});
-  EXPECT_TRUE(model.ok()) << model.status().ToString();
-  if (!model.ok()) return -1;
-  auto out = (*model)->Run(std::move(inputs));
-  EXPECT_TRUE(out.ok()) << out.status().ToString();
-  if (!out.ok() || out->size() <= output_index) return -1;
-  EXPECT_TRUE(AllClose((*out)[output_index], shape, want, 1e-4f, 1e-5f));
-  return (*model)->stats().reference_kernels;
+  const auto stats = StatsOfCheckedRun(b, std::move(inputs), shape, want, 1e-4f, 1e-5f, {}, output_index);
+  return stats ? stats->reference_kernels : -1;
 }
 
 // RegNetY: squeeze-and-excitation scales on a grouped convolution with 8
@@ -1519,12 +1523,9 @@ TEST(PadTest, ZeroPadsAddNoStep) {
       for (int64_t dy = 0; dy < 2; ++dy)
         for (int64_t dx = 0; dx < 2; ++dx) want[i] += c[nc * 36 + (2 * oh + dy) * 6 + 2 * ow + dx] / 4.f;
     }
-    auto model = b.Load(EngineOptions{});
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    auto out = (*model)->Run(Inputs(MakeTensor(xs, x)));
-    ASSERT_TRUE(out.ok()) << out.status().ToString();
-    EXPECT_TRUE(AllClose((*out)[0], ys, want, 1e-4f, 1e-5f));
-    kernels[with_pad] = (*model)->stats().kernels;
+    const auto stats = StatsOfCheckedRun(b, Inputs(MakeTensor(xs, x)), ys, want, 1e-4f, 1e-5f);
+    ASSERT_TRUE(stats);
+    kernels[with_pad] = stats->kernels;
   }
   EXPECT_EQ(kernels[1], kernels[0]);
 }
