@@ -1,6 +1,7 @@
 #include "engine/op_util.h"
 
 #include <cmath>
+#include <optional>
 
 namespace ppml::engine {
 
@@ -39,19 +40,30 @@ Result<std::vector<EltwiseStep>> EltwiseStepsFor(const FusedEltwise& a) {
 
 namespace {
 
-// f(a·x) = a·f(x) for a > 0: these may run on values in any positive unit.
-bool ScaleInvariant(const EltwiseStep& s) {
-  return s.algorithm == algorithm::eltwise_relu || (s.algorithm == algorithm::eltwise_linear && s.beta == 0.f);
+// The step that computes f(s·x)/s, for an accumulator in units of the
+// destination scale s, when one step can: ReLU (and leaky ReLU) as it is,
+// a clip or a linear map with its constants moved into those units. Any
+// other activation runs in real units between two linear maps.
+std::optional<EltwiseStep> InDestinationUnits(const EltwiseStep& s, float dst_scale) {
+  if (dst_scale == 1.f || s.algorithm == algorithm::eltwise_relu) return s;
+  if (s.algorithm == algorithm::eltwise_clip || s.algorithm == algorithm::eltwise_clip_v2) {
+    return EltwiseStep{s.algorithm, s.alpha / dst_scale, s.beta / dst_scale};
+  }
+  if (s.algorithm == algorithm::eltwise_linear) return EltwiseStep{s.algorithm, s.alpha, s.beta / dst_scale};
+  return std::nullopt;
 }
 
 Status AppendActivations(const std::vector<FusedEltwise>& activations, float dst_scale, dnnl::post_ops& ops) {
   for (const auto& e : activations) {
     PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(e));
     for (const auto& s : steps) {
-      const bool wrap = dst_scale != 1.f && !ScaleInvariant(s);
-      if (wrap) ops.append_eltwise(1.f, algorithm::eltwise_linear, dst_scale, 0.f);
+      if (auto scaled = InDestinationUnits(s, dst_scale)) {
+        ops.append_eltwise(1.f, scaled->algorithm, scaled->alpha, scaled->beta);
+        continue;
+      }
+      ops.append_eltwise(1.f, algorithm::eltwise_linear, dst_scale, 0.f);
       ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
-      if (wrap) ops.append_eltwise(1.f, algorithm::eltwise_linear, 1.f / dst_scale, 0.f);
+      ops.append_eltwise(1.f, algorithm::eltwise_linear, 1.f / dst_scale, 0.f);
     }
   }
   return Status::Ok();

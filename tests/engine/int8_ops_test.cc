@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "tests/engine/onnx_builder.h"
 
@@ -295,6 +296,58 @@ TEST(Int8Ops, ReluAfterAQuantizedConvOutputSeesItClipped) {
   for (float& v : want) v = std::max(0.f, FakeQuantize(v, sc, false));
   EXPECT_EQ(*std::max_element(want.begin(), want.end()), 127 * sc);  // the clipping is exercised
   ExpectWithinOneStep(test::ToVector((*out)[0]), want, sc);
+}
+
+// A Clip or HardSigmoid fused into an INT8 conv runs on the accumulator in
+// units of the output's scale (its bounds and offset moved into those units):
+// the bounds bind inside the 8-bit range here, so a wrong unit shows.
+TEST(Int8Ops, BoundedActivationsFusedIntoAQuantizedConvClipInOutputUnits) {
+  const Shape xs = {2, 8, 5, 5}, ws = {16, 8, 3, 3};
+  const float sx = 3.f / 127;
+  const std::vector<float> x = test::RandomFloats(ElementCount(xs), 61, -3.f, 3.f);
+  struct Case {
+    std::string op;
+    float scale;  // of the output: its 8-bit range is wider than the activation's
+    std::function<float(float)> f;
+  };
+  const std::vector<Case> cases = {
+      {"Clip", 0.5f / 127, [](float v) { return std::clamp(v, -0.2f, 0.3f); }},
+      {"HardSigmoid", 1.5f / 127, [](float v) { return std::clamp(0.4f * v + 0.25f, 0.f, 1.f); }},
+      {"", 0.5f / 127, [](float v) { return v; }}};
+  std::vector<int> kernels;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.op.empty() ? "no activation" : c.op);
+    OnnxBuilder b;
+    b.Input("x", xs).Output("out");
+    AddQdq(b, "x", "xq", sx, onnx::TensorProto::INT8);
+    const std::vector<float> w = AddQuantizedWeights(b, "w", ws, 0, 62);
+    b.Node("Conv", {"xq", "w"}, {"c"}).Ints("pads", {1, 1, 1, 1});
+    std::string activated = "c";
+    if (c.op == "Clip") {
+      b.ScalarFloat("lo", -0.2f).ScalarFloat("hi", 0.3f);
+      b.Node("Clip", {"c", "lo", "hi"}, {"a"});
+      activated = "a";
+    } else if (c.op == "HardSigmoid") {
+      b.Node("HardSigmoid", {"c"}, {"a"}).Float("alpha", 0.4f).Float("beta", 0.25f);
+      activated = "a";
+    }
+    AddQdq(b, activated, "aq", c.scale, onnx::TensorProto::INT8);
+    b.Node("Identity", {"aq"}, {"out"});
+    std::vector<Tensor> inputs;
+    inputs.push_back(test::MakeTensor(xs, x));
+    auto model = b.Load({});
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto out = (*model)->Run(inputs);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    kernels.push_back((*model)->stats().kernels);
+    Shape ys;
+    std::vector<float> want = test::naive::Conv2D(FakeQuantize(x, sx, false), xs, w, ws, {}, {.pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1}, &ys);
+    for (float& v : want) v = FakeQuantize(c.f(v), c.scale, false);
+    ExpectWithinOneStep(test::ToVector((*out)[0]), want, c.scale);
+  }
+  // The activations add no step of their own.
+  EXPECT_EQ(kernels[0], kernels[2]);
+  EXPECT_EQ(kernels[1], kernels[2]);
 }
 
 }  // namespace
