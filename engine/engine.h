@@ -172,6 +172,7 @@ struct ModelStats {
   int fused_post_ops = 0;
   int fused_layer_norms = 0;   // decomposed LayerNormalization patterns made one op
   int fused_gelus = 0;         // decomposed GELU patterns made one op
+  int fused_gated_activations = 0;  // x * HardSigmoid(x), x * Sigmoid(x) made HardSwish, Swish
   size_t weight_bytes = 0;
   size_t arena_bytes = 0;      // arena (activations, streamed weights) of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built
@@ -213,6 +214,13 @@ class Model {
 
   virtual ModelStats stats() const = 0;
 };
+
+// What the engine folds into a Conv/Gemm/MatMul before it, for a quantizer
+// that places an INT8 layer's output after it: an activation node `op`
+// (Relu, Clip, Sigmoid, HardSwish...), and a gate `op` read as x * op(x)
+// (HardSigmoid with `alpha` 1/6 and `beta` 1/2, or Sigmoid: HardSwish, Swish).
+bool FusesActivation(const std::string& op);
+bool FusesGatedActivation(const std::string& op, float alpha, float beta);
 
 // The instruction set oneDNN dispatches to on this CPU, e.g. "avx2", "avx512_core_vnni".
 std::string EffectiveCpuIsa();

@@ -29,6 +29,7 @@ class OnnxModel final : public Model {
     stats_.folded_batchnorms = passes.folded_batchnorms;
     stats_.fused_layer_norms = passes.fused_layer_norms;
     stats_.fused_gelus = passes.fused_gelus;
+    stats_.fused_gated_activations = passes.fused_gated_activations;
     stats_.fused_post_ops = passes.fused_post_ops;
     for (const auto& [name, t] : graph_.constants) stats_.weight_bytes += t->byte_size();
     for (const auto& [name, c] : graph_.offloaded) stats_.weight_bytes += c.bytes();
@@ -187,6 +188,7 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
     PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, &passes));
     PPML_RETURN_IF_ERROR(FuseLayerNorms(graph, &passes));
     PPML_RETURN_IF_ERROR(FuseGelus(graph, &passes));
+    PPML_RETURN_IF_ERROR(FuseGatedActivations(graph, &passes));
     // A delegate returns a layer's plain result: nothing may be fused into it.
     if (!options.linear_delegate) PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
   }

@@ -29,6 +29,7 @@ Result<std::vector<EltwiseStep>> EltwiseStepsFor(const FusedEltwise& a) {
   if (op == "Neg") return std::vector<EltwiseStep>{{algorithm::eltwise_linear, -1.f, 0.f}};
   if (op == "Reciprocal") return std::vector<EltwiseStep>{{algorithm::eltwise_pow, 1.f, -1.f}};
   if (op == "Softplus") return std::vector<EltwiseStep>{{algorithm::eltwise_soft_relu, 0.f, 0.f}};
+  if (op == "Swish") return std::vector<EltwiseStep>{{algorithm::eltwise_swish, a.alpha, 0.f}};
   if (op == "Mish") return std::vector<EltwiseStep>{{algorithm::eltwise_mish, 0.f, 0.f}};
   if (op == "Identity") return std::vector<EltwiseStep>{{algorithm::eltwise_linear, 1.f, 0.f}};
   // alpha 1: the tanh approximation (ONNX approximate="tanh").

@@ -17,6 +17,7 @@ using dnnl::memory;
 Result<FusedEltwise> ActivationOf(const Node& n, PlanBuilder& b) {
   FusedEltwise a{n.op_type, 0.f, 0.f};
   if (n.op_type == "LeakyRelu") a.alpha = n.Float("alpha", 0.01f);
+  if (n.op_type == "Swish") a.alpha = n.Float("alpha", 1.f);
   if (n.op_type == "Elu") a.alpha = n.Float("alpha", 1.f);
   if (n.op_type == "Selu") {
     a.alpha = n.Float("alpha", 1.67326319217681884765625f);
@@ -119,18 +120,30 @@ bool DnnlBinary(const std::string& op, dnnl::algorithm* alg, bool* commutative) 
   return true;
 }
 
-// Two float operands on oneDNN binary: dst takes src0's shape and layout, so
-// src0 must be the full-shaped operand; src1 may broadcast.
+// A value of float meaning as oneDNN's binary reads it: a quantized one with
+// no zero point as it is stored (scaled by the kernel), others as floats.
+ValueId AsBinaryOperand(PlanBuilder& b, ValueId id) {
+  const PlanValue& v = b.Value(id);
+  return v.quant && v.quant->zero_point == 0 && !b.IsConstant(id) ? id : b.Float(id);
+}
+
+// Two float operands (held as floats or quantized) on oneDNN binary: dst
+// takes src0's shape and layout, so src0 must be the full-shaped operand;
+// src1 may broadcast.
 bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Shape& out_shape) {
   dnnl::algorithm alg;
   bool commutative;
   if (!DnnlBinary(n.op_type, &alg, &commutative)) return false;
-  if (b.Value(a).dtype != DataType::kF32 || b.Value(c).dtype != DataType::kF32) return false;
+  const auto holds_floats = [&](ValueId id) { return b.Value(id).dtype == DataType::kF32 || b.Value(id).quant; };
+  if (!holds_floats(a) || !holds_floats(c)) return false;
   if (ElementCount(out_shape) == 0) return false;
   if (b.Value(a).shape != out_shape) {
     if (!commutative || b.Value(c).shape != out_shape) return false;
     std::swap(a, c);
   }
+  a = AsBinaryOperand(b, a);
+  c = AsBinaryOperand(b, c);
+  const DataType a_type = b.Value(a).dtype, c_type = b.Value(c).dtype;
   Shape padded = b.Value(c).shape;
   padded.insert(padded.begin(), out_shape.size() - padded.size(), 1);
   const bool broadcast = b.Value(c).shape != out_shape;
@@ -139,10 +152,10 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
   // goes to oneDNN's reference kernel when plain, about 100x slower: it gets
   // the layout oneDNN picks for it, dst's blocking.
   const auto src1_desc = [&](const memory::desc& dst) {
-    if (!broadcast) return dst;
+    if (!broadcast) return WithDataType(dst, c_type);
     const auto tag = ChannelBlockedTag(dst, out_shape);
-    if (!tag || b.IsConstant(c)) return PlainDesc(DataType::kF32, padded);
-    return memory::desc(memory::dims(padded.begin(), padded.end()), memory::data_type::f32, *tag);
+    if (!tag || b.IsConstant(c)) return PlainDesc(c_type, padded);
+    return memory::desc(memory::dims(padded.begin(), padded.end()), DnnlType(c_type), *tag);
   };
   // An output kept quantized for INT8 readers only is written quantized: the
   // binary scales, rounds and saturates, sparing the quantizing pass.
@@ -154,11 +167,16 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
     ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, 1.f / quantize_to->scale, 0.f);
     attr.set_post_ops(ops);
   }
+  if (b.Value(a).quant) attr.set_scales(DNNL_ARG_SRC_0, 0, {b.Value(a).quant->scale});
+  if (b.Value(c).quant) attr.set_scales(DNNL_ARG_SRC_1, 0, {b.Value(c).quant->scale});
+  // `dst`: the float output's layout, which src0 takes too.
   const auto binary_pd = [&](const memory::desc& dst) {
     const memory::desc out_desc = quantize_to ? WithDataType(dst, quantize_to->dtype) : dst;
-    return dnnl::binary::primitive_desc(dnnl::binary::desc(alg, dst, src1_desc(dst), out_desc), attr, b.engine());
+    return dnnl::binary::primitive_desc(
+        dnnl::binary::desc(alg, WithDataType(dst, a_type), src1_desc(dst), out_desc), attr, b.engine());
   };
-  memory::desc dst = b.IsConstant(a) ? PlainDesc(DataType::kF32, out_shape) : b.Value(a).desc;
+  memory::desc dst =
+      b.IsConstant(a) ? PlainDesc(DataType::kF32, out_shape) : WithDataType(b.Value(a).desc, DataType::kF32);
   dnnl::binary::primitive_desc pd = binary_pd(dst);
   // oneDNN's binary kernels take the blocking of the ISA's vector width only:
   // 8-channel blocks (a grouped convolution's choice) on AVX-512 go to the
@@ -179,11 +197,13 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
   // [1,H,1,49,49] over [N,H,W,49,49]) go to the engine's own loop, which runs
   // contiguous stretches: 1.8x the whole of Swin-T against oneDNN's reference.
   if (IsReferenceImpl(pd)) return false;
-  const ValueId src0 = b.InLayout(a, dst);
-  const ValueId src1 = broadcast ? b.InLayout(b.AliasValue(b.Plain(c), padded), src1_desc(dst)) : b.InLayout(c, dst);
+  const ValueId src0 = b.InLayout(a, WithDataType(dst, a_type));
+  const ValueId src1 =
+      broadcast ? b.InLayout(b.AliasValue(b.Plain(c), padded), src1_desc(dst)) : b.InLayout(c, src1_desc(dst));
   const memory::desc out_desc = pd.dst_desc();
-  const ValueId out = quantize_to ? b.DefineOutput(0, quantize_to->dtype, out_shape, out_desc)
-                                  : b.DefineOutput(0, DataType::kF32, out_shape, dst, src0);
+  const ValueId out = quantize_to             ? b.DefineOutput(0, quantize_to->dtype, out_shape, out_desc)
+                      : a_type == DataType::kF32 ? b.DefineOutput(0, DataType::kF32, out_shape, dst, src0)
+                                                 : b.DefineOutput(0, DataType::kF32, out_shape, dst);
   if (quantize_to) b.SetQuant(out, *quantize_to);
   std::unordered_map<int, memory> fixed;
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_DST, out}};
@@ -196,19 +216,22 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
   return true;
 }
 
-// Binary and variadic (Sum, Mean, Max, Min) arithmetic.
+// Binary and variadic (Sum, Mean, Max, Min) arithmetic. Quantized operands
+// are read as stored where oneDNN's binary takes them (an SE block's scaling
+// of an INT8 feature map), as floats elsewhere.
 Status BuildArithmetic(const Node& n, PlanBuilder& b) {
   std::vector<ValueId> operands;
   for (size_t i = 0; i < n.inputs.size(); ++i) {
-    if (b.Input(i) != kNoValue) operands.push_back(b.Input(i));
+    if (b.RawInput(i) != kNoValue) operands.push_back(b.RawInput(i));
   }
   if (operands.empty()) return b.Error("needs at least one input");
   const bool variadic = n.op_type == "Sum" || n.op_type == "Mean" || n.op_type == "Max" || n.op_type == "Min";
   if (!variadic && operands.size() != 2) return b.Error("needs two inputs");
-  const DataType dtype = b.Value(operands[0]).dtype;
+  const auto meaning = [&](ValueId id) { return b.Value(id).quant ? DataType::kF32 : b.Value(id).dtype; };
+  const DataType dtype = meaning(operands[0]);
   Shape out_shape = b.Value(operands[0]).shape;
   for (ValueId id : operands) {
-    if (b.Value(id).dtype != dtype) {
+    if (meaning(id) != dtype) {
       // Pow alone may mix types (a float base with an integer exponent).
       return n.op_type == "Pow" ? b.Unsupported("mixed input data types") : b.Error("inputs have different data types");
     }
@@ -219,6 +242,7 @@ Status BuildArithmetic(const Node& n, PlanBuilder& b) {
   if (operands.size() == 2 && n.op_type != "Mean" && TryDnnlBinary(n, b, operands[0], operands[1], out_shape)) {
     return Status::Ok();
   }
+  for (ValueId& id : operands) id = b.Float(id);
   ref::BinaryOp op;
   if (n.op_type == "Mod") {
     op = n.Int("fmod", 0) != 0 ? ref::BinaryOp::kFmod : ref::BinaryOp::kMod;
@@ -334,14 +358,14 @@ Status BuildErf(const Node&, PlanBuilder& b) {
 std::vector<OpEntry> ElementwiseOps() {
   std::vector<OpEntry> ops;
   for (const char* op : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
-                         "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish", "Gelu"}) {
+                         "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish", "Gelu", "Swish"}) {
     // Only Relu keeps a quantized input quantized; the others read floats.
     ops.push_back({op, BuildUnary, /*int8_aware=*/std::string(op) == "Relu"});
   }
   ops.push_back({"Erf", BuildErf});
   for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min", "Mod", "Equal", "Less",
                          "Greater", "And", "Or"}) {
-    ops.push_back({op, BuildArithmetic});
+    ops.push_back({op, BuildArithmetic, /*int8_aware=*/true});
   }
   ops.push_back({"Not", BuildNot});
   ops.push_back({"BatchNormalization", BuildBatchNorm});

@@ -1,5 +1,6 @@
 #include "engine/passes.h"
 
+#include "engine/engine.h"
 #include "engine/memory.h"
 
 #include <algorithm>
@@ -63,6 +64,10 @@ bool AsEltwise(const Graph& graph, const Node& n, FusedEltwise* out) {
   }
   if (n.op_type == "LeakyRelu") {
     *out = {n.op_type, n.Float("alpha", 0.01f), 0.f};
+    return true;
+  }
+  if (n.op_type == "Swish") {
+    *out = {n.op_type, n.Float("alpha", 1.f), 0.f};
     return true;
   }
   if (n.op_type == "Gelu") {
@@ -234,6 +239,19 @@ Node& ReplacePattern(Graph& graph, std::set<int> matched, int last, const std::s
 }
 
 }  // namespace
+
+bool FusesActivation(const std::string& op) {
+  const Graph no_constants;
+  Node node;
+  node.op_type = op;
+  node.inputs = {"x"};
+  FusedEltwise eltwise;
+  return AsEltwise(no_constants, node, &eltwise);
+}
+
+bool FusesGatedActivation(const std::string& op, float alpha, float beta) {
+  return op == "Sigmoid" || (op == "HardSigmoid" && std::abs(alpha - 1.0 / 6) <= 1e-6 && beta == 0.5f);
+}
 
 Status DecomposeQLinearOps(Graph& graph) {
   std::vector<Node> rewritten;
@@ -546,6 +564,25 @@ Status FuseGelus(Graph& graph, PassStats* stats) {
     }
     ReplacePattern(graph, matched, last, "Gelu", {x}, erf.opset, &dead);
     ++stats->fused_gelus;
+  }
+  RemoveNodes(graph, dead);
+  return Status::Ok();
+}
+
+Status FuseGatedActivations(Graph& graph, PassStats* stats) {
+  std::set<int> dead;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& gate = graph.nodes[i];
+    if (gate.inputs.size() != 1 || gate.outputs.size() != 1) continue;
+    // A QDQ model that rounds the gate before the product keeps them apart.
+    if (graph.activation_quant.count(gate.outputs[0])) continue;
+    if (!FusesGatedActivation(gate.op_type, gate.Float("alpha", 0.2f), gate.Float("beta", 0.5f))) continue;
+    const std::string fused = gate.op_type == "Sigmoid" ? "Swish" : "HardSwish";
+    const int product = SoleConsumerOp(graph, gate.outputs[0], "Mul");
+    if (product < 0 || OtherInput(graph.nodes[product], gate.outputs[0]) != gate.inputs[0]) continue;
+    const std::string x = gate.inputs[0];
+    ReplacePattern(graph, {static_cast<int>(i), product}, product, fused, {x}, gate.opset, &dead);
+    ++stats->fused_gated_activations;
   }
   RemoveNodes(graph, dead);
   return Status::Ok();

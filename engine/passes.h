@@ -11,6 +11,7 @@ struct PassStats {
   int fused_post_ops = 0;
   int fused_layer_norms = 0;
   int fused_gelus = 0;
+  int fused_gated_activations = 0;
 };
 
 // Identity/Dropout of a constant becomes the constant itself (exporters
@@ -31,6 +32,12 @@ Status FuseLayerNorms(Graph& graph, PassStats* stats);
 // sqrt 2)), in the orders torch and others write) becomes one Gelu, which
 // FusePostOps can then fold into the layer before it.
 Status FuseGelus(Graph& graph, PassStats* stats);
+
+// x * HardSigmoid(x) with HardSwish's constants (alpha 1/6, beta 1/2)
+// becomes one HardSwish, x * Sigmoid(x) one Swish (SiLU), as exporters
+// write MobileNetV3's and EfficientNet's activations; FusePostOps can then
+// fold them into the layer before, which has x's other reader no more.
+Status FuseGatedActivations(Graph& graph, PassStats* stats);
 
 // Conv/Gemm/MatMul followed by an activation, and Conv followed by Add (a
 // residual) and an activation, become one node with oneDNN post-ops; a

@@ -738,6 +738,76 @@ TEST(FusionTest, GeluWhoseErfIsAlsoReadStaysAsItIs) {
   EXPECT_EQ(CheckBothWays(b, xs, x, xs, want).fused_gelus, 0);
 }
 
+// MobileNetV3's x * HardSigmoid(x) and EfficientNet's x * Sigmoid(x) after a
+// Conv: one HardSwish or Swish, fused into the Conv as a post-op.
+TEST(FusionTest, GatedActivationsBecomeOneOpFusedIntoTheConv) {
+  const Shape xs = {2, 3, 5, 5}, ws = {4, 3, 3, 3};
+  const auto x = RandomFloats(ElementCount(xs), 3050, -3.f, 3.f);
+  const auto w = RandomFloats(ElementCount(ws), 3051);
+  Shape ys;
+  const std::vector<float> conv = naive::Conv2D(x, xs, w, ws, {}, {.pad_top = 1, .pad_left = 1, .pad_bottom = 1,
+                                                                   .pad_right = 1}, &ys);
+  for (const std::string gate : {"HardSigmoid", "Sigmoid"}) {
+    SCOPED_TRACE(gate);
+    OnnxBuilder b;
+    b.Input("x", {-1, 3, 5, 5});
+    b.Initializer("w", ws, w);
+    b.Node("Conv", {"x", "w"}, {"c"}).Ints("pads", {1, 1, 1, 1});
+    auto g = b.Node(gate, {"c"}, {"g"});
+    if (gate == "HardSigmoid") g.Float("alpha", 1.f / 6);
+    b.Node("Mul", {"c", "g"}, {"y"});
+    b.Output("y");
+    std::vector<float> want = conv;
+    for (float& v : want) {
+      v *= gate == "HardSigmoid" ? std::clamp(v / 6 + 0.5f, 0.f, 1.f) : 1.f / (1.f + std::exp(-v));
+    }
+    const ModelStats stats = CheckBothWays(b, xs, x, ys, want);
+    EXPECT_EQ(stats.fused_gated_activations, 1);
+    EXPECT_EQ(stats.fused_post_ops, 1);
+  }
+}
+
+// Other gates, a gate read twice, or a product with another value stay as written.
+TEST(FusionTest, OtherGatesAndProductsStayAsWritten) {
+  const Shape xs = {2, 6};
+  const auto x = RandomFloats(ElementCount(xs), 3060, -4.f, 4.f);
+  const auto hard_sigmoid = [](float v) { return std::clamp(0.2f * v + 0.5f, 0.f, 1.f); };
+  {
+    SCOPED_TRACE("HardSigmoid with alpha 0.2");
+    OnnxBuilder b;
+    b.Input("x", {-1, 6});
+    b.Node("HardSigmoid", {"x"}, {"g"});
+    b.Node("Mul", {"x", "g"}, {"y"});
+    b.Output("y");
+    std::vector<float> want = x;
+    for (float& v : want) v *= hard_sigmoid(v);
+    EXPECT_EQ(CheckBothWays(b, xs, x, xs, want).fused_gated_activations, 0);
+  }
+  {
+    SCOPED_TRACE("gate also an output");
+    OnnxBuilder b;
+    b.Input("x", {-1, 6});
+    b.Node("Sigmoid", {"x"}, {"g"});
+    b.Node("Mul", {"g", "x"}, {"y"});
+    b.Output("y").Output("g");
+    std::vector<float> want = x;
+    for (float& v : want) v /= 1.f + std::exp(-v);
+    EXPECT_EQ(CheckBothWays(b, xs, x, xs, want).fused_gated_activations, 0);
+  }
+  {
+    SCOPED_TRACE("gate times another value (squeeze-excitation)");
+    OnnxBuilder b;
+    b.Input("x", {-1, 6});
+    b.Node("Relu", {"x"}, {"r"});
+    b.Node("Sigmoid", {"x"}, {"g"});
+    b.Node("Mul", {"g", "r"}, {"y"});
+    b.Output("y");
+    std::vector<float> want = x;
+    for (float& v : want) v = std::max(v, 0.f) / (1.f + std::exp(-v));
+    EXPECT_EQ(CheckBothWays(b, xs, x, xs, want).fused_gated_activations, 0);
+  }
+}
+
 // A transformer MLP on [batch, tokens, features]: MatMul + bias, GELU, MatMul + bias.
 TEST(FusionTest, BatchedMatMulTakesBiasAndGelu) {
   const int64_t tokens = 5, features = 8, hidden = 12;

@@ -350,5 +350,46 @@ TEST(Int8Ops, BoundedActivationsFusedIntoAQuantizedConvClipInOutputUnits) {
   EXPECT_EQ(kernels[1], kernels[2]);
 }
 
+// A squeeze-excitation scaling: an INT8 feature map times a per-channel
+// gate, written quantized for the next conv. oneDNN's binary reads both
+// operands as stored (scaled in the kernel) and writes 8 bits: no
+// dequantizing pass over the feature map.
+TEST(Int8Ops, ProductOfQuantizedOperandsReadsThemAsStored) {
+  const Shape xs = {2, 16, 6, 6}, gs = {2, 16, 1, 1}, ws = {8, 16, 1, 1};
+  const float sx = 3.f / 127, sg = 1.f / 255, sy = 2.f / 127;
+  OnnxBuilder b;
+  b.Input("x", xs).Input("g", gs).Output("out");
+  AddQdq(b, "x", "xq", sx, onnx::TensorProto::INT8);
+  AddQdq(b, "g", "gq", sg, onnx::TensorProto::UINT8);
+  b.Node("Mul", {"xq", "gq"}, {"y"});
+  AddQdq(b, "y", "yq", sy, onnx::TensorProto::INT8);
+  const std::vector<float> w = AddQuantizedWeights(b, "w", ws, 0, 71);
+  b.Node("Conv", {"yq", "w"}, {"out"});
+  const std::vector<float> x = test::RandomFloats(ElementCount(xs), 72, -3.f, 3.f);
+  const std::vector<float> g = test::RandomFloats(ElementCount(gs), 73, 0.f, 1.f);
+  std::vector<Tensor> inputs;
+  inputs.push_back(test::MakeTensor(xs, x));
+  inputs.push_back(test::MakeTensor(gs, g));
+  auto model = b.Load({});
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto out = (*model)->Run(inputs);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  std::vector<float> y(x.size());
+  const int64_t plane = xs[2] * xs[3];
+  for (size_t i = 0; i < x.size(); ++i) {
+    y[i] = FakeQuantize(FakeQuantize(x[i], sx, false) * FakeQuantize(g[i / plane], sg, true), sy, false);
+  }
+  Shape os;
+  const std::vector<float> want = test::naive::Conv2D(y, xs, w, ws, {}, {}, &os);
+  // The conv sums 16 products, each off by at most one step of y times its weight.
+  const std::vector<float> got = test::ToVector((*out)[0]);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 16 * sy * 0.2f) << "element " << i;
+  // Quantize x and g, the product (s8 in x's plain layout), s8 into the
+  // conv's layout, the conv, its output to plain: no step dequantizes an
+  // operand (before, two more did).
+  EXPECT_EQ((*model)->stats().kernels, 6);
+}
+
 }  // namespace
 }  // namespace ppml::engine
