@@ -396,7 +396,7 @@ GraphIndex::GraphIndex(const onnx::GraphProto& graph) : graph_(graph) {
     if (n.output_size() == 0 || n.output(0).empty()) continue;
     const std::string& op = n.op_type();
     bool non_negative = false;
-    if (op == "Relu" || op == "Sigmoid" || op == "Softmax") {
+    if (op == "Relu" || op == "Sigmoid" || op == "HardSigmoid" || op == "Softmax") {
       non_negative = true;
     } else if (op == "Clip") {
       non_negative = ClipIsNonNegative(n, initializers_);

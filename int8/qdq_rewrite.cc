@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "int8/model_graph.h"
 #include "int8/quantize.h"
 
@@ -44,7 +45,7 @@ struct NodePlan {
   int weight_axis = -1;
   int bias_input = -1;
   std::string output;                  // quantized output tensor (after a fused activation)
-  int fused_activation = -1;           // node index of the fused Relu/Clip
+  std::vector<int> fused_activation;   // the nodes of the activation the engine fuses into the op
 };
 
 std::string OpLabel(const onnx::NodeProto& n) { return n.op_type() + " '" + n.name() + "'"; }
@@ -130,20 +131,43 @@ class QdqRewriter {
     return false;
   }
 
-  // The tensor to quantize at a compute node's output: after its Relu/Clip
-  // when that is the only reader; sets plan.fused_activation.
+  // The tensor to quantize at a compute node's output: after the activation
+  // the engine fuses into the op (its only reader, or x * gate(x) as
+  // HardSwish and SiLU are exported), so that the op writes it in 8 bits
+  // and the activation runs on the exact accumulator; sets
+  // plan.fused_activation.
   void ChooseOutput(int i, NodePlan& plan) {
     const onnx::NodeProto& n = graph_.node(i);
     plan.output = n.output(0);
-    const auto& readers = index_.Consumers(plan.output);
-    if (readers.size() != 1 || index_.IsGraphOutput(plan.output)) return;
-    const onnx::NodeProto& r = graph_.node(readers[0]);
-    if ((r.op_type() != "Relu" && r.op_type() != "Clip") || r.input(0) != plan.output ||
-        options_.fp32_nodes.count(r.name())) {
+    const std::vector<int>& readers = index_.Consumers(plan.output);
+    if (index_.IsGraphOutput(plan.output)) return;
+    for (int r : readers) {
+      if (options_.fp32_nodes.count(graph_.node(r).name())) return;
+    }
+    if (readers.size() == 1) {
+      const onnx::NodeProto& r = graph_.node(readers[0]);
+      if (!engine::FusesActivation(r.op_type()) || r.input(0) != plan.output || r.output_size() != 1) return;
+      plan.fused_activation = {readers[0]};
+      plan.output = r.output(0);
       return;
     }
-    plan.fused_activation = readers[0];
-    plan.output = r.output(0);
+    if (readers.size() != 2) return;
+    for (int k = 0; k < 2; ++k) {
+      const onnx::NodeProto& gate = graph_.node(readers[k]);
+      const onnx::NodeProto& product = graph_.node(readers[1 - k]);
+      if (!engine::FusesGatedActivation(gate.op_type(), FloatAttr(gate, "alpha", 0.2f), FloatAttr(gate, "beta", 0.5f)) ||
+          gate.input_size() != 1 || gate.output_size() != 1 || product.op_type() != "Mul" ||
+          product.input_size() != 2 || product.output_size() != 1 || index_.IsGraphOutput(gate.output(0))) {
+        continue;
+      }
+      const std::vector<int>& gate_readers = index_.Consumers(gate.output(0));
+      const bool x_times_gate = (product.input(0) == plan.output && product.input(1) == gate.output(0)) ||
+                                (product.input(1) == plan.output && product.input(0) == gate.output(0));
+      if (gate_readers.size() != 1 || gate_readers[0] != readers[1 - k] || !x_times_gate) continue;
+      plan.fused_activation = {readers[k], readers[1 - k]};
+      plan.output = product.output(0);
+      return;
+    }
   }
 
   std::string WeightKind() const { return options_.reduce_range ? "7-bit s8 weights" : "s8 weights"; }
@@ -256,8 +280,8 @@ class QdqRewriter {
       if (!plan.int8) continue;
       const onnx::NodeProto& n = graph_.node(i);
       for (int k : plan.activation_inputs) quantized_.insert(n.input(k));
-      if (plan.fused_activation >= 0) {
-        NodePlan& act = plans_[static_cast<size_t>(plan.fused_activation)];
+      for (int fused : plan.fused_activation) {
+        NodePlan& act = plans_[static_cast<size_t>(fused)];
         act.kind = NodeKind::kFusedActivation;
         act.int8 = true;
         act.reason = "fused into the output of " + OpLabel(n);
@@ -556,8 +580,9 @@ class QdqRewriter {
       if (plan.kind == NodeKind::kCompute || plan.kind == NodeKind::kFusedActivation) {
         row.precision = plan.int8 ? "int8" : "fp32";
         row.reason = plan.reason;
-        if (plan.kind == NodeKind::kCompute && plan.int8 && plan.fused_activation >= 0) {
-          row.reason += ", output after its " + original_nodes_[static_cast<size_t>(plan.fused_activation)].op_type();
+        if (plan.kind == NodeKind::kCompute && plan.int8 && !plan.fused_activation.empty()) {
+          row.reason += ", output after its";
+          for (int fused : plan.fused_activation) row.reason += " " + original_nodes_[static_cast<size_t>(fused)].op_type();
         }
       } else {
         DescribeOther(n, row);

@@ -408,6 +408,50 @@ TEST(QdqGraph, OpsetConversionAndClip) {
   EXPECT_EQ(m.graph().output(0).name(), "y");
 }
 
+// Activations the engine folds into a Conv put the Conv's Q/DQ pair after
+// them: a Sigmoid (its only reader, u8 as it is never negative) and
+// x * HardSigmoid(x) as MobileNetV3 exports HardSwish (both of x's readers).
+// A HardSigmoid of other constants is no HardSwish: the pair stays on x.
+TEST(QdqGraph, FusedActivationsAndGatesTakeTheConvOutputPair) {
+  for (const float alpha : {1.f / 6, 0.2f}) {
+    SCOPED_TRACE(alpha);
+    OnnxBuilder b(13);
+    b.Input("x", {1, 8, 4, 4});
+    b.Initializer("w1", {8, 8, 3, 3}, RandomFloats(576, 33, -0.5f, 0.5f));
+    b.Node("Conv", {"x", "w1"}, {"c1"}, "conv1").Ints("pads", {1, 1, 1, 1});
+    b.Node("HardSigmoid", {"c1"}, {"g1"}, "gate1").Float("alpha", alpha);
+    b.Node("Mul", {"c1", "g1"}, {"hs1"}, "mul1");
+    b.Initializer("w2", {8, 8, 1, 1}, RandomFloats(64, 34, -0.5f, 0.5f));
+    b.Node("Conv", {"hs1", "w2"}, {"c2"}, "conv2");
+    b.Node("Sigmoid", {"c2"}, {"s2"}, "sigmoid2");
+    b.Initializer("w3", {4, 8, 1, 1}, RandomFloats(32, 35, -0.5f, 0.5f));
+    b.Node("Conv", {"s2", "w3"}, {"y"}, "conv3");
+    b.Output("y", {1, 4, 4, 4});
+    Calibration cal;
+    for (const char* t : {"x", "c1", "g1", "hs1", "c2", "s2", "y"}) cal.tensors[t].threshold = 2.f;
+    QuantizeSummary summary;
+    auto qdq = int8::QuantizeToQdq(b.Serialize(), cal, {}, &summary);
+    ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+    ModelView m(*qdq);
+    ExpectCheckerAccepts(m);
+    EXPECT_EQ(m.Node("c2_QuantizeLinear"), nullptr);
+    EXPECT_EQ(m.Node("conv3")->input(0), ExpectQdqPair(m, "s2", onnx::TensorProto::UINT8, 2.f / 255));
+    EXPECT_EQ(m.Node("conv2")->input(0), ExpectQdqPair(m, "hs1", onnx::TensorProto::INT8, 2.f / 127));
+    if (alpha == 0.2f) {
+      const std::string c1_dq = ExpectQdqPair(m, "c1", onnx::TensorProto::INT8, 2.f / 127);
+      EXPECT_EQ(m.Node("gate1")->input(0), c1_dq);
+      continue;
+    }
+    EXPECT_EQ(m.Node("c1_QuantizeLinear"), nullptr);
+    EXPECT_EQ(m.Node("gate1")->input(0), "c1");
+    bool described = false;
+    for (const auto& row : summary.nodes) {
+      if (row.name == "conv1") described = row.reason.find("output after its HardSigmoid Mul") != std::string::npos;
+    }
+    EXPECT_TRUE(described);
+  }
+}
+
 TEST(QdqGraph, MatMulWeightsPerColumn) {
   OnnxBuilder b(13);
   b.Input("x", {-1, 16});
