@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <optional>
+#include <set>
+#include <algorithm>
 
 namespace ppml::engine {
 
@@ -43,8 +45,7 @@ namespace {
 
 // The step that computes f(s·x)/s, for an accumulator in units of the
 // destination scale s, when one step can: ReLU (and leaky ReLU) as it is,
-// a clip or a linear map with its constants moved into those units. Any
-// other activation runs in real units between two linear maps.
+// a clip or a linear map with its constants moved into those units.
 std::optional<EltwiseStep> InDestinationUnits(const EltwiseStep& s, float dst_scale) {
   if (dst_scale == 1.f || s.algorithm == algorithm::eltwise_relu) return s;
   if (s.algorithm == algorithm::eltwise_clip || s.algorithm == algorithm::eltwise_clip_v2) {
@@ -54,33 +55,69 @@ std::optional<EltwiseStep> InDestinationUnits(const EltwiseStep& s, float dst_sc
   return std::nullopt;
 }
 
-Status AppendActivations(const std::vector<FusedEltwise>& activations, float dst_scale, dnnl::post_ops& ops) {
+Result<std::vector<EltwiseStep>> StepsOf(const std::vector<FusedEltwise>& activations) {
+  std::vector<EltwiseStep> steps;
   for (const auto& e : activations) {
-    PPML_ASSIGN_OR_RETURN(auto steps, EltwiseStepsFor(e));
-    for (const auto& s : steps) {
-      if (auto scaled = InDestinationUnits(s, dst_scale)) {
-        ops.append_eltwise(1.f, scaled->algorithm, scaled->alpha, scaled->beta);
-        continue;
-      }
-      ops.append_eltwise(1.f, algorithm::eltwise_linear, dst_scale, 0.f);
-      ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
-      ops.append_eltwise(1.f, algorithm::eltwise_linear, 1.f / dst_scale, 0.f);
-    }
+    PPML_ASSIGN_OR_RETURN(auto more, EltwiseStepsFor(e));
+    steps.insert(steps.end(), more.begin(), more.end());
   }
-  return Status::Ok();
+  return steps;
 }
 
 }  // namespace
 
-Result<dnnl::post_ops> PostOpsFor(const Node& node, const PostOpsSpec& spec, int* binary_index) {
+bool RepeatsAnEltwise(const dnnl::post_ops& ops) {
+  std::set<algorithm> seen;
+  for (int i = 0; i < ops.len(); ++i) {
+    if (ops.kind(i) != dnnl::primitive::kind::eltwise) continue;
+    float scale, alpha, beta;
+    algorithm alg;
+    ops.get_params_eltwise(i, scale, alg, alpha, beta);
+    if (!seen.insert(alg).second) return true;
+  }
+  return false;
+}
+
+Result<dnnl::post_ops> PostOpsFor(const Node& node, PostOpsSpec& spec, int* binary_index) {
+  PPML_ASSIGN_OR_RETURN(std::vector<EltwiseStep> before, StepsOf(node.post_eltwise_before_sum));
+  PPML_ASSIGN_OR_RETURN(std::vector<EltwiseStep> after, StepsOf(node.post_eltwise));
+  std::vector<EltwiseStep> scaled_before, scaled_after;
+  spec.real_units = false;
+  for (auto [steps, scaled] : {std::pair{&before, &scaled_before}, std::pair{&after, &scaled_after}}) {
+    for (const EltwiseStep& s : *steps) {
+      auto in_units = InDestinationUnits(s, spec.dst_scale);
+      if (!in_units) spec.real_units = true;
+      else scaled->push_back(*in_units);
+    }
+  }
+  if (!spec.real_units) {
+    before = std::move(scaled_before);
+    after = std::move(scaled_after);
+  }
   dnnl::post_ops ops;
-  PPML_RETURN_IF_ERROR(AppendActivations(node.post_eltwise_before_sum, spec.dst_scale, ops));
-  if (spec.residual == ResidualPostOp::kSum) ops.append_sum(spec.sum_scale, spec.sum_type);
+  for (const EltwiseStep& s : before) ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
+  if (spec.residual == ResidualPostOp::kSum) {
+    ops.append_sum(spec.real_units ? spec.sum_scale * spec.dst_scale : spec.sum_scale, spec.sum_type);
+  }
   if (spec.residual == ResidualPostOp::kBinaryAdd) {
     *binary_index = ops.len();
     ops.append_binary(algorithm::binary_add, spec.binary_desc);
   }
-  PPML_RETURN_IF_ERROR(AppendActivations(node.post_eltwise, spec.dst_scale, ops));
+  for (const EltwiseStep& s : after) ops.append_eltwise(1.f, s.algorithm, s.alpha, s.beta);
+  if (spec.real_units) {
+    // alpha * x^1 is a product as exact as a linear map's, under another
+    // algorithm than the activations' own linear steps.
+    const bool has_linear = std::any_of(before.begin(), before.end(), [](const EltwiseStep& s) {
+      return s.algorithm == algorithm::eltwise_linear;
+    }) || std::any_of(after.begin(), after.end(), [](const EltwiseStep& s) {
+      return s.algorithm == algorithm::eltwise_linear;
+    });
+    ops.append_eltwise(1.f, has_linear ? algorithm::eltwise_pow : algorithm::eltwise_linear, 1.f / spec.dst_scale,
+                       has_linear ? 1.f : 0.f);
+  }
+  if (RepeatsAnEltwise(ops)) {
+    return Status::Unsupported(node.Describe() + ": its fused activations repeat a oneDNN eltwise algorithm");
+  }
   return ops;
 }
 

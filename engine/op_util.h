@@ -25,8 +25,14 @@ Result<std::vector<EltwiseStep>> EltwiseStepsFor(const FusedEltwise& activation)
 // Post-ops of a fused node: activations before the residual, the residual
 // (an in-place sum, or a broadcasting binary add reading `binary_desc`),
 // activations after. With an INT8 destination the accumulator is in units of
-// `dst_scale`; activations that are not scale-invariant are then evaluated
-// in real units (wrapped in multiplications by dst_scale and its inverse).
+// `dst_scale` when every activation step can run in those units (ReLU, a
+// clip or linear map with its constants rescaled); otherwise PostOpsFor sets
+// `real_units`: the caller's output scales leave dst_scale out, the
+// activations run on real values and one last step divides by dst_scale.
+// oneDNN 2.6's brgemm kernels give every eltwise post-op of one algorithm
+// the parameters of the first (a second linear map scales by the first's
+// alpha), so no chain PostOpsFor builds repeats an algorithm; callers that
+// append more steps check with RepeatsAnEltwise.
 enum class ResidualPostOp { kNone, kSum, kBinaryAdd };
 struct PostOpsSpec {
   ResidualPostOp residual = ResidualPostOp::kNone;
@@ -34,9 +40,14 @@ struct PostOpsSpec {
   dnnl::memory::data_type sum_type = dnnl::memory::data_type::undef;  // reinterpretation of dst
   dnnl::memory::desc binary_desc;
   float dst_scale = 1.f;
+  bool real_units = false;  // set by PostOpsFor
+  // What the output scales divide by.
+  float accumulator_scale() const { return real_units ? 1.f : dst_scale; }
 };
 // *binary_index receives the index of the binary post-op (when there is one).
-Result<dnnl::post_ops> PostOpsFor(const Node& node, const PostOpsSpec& spec, int* binary_index);
+Result<dnnl::post_ops> PostOpsFor(const Node& node, PostOpsSpec& spec, int* binary_index);
+// Whether two eltwise post-ops of `ops` share an algorithm (see PostOpsSpec).
+bool RepeatsAnEltwise(const dnnl::post_ops& ops);
 
 // The INT8 form of a linear op's weights: a per-output-channel (or per-tensor)
 // symmetric s8 constant behind a DequantizeLinear, with the channel `axis`

@@ -213,18 +213,23 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   // dequantizing pass over it.
   std::optional<QuantParams> on_grid;
   if (int8 && int8->dst && spec.residual == ResidualPostOp::kNone && b.ReadOnlyAsFloat(n.outputs[0])) {
-    on_grid = int8->dst;
-    const bool is_unsigned = on_grid->dtype == DataType::kU8;
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, is_unsigned ? 0.f : -128.f, is_unsigned ? 255.f : 127.f);
-    ops.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, on_grid->scale, 0.f);
+    const bool is_unsigned = int8->dst->dtype == DataType::kU8;
+    dnnl::post_ops gridded = ops;
+    gridded.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
+    gridded.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, is_unsigned ? 0.f : -128.f, is_unsigned ? 255.f : 127.f);
+    gridded.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, int8->dst->scale, 0.f);
+    // Beside a fused clip or linear map, the output is written quantized and dequantized after.
+    if (!RepeatsAnEltwise(gridded)) {
+      on_grid = int8->dst;
+      ops = gridded;
+    }
   }
   const DataType dst_type = on_grid ? DataType::kF32 : int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
   dnnl::primitive_attr attr = b.Attr();
   attr.set_post_ops(ops);
   std::vector<float> scales;
   if (int8) {
-    scales = OutputScales(int8->src.scale, *int8->weights, spec.dst_scale);
+    scales = OutputScales(int8->src.scale, *int8->weights, spec.accumulator_scale());
     attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
   }
 
@@ -382,7 +387,8 @@ Status BuildConvTranspose(const Node& n, PlanBuilder& b) {
     // output_padding adds to the end of the output, as if the end were padded less.
     pad_r.push_back(pads[i + r] - output_padding[i]);
   }
-  PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops, PostOpsFor(n, PostOpsSpec{}, nullptr));
+  PostOpsSpec spec;
+  PPML_ASSIGN_OR_RETURN(dnnl::post_ops ops, PostOpsFor(n, spec, nullptr));
   dnnl::primitive_attr attr = b.Attr();
   attr.set_post_ops(ops);
   const memory::dims w_dims = [&] {

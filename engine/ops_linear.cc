@@ -42,9 +42,10 @@ Status ConfigureProduct(const Node& n, const std::optional<Int8Matmul>& int8, fl
     fused.get_params_eltwise(i, s, alg, al, be);
     ops.append_eltwise(s, alg, al, be);
   }
+  if (RepeatsAnEltwise(ops)) return Status::Unsupported(n.Describe() + ": beta and a fused activation both scale");
   attr.set_post_ops(ops);
   if (int8) {
-    std::vector<float> scales = OutputScales(alpha * int8->src.scale, *int8->weights, spec.dst_scale);
+    std::vector<float> scales = OutputScales(alpha * int8->src.scale, *int8->weights, spec.accumulator_scale());
     attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
   } else if (alpha != 1.f) {
     attr.set_output_scales(0, {alpha});

@@ -2,6 +2,7 @@
 
 #include "engine/engine.h"
 #include "engine/memory.h"
+#include "engine/op_util.h"
 
 #include <algorithm>
 #include <cmath>
@@ -588,6 +589,29 @@ Status FuseGatedActivations(Graph& graph, PassStats* stats) {
   return Status::Ok();
 }
 
+namespace {
+
+// Whether fusing `candidate` into `op` would give it two eltwise steps of one
+// algorithm, which oneDNN 2.6 runs wrong (see PostOpsSpec): it stays apart.
+bool RepeatsAnAlgorithm(const Node& op, const FusedEltwise& candidate) {
+  std::set<dnnl::algorithm> seen;
+  for (const auto* list : {&op.post_eltwise_before_sum, &op.post_eltwise}) {
+    for (const FusedEltwise& e : *list) {
+      auto steps = EltwiseStepsFor(e);
+      if (!steps.ok()) return true;
+      for (const EltwiseStep& s : *steps) seen.insert(s.algorithm);
+    }
+  }
+  auto steps = EltwiseStepsFor(candidate);
+  if (!steps.ok()) return true;
+  for (const EltwiseStep& s : *steps) {
+    if (!seen.insert(s.algorithm).second) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Status FusePostOps(Graph& graph, PassStats* stats) {
   static const std::set<std::string> kFusable = {"Conv", "Gemm", "MatMul"};
   std::set<int> dead;
@@ -605,7 +629,8 @@ Status FusePostOps(Graph& graph, PassStats* stats) {
       // into activation_quant) keeps the activation apart: fused, the
       // rounding and clipping would be skipped.
       if (AsEltwise(graph, consumer, &eltwise) && consumer.Input(0) == op.outputs[0] &&
-          consumer.outputs.size() == 1 && !graph.activation_quant.count(op.outputs[0])) {
+          consumer.outputs.size() == 1 && !graph.activation_quant.count(op.outputs[0]) &&
+          !RepeatsAnAlgorithm(op, eltwise)) {
         (op.fused_sum_input.empty() ? op.post_eltwise_before_sum : op.post_eltwise).push_back(eltwise);
       } else if (consumer.op_type == "Add" && consumer.outputs.size() == 1 && op.post_eltwise_before_sum.empty() &&
                  AddsRowBias(graph, op, consumer)) {

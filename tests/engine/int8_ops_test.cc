@@ -391,5 +391,54 @@ TEST(Int8Ops, ProductOfQuantizedOperandsReadsThemAsStored) {
   EXPECT_EQ((*model)->stats().kernels, 6);
 }
 
+// An activation fused into an INT8 conv that writes 8 bits for another INT8
+// conv: ReLU6 in the output's units, HardSwish and SiLU (x * gate(x)) on
+// real values. oneDNN 2.6 gave a second linear post-op the first one's
+// scale, which turned these outputs to zeros: the engine's chains never
+// repeat an algorithm. Checked against the QDQ model run as written.
+TEST(Int8Ops, ActivationsFusedIntoAnInt8ConvFeedingAnother) {
+  const Shape xs = {2, 8, 6, 6}, w1s = {16, 8, 3, 3}, w2s = {8, 16, 1, 1};
+  const std::vector<float> x = test::RandomFloats(ElementCount(xs), 81, -3.f, 3.f);
+  for (const std::string act : {"Clip", "HardSwish", "SiLU"}) {
+    SCOPED_TRACE(act);
+    OnnxBuilder b;
+    b.Input("x", xs).Output("out");
+    AddQdq(b, "x", "xq", 3.f / 127, onnx::TensorProto::INT8);
+    AddQuantizedWeights(b, "w1", w1s, 0, 82);
+    b.Node("Conv", {"xq", "w1"}, {"c"}).Ints("pads", {1, 1, 1, 1});
+    if (act == "Clip") {
+      b.ScalarFloat("lo", 0.f).ScalarFloat("hi", 6.f);
+      b.Node("Clip", {"c", "lo", "hi"}, {"a"});
+    } else {
+      auto gate = b.Node(act == "SiLU" ? "Sigmoid" : "HardSigmoid", {"c"}, {"g"});
+      if (act == "HardSwish") gate.Float("alpha", 1.f / 6);
+      b.Node("Mul", {"c", "g"}, {"a"});
+    }
+    AddQdq(b, "a", "aq", 6.f / 127, onnx::TensorProto::INT8);
+    AddQuantizedWeights(b, "w2", w2s, 0, 83);
+    b.Node("Conv", {"aq", "w2"}, {"out"});
+    std::vector<std::vector<float>> results;
+    for (bool literal : {false, true}) {
+      EngineOptions options;
+      options.literal_qdq = literal;
+      auto model = b.Load(options);
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      std::vector<Tensor> inputs;
+      inputs.push_back(test::MakeTensor(xs, x));
+      auto out = (*model)->Run(inputs);
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      results.push_back(test::ToVector((*out)[0]));
+    }
+    float largest = 0, worst = 0;
+    for (size_t i = 0; i < results[1].size(); ++i) {
+      largest = std::max(largest, std::fabs(results[1][i]));
+      worst = std::max(worst, std::fabs(results[0][i] - results[1][i]));
+    }
+    ASSERT_GT(largest, 0.1f);
+    // Rounding ties of the 8-bit activation aside, the two agree.
+    EXPECT_LT(worst, 0.05f * largest);
+  }
+}
+
 }  // namespace
 }  // namespace ppml::engine
