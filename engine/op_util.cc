@@ -1,9 +1,9 @@
 #include "engine/op_util.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <set>
-#include <algorithm>
 
 namespace ppml::engine {
 
@@ -55,6 +55,12 @@ std::optional<EltwiseStep> InDestinationUnits(const EltwiseStep& s, float dst_sc
   return std::nullopt;
 }
 
+bool Uses(const std::vector<EltwiseStep>& steps, algorithm alg) {
+  return std::any_of(steps.begin(), steps.end(), [alg](const EltwiseStep& s) { return s.algorithm == alg; });
+}
+
+}  // namespace
+
 Result<std::vector<EltwiseStep>> StepsOf(const std::vector<FusedEltwise>& activations) {
   std::vector<EltwiseStep> steps;
   for (const auto& e : activations) {
@@ -64,18 +70,24 @@ Result<std::vector<EltwiseStep>> StepsOf(const std::vector<FusedEltwise>& activa
   return steps;
 }
 
-}  // namespace
-
-bool RepeatsAnEltwise(const dnnl::post_ops& ops) {
+bool RepeatsAnAlgorithm(const std::vector<EltwiseStep>& steps) {
   std::set<algorithm> seen;
-  for (int i = 0; i < ops.len(); ++i) {
-    if (ops.kind(i) != dnnl::primitive::kind::eltwise) continue;
-    float scale, alpha, beta;
-    algorithm alg;
-    ops.get_params_eltwise(i, scale, alg, alpha, beta);
-    if (!seen.insert(alg).second) return true;
+  for (const EltwiseStep& s : steps) {
+    if (!seen.insert(s.algorithm).second) return true;
   }
   return false;
+}
+
+bool RepeatsAnEltwise(const dnnl::post_ops& ops) {
+  std::vector<EltwiseStep> steps;
+  for (int i = 0; i < ops.len(); ++i) {
+    if (ops.kind(i) != dnnl::primitive::kind::eltwise) continue;
+    float scale;
+    EltwiseStep s;
+    ops.get_params_eltwise(i, scale, s.algorithm, s.alpha, s.beta);
+    steps.push_back(s);
+  }
+  return RepeatsAnAlgorithm(steps);
 }
 
 Result<dnnl::post_ops> PostOpsFor(const Node& node, PostOpsSpec& spec, int* binary_index) {
@@ -107,11 +119,7 @@ Result<dnnl::post_ops> PostOpsFor(const Node& node, PostOpsSpec& spec, int* bina
   if (spec.real_units) {
     // alpha * x^1 is a product as exact as a linear map's, under another
     // algorithm than the activations' own linear steps.
-    const bool has_linear = std::any_of(before.begin(), before.end(), [](const EltwiseStep& s) {
-      return s.algorithm == algorithm::eltwise_linear;
-    }) || std::any_of(after.begin(), after.end(), [](const EltwiseStep& s) {
-      return s.algorithm == algorithm::eltwise_linear;
-    });
+    const bool has_linear = Uses(before, algorithm::eltwise_linear) || Uses(after, algorithm::eltwise_linear);
     ops.append_eltwise(1.f, has_linear ? algorithm::eltwise_pow : algorithm::eltwise_linear, 1.f / spec.dst_scale,
                        has_linear ? 1.f : 0.f);
   }

@@ -46,7 +46,11 @@ struct PostOpsSpec {
 };
 // *binary_index receives the index of the binary post-op (when there is one).
 Result<dnnl::post_ops> PostOpsFor(const Node& node, PostOpsSpec& spec, int* binary_index);
-// Whether two eltwise post-ops of `ops` share an algorithm (see PostOpsSpec).
+// The eltwise steps of a node's fused activations, in order.
+Result<std::vector<EltwiseStep>> StepsOf(const std::vector<FusedEltwise>& activations);
+// Whether two steps, or two eltwise post-ops of `ops`, share an algorithm
+// (see PostOpsSpec).
+bool RepeatsAnAlgorithm(const std::vector<EltwiseStep>& steps);
 bool RepeatsAnEltwise(const dnnl::post_ops& ops);
 
 // The INT8 form of a linear op's weights: a per-output-channel (or per-tensor)

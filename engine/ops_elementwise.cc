@@ -201,9 +201,10 @@ bool TryDnnlBinary(const Node& n, PlanBuilder& b, ValueId a, ValueId c, const Sh
   const ValueId src1 =
       broadcast ? b.InLayout(b.AliasValue(b.Plain(c), padded), src1_desc(dst)) : b.InLayout(c, src1_desc(dst));
   const memory::desc out_desc = pd.dst_desc();
-  const ValueId out = quantize_to             ? b.DefineOutput(0, quantize_to->dtype, out_shape, out_desc)
-                      : a_type == DataType::kF32 ? b.DefineOutput(0, DataType::kF32, out_shape, dst, src0)
-                                                 : b.DefineOutput(0, DataType::kF32, out_shape, dst);
+  // In place of src0 when it holds floats too.
+  const ValueId out = quantize_to ? b.DefineOutput(0, quantize_to->dtype, out_shape, out_desc)
+                                  : b.DefineOutput(0, DataType::kF32, out_shape, dst,
+                                                   a_type == DataType::kF32 ? src0 : kNoValue);
   if (quantize_to) b.SetQuant(out, *quantize_to);
   std::unordered_map<int, memory> fixed;
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_DST, out}};

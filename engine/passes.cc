@@ -593,21 +593,12 @@ namespace {
 
 // Whether fusing `candidate` into `op` would give it two eltwise steps of one
 // algorithm, which oneDNN 2.6 runs wrong (see PostOpsSpec): it stays apart.
-bool RepeatsAnAlgorithm(const Node& op, const FusedEltwise& candidate) {
-  std::set<dnnl::algorithm> seen;
-  for (const auto* list : {&op.post_eltwise_before_sum, &op.post_eltwise}) {
-    for (const FusedEltwise& e : *list) {
-      auto steps = EltwiseStepsFor(e);
-      if (!steps.ok()) return true;
-      for (const EltwiseStep& s : *steps) seen.insert(s.algorithm);
-    }
-  }
-  auto steps = EltwiseStepsFor(candidate);
-  if (!steps.ok()) return true;
-  for (const EltwiseStep& s : *steps) {
-    if (!seen.insert(s.algorithm).second) return true;
-  }
-  return false;
+bool FusingRepeatsAnAlgorithm(const Node& op, const FusedEltwise& candidate) {
+  std::vector<FusedEltwise> activations = op.post_eltwise_before_sum;
+  activations.insert(activations.end(), op.post_eltwise.begin(), op.post_eltwise.end());
+  activations.push_back(candidate);
+  auto steps = StepsOf(activations);
+  return !steps.ok() || RepeatsAnAlgorithm(*steps);
 }
 
 }  // namespace
@@ -630,7 +621,7 @@ Status FusePostOps(Graph& graph, PassStats* stats) {
       // rounding and clipping would be skipped.
       if (AsEltwise(graph, consumer, &eltwise) && consumer.Input(0) == op.outputs[0] &&
           consumer.outputs.size() == 1 && !graph.activation_quant.count(op.outputs[0]) &&
-          !RepeatsAnAlgorithm(op, eltwise)) {
+          !FusingRepeatsAnAlgorithm(op, eltwise)) {
         (op.fused_sum_input.empty() ? op.post_eltwise_before_sum : op.post_eltwise).push_back(eltwise);
       } else if (consumer.op_type == "Add" && consumer.outputs.size() == 1 && op.post_eltwise_before_sum.empty() &&
                  AddsRowBias(graph, op, consumer)) {
