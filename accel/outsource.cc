@@ -316,6 +316,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   }
 
   engine::ModelStats stats() const override { return model_->stats(); }
+  std::vector<engine::StepTime> Profile() const override { return model_->Profile(); }
   void ReleaseCachedPlans() override { model_->ReleaseCachedPlans(); }
 
   OutsourceStats outsource_stats() const override {

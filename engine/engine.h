@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -162,6 +163,19 @@ struct EngineOptions {
   // 2x faster there, but their weights take 4x the bytes (6x6 tiles for 3x3)
   // and the scratchpad grows; off where memory is what is scarce.
   bool winograd = true;
+  // Time every step of every run (Model::Profile): a stream wait after each
+  // oneDNN primitive, which costs a little throughput.
+  bool profile = false;
+};
+
+// One step of the plan last run and its time summed over the runs since it
+// was built (EngineOptions::profile): where a model's time goes.
+struct StepTime {
+  std::string node;    // the graph node it was built for ("output": the graph's output copies)
+  std::string op;      // that node's op type
+  std::string kernel;  // a oneDNN primitive and its implementation ("reorder jit:uni"), or "engine" for the engine's own loop
+  double total_ms = 0;
+  int64_t runs = 0;
 };
 
 // Counters describing what Load made of the graph (for logs and tests).
@@ -213,14 +227,27 @@ class Model {
   virtual void ReleaseCachedPlans() = 0;
 
   virtual ModelStats stats() const = 0;
+
+  // The steps of the plan last run, in order, with their times; empty unless
+  // loaded with EngineOptions::profile.
+  virtual std::vector<StepTime> Profile() const = 0;
 };
 
-// What the engine folds into a Conv/Gemm/MatMul before it, for a quantizer
-// that places an INT8 layer's output after it: an activation node `op`
-// (Relu, Clip, Sigmoid, HardSwish...), and a gate `op` read as x * op(x)
-// (HardSigmoid with `alpha` 1/6 and `beta` 1/2, or Sigmoid: HardSwish, Swish).
+// Whether the engine can fold an activation node `op` (Relu, Clip, Sigmoid,
+// HardSwish...) into the op before it.
 bool FusesActivation(const std::string& op);
-bool FusesGatedActivation(const std::string& op, float alpha, float beta);
+
+// What the engine's load-time passes fold into each Conv, Gemm and MatMul
+// of an ONNX model (a BatchNormalization, a bias Add, activations, GELU,
+// x * gate(x)), for a quantizer that places an INT8 layer's output after
+// them rather than between: per node that absorbs any, by name, the tensor
+// that becomes its output and the absorbed nodes. Residual Adds are left
+// apart.
+struct FusedOutput {
+  std::string tensor;
+  std::vector<std::string> nodes;
+};
+Result<std::map<std::string, FusedOutput>> FusedOutputs(std::span<const std::byte> onnx_bytes);
 
 // The instruction set oneDNN dispatches to on this CPU, e.g. "avx2", "avx512_core_vnni".
 std::string EffectiveCpuIsa();

@@ -41,6 +41,8 @@ struct Node {
   std::vector<FusedEltwise> post_eltwise_before_sum;
   std::string fused_sum_input;
   std::vector<FusedEltwise> post_eltwise;
+  // Names of the nodes fusion passes merged into this one, in graph order.
+  std::vector<std::string> absorbed;
 
   bool HasAttr(const std::string& key) const { return attributes.count(key) > 0; }
   Result<int64_t> Int(const std::string& key) const;
@@ -109,6 +111,7 @@ struct Graph {
   ConstantEnv env;
   LinearDelegate* linear_delegate = nullptr;  // EngineOptions::linear_delegate
   bool winograd = true;                       // EngineOptions::winograd
+  bool profile = false;                       // EngineOptions::profile
   std::vector<Node> nodes;  // topologically sorted
 
   // QDQ models (see passes.h, CollapseQdqPairs): float tensors the model says

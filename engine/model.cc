@@ -65,6 +65,7 @@ class OnnxModel final : public Model {
 
   void ReleaseCachedPlans() override {
     if (plans_.empty()) return;
+    last_run_ = nullptr;
     plans_.clear();
     weights_.Prune();
   }
@@ -72,6 +73,7 @@ class OnnxModel final : public Model {
   const std::vector<TensorInfo>& inputs() const override { return inputs_; }
   const std::vector<TensorInfo>& outputs() const override { return outputs_; }
   ModelStats stats() const override { return stats_; }
+  std::vector<StepTime> Profile() const override { return last_run_ ? last_run_->Profile() : std::vector<StepTime>{}; }
 
   Result<std::vector<Tensor>> RunWith(std::span<const Shape> shapes, const InputWriter& write) override {
     if (shapes.size() != inputs_.size()) {
@@ -115,7 +117,8 @@ class OnnxModel final : public Model {
     auto it = plans_.find(shapes);
     if (it != plans_.end()) {
       it->second.last_used = ++uses_;
-      return it->second.plan.get();
+      last_run_ = it->second.plan.get();
+      return last_run_;
     }
     // Bound the cache before building: a client sending ever new shapes must
     // not grow memory without limit, and the evicted arena frees budget.
@@ -133,9 +136,9 @@ class OnnxModel final : public Model {
         stats_.offloaded_bytes = weights_.offloaded_bytes();
         stats_.streamed_bytes_per_run = plan->streamed_bytes();
         ++stats_.plans_built;
-        Plan* raw = plan.get();
+        last_run_ = plan.get();
         plans_[shapes] = CachedPlan{std::move(plan), ++uses_};
-        return raw;
+        return last_run_;
       }
       // Over the memory budget: the arenas of plans kept for other batch
       // sizes may be what stands in the way (a batcher meets every size up
@@ -149,6 +152,7 @@ class OnnxModel final : public Model {
     auto oldest = std::min_element(plans_.begin(), plans_.end(), [](const auto& a, const auto& b) {
       return a.second.last_used < b.second.last_used;
     });
+    if (oldest->second.plan.get() == last_run_) last_run_ = nullptr;
     plans_.erase(oldest);
     weights_.Prune();
   }
@@ -164,9 +168,24 @@ class OnnxModel final : public Model {
   WeightCache weights_;
   std::map<std::vector<Shape>, CachedPlan> plans_;
   uint64_t uses_ = 0;
+  Plan* last_run_ = nullptr;  // for Profile
   std::vector<TensorInfo> inputs_, outputs_;
   ModelStats stats_;
 };
+
+Status RunLoadPasses(Graph& graph, const EngineOptions& options, PassStats* passes, bool residual_sums = true) {
+  PPML_RETURN_IF_ERROR(PropagateConstantIdentities(graph));
+  PPML_RETURN_IF_ERROR(DecomposeQLinearOps(graph));
+  if (!options.literal_qdq) PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
+  if (!options.fuse) return Status::Ok();
+  PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, passes));
+  PPML_RETURN_IF_ERROR(FuseLayerNorms(graph, passes));
+  PPML_RETURN_IF_ERROR(FuseGelus(graph, passes));
+  PPML_RETURN_IF_ERROR(FuseGatedActivations(graph, passes));
+  // A delegate returns a layer's plain result: nothing may be fused into it.
+  if (!options.linear_delegate) PPML_RETURN_IF_ERROR(FusePostOps(graph, passes, residual_sums));
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std::string& name,
                                     const EngineOptions& options) {
@@ -181,19 +200,10 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
     }
   }
   PassStats passes;
-  PPML_RETURN_IF_ERROR(PropagateConstantIdentities(graph));
-  PPML_RETURN_IF_ERROR(DecomposeQLinearOps(graph));
-  if (!options.literal_qdq) PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
-  if (options.fuse) {
-    PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, &passes));
-    PPML_RETURN_IF_ERROR(FuseLayerNorms(graph, &passes));
-    PPML_RETURN_IF_ERROR(FuseGelus(graph, &passes));
-    PPML_RETURN_IF_ERROR(FuseGatedActivations(graph, &passes));
-    // A delegate returns a layer's plain result: nothing may be fused into it.
-    if (!options.linear_delegate) PPML_RETURN_IF_ERROR(FusePostOps(graph, &passes));
-  }
+  PPML_RETURN_IF_ERROR(RunLoadPasses(graph, options, &passes));
   graph.linear_delegate = options.linear_delegate;
   graph.winograd = options.winograd;
+  graph.profile = options.profile;
   auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans);
   PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
   return std::unique_ptr<Model>(std::move(model));
@@ -213,6 +223,21 @@ Result<std::unique_ptr<Model>> Model::LoadBytes(std::span<const std::byte> bytes
   }
 }
 
+Result<std::map<std::string, FusedOutput>> FusedOutputs(std::span<const std::byte> onnx_bytes) {
+  try {
+    PPML_ASSIGN_OR_RETURN(Graph graph, ImportOnnx(onnx_bytes, "model"));
+    PassStats passes;
+    PPML_RETURN_IF_ERROR(RunLoadPasses(graph, EngineOptions{}, &passes, /*residual_sums=*/false));
+    std::map<std::string, FusedOutput> fused;
+    static const std::set<std::string> kLayers = {"Conv", "Gemm", "MatMul"};
+    for (const Node& n : graph.nodes) {
+      if (kLayers.count(n.op_type) && !n.absorbed.empty()) fused[n.name] = {n.outputs[0], n.absorbed};
+    }
+    return fused;
+  } catch (const StatusError& e) {
+    return e.status();
+  }
+}
 
 Result<std::unique_ptr<Model>> Model::LoadFile(const std::string& path, const EngineOptions& options) {
   std::ifstream file(path, std::ios::binary);

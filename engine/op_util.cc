@@ -148,9 +148,9 @@ std::optional<QuantParams> SymmetricQuant(const PlanBuilder& b, const std::strin
   return it->second;
 }
 
-std::vector<float> OutputScales(float src_scale, const QuantizedConstant& w, float dst_scale) {
+std::vector<float> OutputScales(float src_scale, std::span<const float> weight_scales, float dst_scale) {
   std::vector<float> scales;
-  for (float s : w.scales) scales.push_back(src_scale * s / dst_scale);
+  for (float s : weight_scales) scales.push_back(src_scale * s / dst_scale);
   return scales;
 }
 

@@ -61,7 +61,7 @@ const QuantizedConstant* Int8Weights(const PlanBuilder& b, const std::string& na
 // The quantization the model annotates `name` with, when symmetric and 8-bit.
 std::optional<QuantParams> SymmetricQuant(const PlanBuilder& b, const std::string& name);
 // Per-channel requantization scales: src_scale * weight_scale[c] / dst_scale.
-std::vector<float> OutputScales(float src_scale, const QuantizedConstant& w, float dst_scale);
+std::vector<float> OutputScales(float src_scale, std::span<const float> weight_scales, float dst_scale);
 
 // Spatial output size and padding of a windowed op (Conv, pooling) along one axis.
 struct WindowAxis {

@@ -229,7 +229,7 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   attr.set_post_ops(ops);
   std::vector<float> scales;
   if (int8) {
-    scales = OutputScales(int8->src.scale, *int8->weights, spec.accumulator_scale());
+    scales = OutputScales(int8->src.scale, int8->weights->scales, spec.accumulator_scale());
     attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
   }
 
@@ -299,7 +299,7 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     if (p.bias != kNoValue) {
       // INT8 bias is added to the s32 accumulator: in units of src_scale * weight_scale[c]
       // (of the output scales, so it grows as much as doubled weights shrink them).
-      const std::vector<float> unit = OutputScales(int8->src.scale, *int8->weights, 1.f);
+      const std::vector<float> unit = OutputScales(int8->src.scale, int8->weights->scales, 1.f);
       Tensor bias = b.Constant(p.bias)->Clone();
       for (int64_t c = 0; c < bias.element_count(); ++c) {
         bias.data<float>()[c] *= weight_source_scale / unit[unit.size() > 1 ? c : 0];

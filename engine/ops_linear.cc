@@ -13,11 +13,13 @@ memory::desc StridedDesc(const memory::dims& dims, const memory::dims& strides, 
   return memory::desc(dims, DnnlType(type), strides);
 }
 
-// The INT8 form of a matrix product: A held quantized (symmetric), B constant
-// s8 per output column behind a DequantizeLinear.
+// The INT8 form of a matrix product: A held quantized (symmetric), B
+// constant s8 per output column behind a DequantizeLinear, or a run-time s8
+// tensor held quantized (an attention product).
 struct Int8Matmul {
   QuantParams src;
-  const QuantizedConstant* weights = nullptr;
+  const QuantizedConstant* weights = nullptr;  // null: B is a run-time tensor
+  std::vector<float> weight_scales;
   std::optional<QuantParams> dst;
 };
 
@@ -27,7 +29,18 @@ std::optional<Int8Matmul> PlanInt8(const PlanBuilder& b, ValueId a_raw, const st
   if (!quant || quant->zero_point != 0) return std::nullopt;
   const QuantizedConstant* w = Int8Weights(b, weights, axis, columns);
   if (!w) return std::nullopt;
-  return Int8Matmul{*quant, w, SymmetricQuant(b, b.node().outputs[0])};
+  return Int8Matmul{*quant, w, w->scales, SymmetricQuant(b, b.node().outputs[0])};
+}
+
+// oneDNN's INT8 products take B as s8 only. Without VNNI they sum pairs of
+// u8 x s8 products in 16 bits, which full-range 8-bit operands overflow
+// (constant weights are made 7-bit for those CPUs; run-time ones cannot be).
+std::optional<Int8Matmul> PlanInt8RunTimeB(const PlanBuilder& b, ValueId a_raw, ValueId w_raw) {
+  if (!CpuHasVnni()) return std::nullopt;
+  const auto& a = b.Value(a_raw).quant;
+  const auto& w = b.Value(w_raw).quant;
+  if (!a || a->zero_point != 0 || !w || w->zero_point != 0 || w->dtype != DataType::kS8) return std::nullopt;
+  return Int8Matmul{*a, nullptr, {w->scale}, SymmetricQuant(b, b.node().outputs[0])};
 }
 
 // Output scales, fused activations and the destination type of a matrix product.
@@ -45,7 +58,7 @@ Status ConfigureProduct(const Node& n, const std::optional<Int8Matmul>& int8, fl
   if (RepeatsAnEltwise(ops)) return Status::Unsupported(n.Describe() + ": beta and a fused activation both scale");
   attr.set_post_ops(ops);
   if (int8) {
-    std::vector<float> scales = OutputScales(alpha * int8->src.scale, *int8->weights, spec.accumulator_scale());
+    std::vector<float> scales = OutputScales(alpha * int8->src.scale, int8->weight_scales, spec.accumulator_scale());
     attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
   } else if (alpha != 1.f) {
     attr.set_output_scales(0, {alpha});
@@ -77,7 +90,7 @@ memory BiasMemory(PlanBuilder& b, const Tensor& c, const Shape& shape, float alp
                   const std::optional<Int8Matmul>& int8, int64_t nn) {
   std::vector<float> unit(nn, alpha);
   if (int8) {
-    const std::vector<float> s = OutputScales(alpha * int8->src.scale, *int8->weights, 1.f);
+    const std::vector<float> s = OutputScales(alpha * int8->src.scale, int8->weight_scales, 1.f);
     for (int64_t j = 0; j < nn; ++j) unit[j] = s[s.size() > 1 ? j : 0];
   }
   Tensor scaled(DataType::kF32, shape);
@@ -189,18 +202,17 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
 // A third input, a constant with one value per output column, is the bias
 // FusePostOps folds in from a following Add.
 Status BuildMatMul(const Node& n, PlanBuilder& b) {
-  if (b.RawInput(0) == kNoValue || b.RawInput(1) == kNoValue) return b.Error("needs two inputs");
-  const ValueId a_raw = b.RawInput(0), w = b.Float(b.RawInput(1));
-  std::optional<Int8Matmul> int8;
-  if (b.Value(w).shape.size() == 2) int8 = PlanInt8(b, a_raw, n.Input(1), 1, b.Value(w).shape[1]);
-  const ValueId a = int8 ? a_raw : b.Float(a_raw);
-  if ((b.Value(a).dtype != DataType::kF32 && !int8) || b.Value(w).dtype != DataType::kF32) {
-    return b.Unsupported("only float");
-  }
-  Shape as = b.Value(a).shape, ws = b.Value(w).shape;
+  const ValueId a_raw = b.RawInput(0), w_raw = b.RawInput(1);
+  if (a_raw == kNoValue || w_raw == kNoValue) return b.Error("needs two inputs");
+  Shape as = b.Value(a_raw).shape, ws = b.Value(w_raw).shape;
   if (as.empty() || ws.empty()) return b.Error("MatMul inputs must have rank >= 1");
-  if (!int8 && as.size() == 2 && ws.size() == 2 && as[1] == ws[0] && b.IsConstant(w)) {
-    PPML_ASSIGN_OR_RETURN(bool delegated, TryDelegateDense(b, a, w, false, nullptr, {as[0], ws[1]}));
+  std::optional<Int8Matmul> int8;
+  if (ws.size() == 2) int8 = PlanInt8(b, a_raw, n.Input(1), 1, ws[1]);
+  if (!int8 && !b.IsConstant(w_raw)) int8 = PlanInt8RunTimeB(b, a_raw, w_raw);
+  if (!int8 && as.size() == 2 && ws.size() == 2 && as[1] == ws[0] && b.IsConstant(w_raw)) {
+    const ValueId a = b.Float(a_raw);
+    if (b.Value(a).dtype != DataType::kF32) return b.Unsupported("only float");
+    PPML_ASSIGN_OR_RETURN(bool delegated, TryDelegateDense(b, a, b.Float(w_raw), false, nullptr, {as[0], ws[1]}));
     if (delegated) return Status::Ok();
   }
   const bool a_vector = as.size() == 1, w_vector = ws.size() == 1;
@@ -210,8 +222,8 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
   as.insert(as.begin(), rank - as.size(), 1);
   ws.insert(ws.begin(), rank - ws.size(), 1);
   if (as[rank - 1] != ws[rank - 2]) {
-    return b.Error("inner dimensions differ: " + ShapeToString(b.Value(a).shape) + " x " +
-                   ShapeToString(b.Value(w).shape));
+    return b.Error("inner dimensions differ: " + ShapeToString(b.Value(a_raw).shape) + " x " +
+                   ShapeToString(b.Value(w_raw).shape));
   }
   Shape full(rank);
   for (size_t i = 0; i + 2 < rank; ++i) {
@@ -225,7 +237,8 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
   if (a_vector) out_shape.erase(out_shape.end() - (w_vector ? 1 : 2));
   // Constant weights shared by every row of a batched A: one 2-D product, so
   // that the weights are reordered once into oneDNN's layout.
-  if (rank > 2 && !w_vector && b.Value(w).shape.size() == 2 && b.IsConstant(w)) {
+  const bool constant_w = b.IsConstant(w_raw);
+  if (rank > 2 && !w_vector && b.Value(w_raw).shape.size() == 2 && constant_w) {
     as = {std::accumulate(full.begin(), full.end() - 1, int64_t{1}, std::multiplies<>()), as[rank - 1]};
     ws = {ws[rank - 2], ws[rank - 1]};
     full = {as[0], ws[1]};
@@ -238,32 +251,50 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
     return b.Error("the fused bias must be a constant with one value per column of a 2-D product");
   }
 
-  dnnl::post_ops ops;
-  dnnl::primitive_attr attr = b.Attr();
-  PPML_RETURN_IF_ERROR(ConfigureProduct(n, int8, 1.f, ops, attr));
-  const DataType w_type = int8 ? DataType::kS8 : DataType::kF32;
+  const auto product_pd = [&]() -> Result<dnnl::matmul::primitive_desc> {
+    dnnl::post_ops ops;
+    dnnl::primitive_attr attr = b.Attr();
+    PPML_RETURN_IF_ERROR(ConfigureProduct(n, int8, 1.f, ops, attr));
+    const DataType a_type = int8 ? b.Value(a_raw).dtype : DataType::kF32;
+    const DataType w_type = int8 ? DataType::kS8 : DataType::kF32;
+    const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
+    const memory::desc w_desc = constant_w ? AnyDesc(w_type, ws) : PlainDesc(w_type, ws);
+    const memory::desc bias_desc = PlainDesc(DataType::kF32, {1, full[product_rank - 1]});
+    auto desc = bias ? dnnl::matmul::desc(PlainDesc(a_type, as), w_desc, bias_desc, PlainDesc(dst_type, full))
+                     : dnnl::matmul::desc(PlainDesc(a_type, as), w_desc, PlainDesc(dst_type, full));
+    return dnnl::matmul::primitive_desc(desc, attr, b.engine());
+  };
+  std::optional<Result<dnnl::matmul::primitive_desc>> pd;
+  if (int8 && !int8->weights) {
+    try {
+      pd = product_pd();
+    } catch (const dnnl::error&) {
+      int8.reset();  // no INT8 kernel for this run-time product: in float
+    }
+  }
+  if (!pd) pd = product_pd();
+  if (!pd->ok()) return pd->status();
+  const ValueId a = int8 ? a_raw : b.Float(a_raw);
+  const ValueId w = int8 && !int8->weights ? w_raw : b.Float(w_raw);
+  if (!int8 && (b.Value(a).dtype != DataType::kF32 || b.Value(w).dtype != DataType::kF32)) {
+    return b.Unsupported("only float");
+  }
   const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
-  const bool constant_w = b.IsConstant(w) && product_rank == 2;
-  const memory::desc w_plain = PlainDesc(w_type, ws);
-  const memory::desc w_desc = constant_w ? AnyDesc(w_type, ws) : w_plain;
-  const memory::desc bias_desc = PlainDesc(DataType::kF32, {1, full[product_rank - 1]});
-  auto desc = bias ? dnnl::matmul::desc(PlainDesc(b.Value(a).dtype, as), w_desc, bias_desc, PlainDesc(dst_type, full))
-                   : dnnl::matmul::desc(PlainDesc(b.Value(a).dtype, as), w_desc, PlainDesc(dst_type, full));
-  dnnl::matmul::primitive_desc pd(desc, attr, b.engine());
   const ValueId out = b.DefinePlainOutput(0, dst_type, out_shape);
   if (int8 && int8->dst) b.SetQuant(out, *int8->dst);
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, b.AliasValue(b.Plain(a), as)},
                                                {DNNL_ARG_DST, b.AliasValue(out, full)}};
   std::unordered_map<int, memory> fixed;
-  if (int8) {
-    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, w_plain, pd.weights_desc());
-  } else if (b.IsConstant(w)) {
-    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(w, w_plain, pd.weights_desc());
+  if (int8 && int8->weights) {
+    fixed[DNNL_ARG_WEIGHTS] =
+        b.ConstantMemory(int8->weights->values, PlainDesc(DataType::kS8, ws), (*pd)->weights_desc());
+  } else if (constant_w) {
+    fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(w, PlainDesc(DataType::kF32, ws), (*pd)->weights_desc());
   } else {
     args.push_back({DNNL_ARG_WEIGHTS, b.AliasValue(b.Plain(w), ws)});
   }
   if (bias) fixed[DNNL_ARG_BIAS] = BiasMemory(b, *bias, {1, full[1]}, 1.f, 1.f, int8, full[1]);
-  b.AddPrimitive(dnnl::matmul(pd), pd, std::move(args), std::move(fixed));
+  b.AddPrimitive(dnnl::matmul(**pd), **pd, std::move(args), std::move(fixed));
   b.CountMacs(ElementCount(full) * as[product_rank - 1]);
   return Status::Ok();
 }

@@ -34,6 +34,11 @@ Status ViewAs(PlanBuilder& b, ValueId x, const Shape& shape) {
   return Status::Ok();
 }
 
+// Ops that only move values keep a quantized input quantized, with its parameters.
+void KeepQuant(PlanBuilder& b, ValueId in, ValueId out) {
+  if (b.Value(in).quant) b.SetQuant(out, *b.Value(in).quant);
+}
+
 Status BuildReshape(const Node& n, PlanBuilder& b) {
   const ValueId x = b.Input(0);
   if (x == kNoValue) return b.Error("missing input");
@@ -144,11 +149,13 @@ Status BuildTranspose(const Node& n, PlanBuilder& b) {
     const memory::desc permuted = b.Value(src).desc.permute_axes(to_output);
     const ValueId view = b.AliasValue(src, *out_shape, permuted);
     const ValueId out = b.DefinePlainOutput(0, xv.dtype, *out_shape);
+    KeepQuant(b, x, out);
     b.AddCopy(view, out);
     return Status::Ok();
   }
   const ValueId src = b.Plain(x);
   const ValueId out = b.DefinePlainOutput(0, xv.dtype, *out_shape);
+  KeepQuant(b, x, out);
   b.AddCustom([src, out, full_perm](const RunContext& c) {
     return ref::Transpose(ConstViewOf(c, src), full_perm, MutViewOf(c, out));
   });
@@ -185,6 +192,7 @@ Status BuildGather(const Node& n, PlanBuilder& b) {
   if (!shape.ok()) return b.Error(shape.status().message());
   const ValueId d = b.Plain(data), i = b.Plain(indices);
   const ValueId out = b.DefinePlainOutput(0, b.Value(data).dtype, *shape);
+  KeepQuant(b, data, out);
   b.AddCustom([d, i, out, axis](const RunContext& c) {
     return ref::Gather(ConstViewOf(c, d), ConstViewOf(c, i), axis, MutViewOf(c, out));
   });
@@ -257,6 +265,7 @@ Status BuildSlice(const Node& n, PlanBuilder& b) {
   if (!shape.ok()) return b.Error(shape.status().message());
   const ValueId src = b.Plain(x);
   const ValueId out = b.DefinePlainOutput(0, b.Value(x).dtype, *shape);
+  KeepQuant(b, x, out);
   b.AddCustom([=](const RunContext& c) {
     return ref::Slice(ConstViewOf(c, src), starts, ends, axes, steps, MutViewOf(c, out));
   });
@@ -392,9 +401,10 @@ std::vector<OpEntry> ShapeOps() {
   std::vector<OpEntry> ops = {
       // Views keep a quantized tensor quantized.
       {"Reshape", BuildReshape, true}, {"Flatten", BuildFlatten, true}, {"Squeeze", BuildSqueeze, true},
-      {"Unsqueeze", BuildUnsqueeze, true}, {"Transpose", BuildTranspose}, {"Shape", BuildShape, true},
-      {"Size", BuildSize},         {"Gather", BuildGather},       {"Pad", BuildPad},
-      {"Slice", BuildSlice},       {"Cast", BuildCast},           {"ConstantOfShape", BuildConstantOfShape},
+      // So do ops that only move values (KeepQuant).
+      {"Unsqueeze", BuildUnsqueeze, true}, {"Transpose", BuildTranspose, true}, {"Shape", BuildShape, true},
+      {"Size", BuildSize},         {"Gather", BuildGather, true},       {"Pad", BuildPad},
+      {"Slice", BuildSlice, true},       {"Cast", BuildCast},           {"ConstantOfShape", BuildConstantOfShape},
       {"Expand", BuildExpand},     {"Where", BuildWhere},         {"Range", BuildRange},
       {"ScatterND", BuildScatterNd}};
   for (const char* op : {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare",

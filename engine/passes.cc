@@ -183,11 +183,20 @@ bool AddsRowBias(const Graph& graph, const Node& product, const Node& add) {
   if (product.op_type == "Gemm" && product.Float("beta", 1.f) != 1.f) return false;
   DataType type;
   Shape w_shape;
-  if (!graph.ConstantInfo(product.inputs[1], &type, &w_shape) || w_shape.size() != 2) return false;
+  std::string weights = product.inputs[1];
+  if (auto q = graph.quantized_constants.find(weights); q != graph.quantized_constants.end()) weights = q->second.values;
+  if (!graph.ConstantInfo(weights, &type, &w_shape) || w_shape.size() != 2) return false;
   const int64_t columns = product.op_type == "Gemm" && product.Int("transB", 0) != 0 ? w_shape[0] : w_shape[1];
   const std::string bias = PerElementOperand(graph, add, product.outputs[0], 1);
   Shape bias_shape;
   return !bias.empty() && graph.ConstantInfo(bias, &type, &bias_shape) && ElementCount(bias_shape) == columns;
+}
+
+// `into` takes `node`'s place in the graph: its output and the nodes it had absorbed.
+void Absorb(Node& into, Node& node) {
+  into.outputs[0] = node.outputs[0];
+  into.absorbed.insert(into.absorbed.end(), node.absorbed.begin(), node.absorbed.end());
+  into.absorbed.push_back(node.name);
 }
 
 void RemoveNodes(Graph& graph, const std::set<int>& dead) {
@@ -233,10 +242,21 @@ Node MakeNode(const std::string& op, const std::string& name, std::vector<std::s
 // by value: it may name values of the nodes being replaced.
 Node& ReplacePattern(Graph& graph, std::set<int> matched, int last, const std::string& op,
                      std::vector<std::string> inputs, int opset, std::set<int>* dead) {
+  std::vector<std::string> absorbed;
+  for (int m : matched) {
+    if (m != last) absorbed.push_back(graph.nodes[m].name);
+  }
   graph.nodes[last] = MakeNode(op, graph.nodes[last].name, std::move(inputs), {graph.nodes[last].outputs[0]}, opset);
+  graph.nodes[last].absorbed = std::move(absorbed);
   matched.erase(last);
   dead->insert(matched.begin(), matched.end());
   return graph.nodes[last];
+}
+
+// A gate `op` read as x * op(x) that is one activation: HardSigmoid with
+// HardSwish's constants, or Sigmoid (SiLU).
+bool FusesGatedActivation(const std::string& op, float alpha, float beta) {
+  return op == "Sigmoid" || (op == "HardSigmoid" && std::abs(alpha - 1.0 / 6) <= 1e-6 && beta == 0.5f);
 }
 
 }  // namespace
@@ -248,10 +268,6 @@ bool FusesActivation(const std::string& op) {
   node.inputs = {"x"};
   FusedEltwise eltwise;
   return AsEltwise(no_constants, node, &eltwise);
-}
-
-bool FusesGatedActivation(const std::string& op, float alpha, float beta) {
-  return op == "Sigmoid" || (op == "HardSigmoid" && std::abs(alpha - 1.0 / 6) <= 1e-6 && beta == 0.5f);
 }
 
 Status DecomposeQLinearOps(Graph& graph) {
@@ -440,7 +456,7 @@ Status FoldBatchNorms(Graph& graph, PassStats* stats) {
     conv.inputs.resize(3);
     conv.inputs[1] = w_name;
     conv.inputs[2] = b_name;
-    conv.outputs[0] = bn.outputs[0];
+    Absorb(conv, bn);
     dead.insert(b);
     ++stats->folded_batchnorms;
   }
@@ -603,7 +619,7 @@ bool FusingRepeatsAnAlgorithm(const Node& op, const FusedEltwise& candidate) {
 
 }  // namespace
 
-Status FusePostOps(Graph& graph, PassStats* stats) {
+Status FusePostOps(Graph& graph, PassStats* stats, bool residual_sums) {
   static const std::set<std::string> kFusable = {"Conv", "Gemm", "MatMul"};
   std::set<int> dead;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
@@ -624,11 +640,11 @@ Status FusePostOps(Graph& graph, PassStats* stats) {
           !FusingRepeatsAnAlgorithm(op, eltwise)) {
         (op.fused_sum_input.empty() ? op.post_eltwise_before_sum : op.post_eltwise).push_back(eltwise);
       } else if (consumer.op_type == "Add" && consumer.outputs.size() == 1 && op.post_eltwise_before_sum.empty() &&
-                 AddsRowBias(graph, op, consumer)) {
+                 !graph.activation_quant.count(op.outputs[0]) && AddsRowBias(graph, op, consumer)) {
         // A bias after the product: MatMul gets it as a third input, Gemm as C.
         op.inputs.resize(3);
         op.inputs[2] = OtherInput(consumer, op.outputs[0]);
-      } else if (op.op_type == "Conv" && consumer.op_type == "Add" && op.fused_sum_input.empty() &&
+      } else if (residual_sums && op.op_type == "Conv" && consumer.op_type == "Add" && op.fused_sum_input.empty() &&
                  op.post_eltwise.empty() && consumer.inputs.size() == 2) {
         const std::string& other = consumer.inputs[0] == op.outputs[0] ? consumer.inputs[1] : consumer.inputs[0];
         if (other == op.outputs[0] || graph.IsConstant(other)) break;
@@ -640,7 +656,7 @@ Status FusePostOps(Graph& graph, PassStats* stats) {
       } else {
         break;
       }
-      op.outputs[0] = consumer.outputs[0];
+      Absorb(op, consumer);
       consumer.inputs.clear();
       consumer.outputs.clear();
       dead.insert(next);

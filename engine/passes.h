@@ -44,7 +44,8 @@ Status FuseGatedActivations(Graph& graph, PassStats* stats);
 // MatMul or Gemm with constant weights also takes a following Add of one
 // constant per column as its bias (for MatMul a third input). Only when
 // the intermediate value has no other reader and is not a graph output.
-Status FusePostOps(Graph& graph, PassStats* stats);
+// Without `residual_sums` the residual Adds stay apart (FusedOutputs).
+Status FusePostOps(Graph& graph, PassStats* stats, bool residual_sums = true);
 
 // QDQ models. QLinearConv, QLinearMatMul, ConvInteger and MatMulInteger are
 // rewritten as DequantizeLinear -> Conv/MatMul -> QuantizeLinear. Then each

@@ -1,10 +1,13 @@
 #include "engine/plan.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string_view>
+
+#include <oneapi/dnnl/dnnl_debug.h>
 
 #include "engine/ops.h"
 
@@ -181,6 +184,15 @@ Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
 
 Result<std::vector<Tensor>> Plan::RunOnArenaInputs() { return Execute(arena_inputs_); }
 
+std::vector<StepTime> Plan::Profile() const {
+  std::vector<StepTime> times;
+  if (!profile_) return times;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    times.push_back({steps_[i].label, steps_[i].op, steps_[i].kernel, step_ms_[i], runs_});
+  }
+  return times;
+}
+
 Result<std::vector<Tensor>> Plan::Execute(std::span<void* const> inputs) {
   for (size_t i = 0; i < inputs_.size(); ++i) {
     data_[inputs_[i]] = inputs[i];
@@ -193,15 +205,21 @@ Result<std::vector<Tensor>> Plan::Execute(std::span<void* const> inputs) {
   RunContext context(&data_, &values_);
   StreamedRun streamed(store_, stream_order_);
   PPML_RETURN_IF_ERROR(streamed.Begin(stream_order_));
-  for (Step& step : steps_) {
+  using Clock = std::chrono::steady_clock;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    Step& step = steps_[i];
+    const Clock::time_point start = profile_ ? Clock::now() : Clock::time_point{};
     if (step.primitive) {
       for (auto [arg, handle] : step.streamed_args) PPML_RETURN_IF_ERROR(store_->Acquire(handle));
       step.primitive->execute(stream_, step.bound_args);
+      if (profile_) stream_.wait();
     } else {
       PPML_RETURN_IF_ERROR(step.custom(context).WithContext(step.label));
     }
+    if (profile_) step_ms_[i] += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   }
   stream_.wait();
+  ++runs_;
   std::vector<Tensor> outputs;
   outputs.reserve(outputs_.size());
   for (ValueId id : outputs_) {
@@ -605,6 +623,9 @@ void PlanBuilder::AddPrimitive(const dnnl::primitive& primitive, const dnnl::pri
                                std::unordered_map<int, memory> fixed_args) {
   Step step;
   step.label = node_ ? node_->name : "output";
+  step.op = node_ ? node_->op_type : "";
+  step.kernel = std::string(dnnl_prim_kind2str(static_cast<dnnl_primitive_kind_t>(pd.get_kind()))) + " " +
+                pd.impl_info_str();
   step.node = node_index_;
   step.primitive = primitive;
   step.value_args = std::move(value_args);
@@ -627,6 +648,8 @@ void PlanBuilder::AddCustom(CustomKernel kernel) {
   }
   Step step;
   step.label = node_ ? node_->name : "output";
+  step.op = node_ ? node_->op_type : "";
+  step.kernel = "engine";
   step.custom = std::move(kernel);
   plan_->steps_.push_back(std::move(step));
 }
@@ -839,6 +862,8 @@ Status PlanBuilder::Finalize() {
     plan.stream_order_.push_back({slot.handle, {static_cast<std::byte*>(bytes), desc.get_size()}});
     plan.streamed_bytes_ += desc.get_size();
   }
+  plan.profile_ = graph_.profile;
+  if (plan.profile_) plan.step_ms_.assign(plan.steps_.size(), 0.0);
   return Status::Ok();
 }
 

@@ -79,6 +79,8 @@ using CustomKernel = std::function<Status(const RunContext&)>;
 
 struct Step {
   std::string label;
+  std::string op;      // the node's op type, for profiles
+  std::string kernel;  // primitive kind and implementation, or "engine"; for profiles
   std::optional<dnnl::primitive> primitive;
   std::vector<std::pair<int, ValueId>> value_args;       // DNNL_ARG_* -> value
   std::unordered_map<int, dnnl::memory> fixed_args;       // weights and other prepared memories
@@ -106,6 +108,8 @@ class Plan {
   int reference_kernels() const { return reference_kernels_; }
   // Bytes of weights fetched from the WeightStore per run.
   size_t streamed_bytes() const { return streamed_bytes_; }
+  // Per step, the time summed over the runs (empty unless built to profile).
+  std::vector<StepTime> Profile() const;
 
  private:
   friend class PlanBuilder;
@@ -131,6 +135,9 @@ class Plan {
   int64_t macs_ = 0;
   int winograd_convs_ = 0;
   int reference_kernels_ = 0;
+  bool profile_ = false;
+  std::vector<double> step_ms_;  // per step when profiling
+  int64_t runs_ = 0;
 };
 
 // A weight in the layout a primitive wants: resident (memory has data), or

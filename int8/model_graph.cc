@@ -301,7 +301,8 @@ Result<PreparedModel> PrepareModel(std::string_view onnx_bytes) {
 
 bool IsDataMovementOp(const std::string& op) {
   static const std::set<std::string> kOps = {"MaxPool",   "GlobalMaxPool", "Flatten",  "Reshape", "Transpose",
-                                             "Squeeze",   "Unsqueeze",     "Identity", "Dropout"};
+                                             "Squeeze",   "Unsqueeze",     "Identity", "Dropout", "Gather",
+                                             "Slice"};
   return kOps.count(op) > 0;
 }
 

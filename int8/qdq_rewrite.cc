@@ -33,7 +33,7 @@
 namespace ppml::int8 {
 namespace {
 
-enum class NodeKind { kOther, kCompute, kFusedActivation };
+enum class NodeKind { kOther, kCompute, kFused };
 
 struct NodePlan {
   NodeKind kind = NodeKind::kOther;
@@ -45,7 +45,7 @@ struct NodePlan {
   int weight_axis = -1;
   int bias_input = -1;
   std::string output;                  // quantized output tensor (after a fused activation)
-  std::vector<int> fused_activation;   // the nodes of the activation the engine fuses into the op
+  std::vector<int> fused_nodes;        // what the engine fuses into the op (output after them)
 };
 
 std::string OpLabel(const onnx::NodeProto& n) { return n.op_type() + " '" + n.name() + "'"; }
@@ -60,6 +60,11 @@ class QdqRewriter {
         folded_(prepared.folded_batchnorms),
         plans_(static_cast<size_t>(graph_.node_size())),
         original_nodes_(graph_.node().begin(), graph_.node().end()) {
+    for (int i = 0; i < graph_.node_size(); ++i) node_index_[graph_.node(i).name()] = i;
+    // Without the engine's view (a model it cannot import), outputs stay at their ops.
+    const std::string bytes = prepared.model.SerializeAsString();
+    auto fused = engine::FusedOutputs(std::as_bytes(std::span<const char>(bytes)));
+    if (fused.ok()) fused_outputs_ = std::move(fused).value();
     for (const auto& t : graph_.initializer()) used_names_.insert(t.name());
     for (const auto& in : graph_.input()) used_names_.insert(in.name());
     for (const auto& n : graph_.node()) {
@@ -84,6 +89,7 @@ class QdqRewriter {
     for (int i = 0; i < graph_.node_size(); ++i) DecideComputeNode(i);
     MarkComputeTensors();
     Propagate();
+    DropUnreadQuantization();
     PPML_RETURN_IF_ERROR(AssignParameters());
     PPML_RETURN_IF_ERROR(Rewrite());
     if (summary) Summarize(summary);
@@ -131,43 +137,40 @@ class QdqRewriter {
     return false;
   }
 
-  // The tensor to quantize at a compute node's output: after the activation
-  // the engine fuses into the op (its only reader, or x * gate(x) as
-  // HardSwish and SiLU are exported), so that the op writes it in 8 bits
-  // and the activation runs on the exact accumulator; sets
-  // plan.fused_activation.
+  // The tensor to quantize at a compute node's output: after what the engine
+  // folds into the op (engine::FusedOutputs: a bias Add, activations, GELU,
+  // x * gate(x)), so that the op writes it in 8 bits and those run on the
+  // exact accumulator; for a residual Add, after an activation that is its
+  // only reader (the engine folds both into the Conv before the Add). Sets
+  // plan.fused_nodes.
   void ChooseOutput(int i, NodePlan& plan) {
     const onnx::NodeProto& n = graph_.node(i);
     plan.output = n.output(0);
-    const std::vector<int>& readers = index_.Consumers(plan.output);
     if (index_.IsGraphOutput(plan.output)) return;
-    for (int r : readers) {
-      if (options_.fp32_nodes.count(graph_.node(r).name())) return;
-    }
-    if (readers.size() == 1) {
+    std::vector<int> fused;
+    std::string output;
+    if (n.op_type() == "Add") {
+      const std::vector<int>& readers = index_.Consumers(plan.output);
+      if (readers.size() != 1) return;
       const onnx::NodeProto& r = graph_.node(readers[0]);
       if (!engine::FusesActivation(r.op_type()) || r.input(0) != plan.output || r.output_size() != 1) return;
-      plan.fused_activation = {readers[0]};
-      plan.output = r.output(0);
-      return;
-    }
-    if (readers.size() != 2) return;
-    for (int k = 0; k < 2; ++k) {
-      const onnx::NodeProto& gate = graph_.node(readers[k]);
-      const onnx::NodeProto& product = graph_.node(readers[1 - k]);
-      if (!engine::FusesGatedActivation(gate.op_type(), FloatAttr(gate, "alpha", 0.2f), FloatAttr(gate, "beta", 0.5f)) ||
-          gate.input_size() != 1 || gate.output_size() != 1 || product.op_type() != "Mul" ||
-          product.input_size() != 2 || product.output_size() != 1 || index_.IsGraphOutput(gate.output(0))) {
-        continue;
+      fused = {readers[0]};
+      output = r.output(0);
+    } else {
+      auto it = fused_outputs_.find(n.name());
+      if (it == fused_outputs_.end()) return;
+      for (const std::string& name : it->second.nodes) {
+        auto node = node_index_.find(name);
+        if (node == node_index_.end()) return;
+        fused.push_back(node->second);
       }
-      const std::vector<int>& gate_readers = index_.Consumers(gate.output(0));
-      const bool x_times_gate = (product.input(0) == plan.output && product.input(1) == gate.output(0)) ||
-                                (product.input(1) == plan.output && product.input(0) == gate.output(0));
-      if (gate_readers.size() != 1 || gate_readers[0] != readers[1 - k] || !x_times_gate) continue;
-      plan.fused_activation = {readers[k], readers[1 - k]};
-      plan.output = product.output(0);
-      return;
+      output = it->second.tensor;
     }
+    for (int f : fused) {
+      if (options_.fp32_nodes.count(graph_.node(f).name())) return;
+    }
+    plan.fused_nodes = std::move(fused);
+    plan.output = std::move(output);
   }
 
   std::string WeightKind() const { return options_.reduce_range ? "7-bit s8 weights" : "s8 weights"; }
@@ -280,9 +283,9 @@ class QdqRewriter {
       if (!plan.int8) continue;
       const onnx::NodeProto& n = graph_.node(i);
       for (int k : plan.activation_inputs) quantized_.insert(n.input(k));
-      for (int fused : plan.fused_activation) {
+      for (int fused : plan.fused_nodes) {
         NodePlan& act = plans_[static_cast<size_t>(fused)];
-        act.kind = NodeKind::kFusedActivation;
+        act.kind = NodeKind::kFused;
         act.int8 = true;
         act.reason = "fused into the output of " + OpLabel(n);
       }
@@ -318,6 +321,43 @@ class QdqRewriter {
           if (!any || !all_ok) continue;
           for (const auto& x : n.input()) changed = quantized_.insert(x).second || changed;
           if (HasReaders(out)) changed = quantized_.insert(out).second || changed;
+        }
+      }
+    }
+  }
+
+  // Whether a reader takes `t` in INT8: an INT8 op as an activation input, or
+  // a data-movement op, pool, Concat, Relu or elementwise arithmetic (which
+  // the engine computes from the stored bytes) whose output stays quantized.
+  bool ReadAsInt8(const std::string& t) const {
+    static const std::set<std::string> kFromStored = {"AveragePool", "GlobalAveragePool", "Concat", "Relu",
+                                                      "Add",         "Sub",               "Mul",    "Div"};
+    for (int r : index_.Consumers(t)) {
+      const onnx::NodeProto& n = graph_.node(r);
+      const NodePlan& plan = plans_[static_cast<size_t>(r)];
+      if (plan.int8 && plan.kind == NodeKind::kCompute) {
+        for (int k : plan.activation_inputs) {
+          if (n.input(k) == t) return true;
+        }
+      }
+      const std::string& op = n.op_type();
+      if ((IsDataMovementOp(op) || kFromStored.count(op)) && n.output_size() > 0 && Quantized(n.output(0))) return true;
+    }
+    return false;
+  }
+
+  // A tensor quantized for no INT8 reader would only be rounded and read
+  // back as float (an INT8 MatMul's scores before a float Add and Softmax):
+  // it stays float, and the op before it writes float. Repeat until stable.
+  void DropUnreadQuantization() {
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (auto it = quantized_.begin(); it != quantized_.end();) {
+        if (ReadAsInt8(*it)) {
+          ++it;
+        } else {
+          it = quantized_.erase(it);
+          changed = true;
         }
       }
     }
@@ -577,12 +617,12 @@ class QdqRewriter {
           row.input_threshold = s->threshold;
         }
       }
-      if (plan.kind == NodeKind::kCompute || plan.kind == NodeKind::kFusedActivation) {
+      if (plan.kind == NodeKind::kCompute || plan.kind == NodeKind::kFused) {
         row.precision = plan.int8 ? "int8" : "fp32";
         row.reason = plan.reason;
-        if (plan.kind == NodeKind::kCompute && plan.int8 && !plan.fused_activation.empty()) {
+        if (plan.kind == NodeKind::kCompute && plan.int8 && !plan.fused_nodes.empty()) {
           row.reason += ", output after its";
-          for (int fused : plan.fused_activation) row.reason += " " + original_nodes_[static_cast<size_t>(fused)].op_type();
+          for (int fused : plan.fused_nodes) row.reason += " " + original_nodes_[static_cast<size_t>(fused)].op_type();
         }
       } else {
         DescribeOther(n, row);
@@ -610,6 +650,8 @@ class QdqRewriter {
   const std::vector<std::pair<std::string, std::string>>& folded_;
   std::vector<NodePlan> plans_;
   std::vector<onnx::NodeProto> original_nodes_;
+  std::map<std::string, int> node_index_;
+  std::map<std::string, engine::FusedOutput> fused_outputs_;
   std::set<std::string> used_names_;
   std::set<std::string> quantized_;
   std::map<std::string, std::string> parent_;

@@ -47,6 +47,7 @@ Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
   engine::EngineOptions options;
   options.threads = source.threads;
   options.winograd = source.winograd;
+  options.profile = source.profile;
   if (source.precision == "fp32") return engine::Model::LoadFile(source.path, options);
   PPML_ASSIGN_OR_RETURN(std::string bytes, int8::ReadModelBytes(source.path));
   Result<bool> quantized_already = int8::IsQuantizedModel(bytes);

@@ -47,6 +47,7 @@ struct ModelSource {
   std::string method = "entropy";  // minmax | percentile | entropy
   int threads = 2;
   bool winograd = true;            // EngineOptions::winograd
+  bool profile = false;            // EngineOptions::profile
 };
 // Adds --precision, --calib, --method and --no-winograd to a command.
 void AddPrecisionOptions(CLI::App& command, ModelSource& source);

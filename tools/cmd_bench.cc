@@ -1,5 +1,5 @@
 // ppml bench engine --model FILE.onnx --batch B --precision fp32 --seconds S
-//                   [--threads T] [--warmup N] [--json]
+//                   [--threads T] [--warmup N] [--profile N] [--json]
 //
 // Engine throughput and latency on random inputs, with no queue, enclave or
 // network in the way: the baseline every other benchmark is compared with.
@@ -10,11 +10,18 @@
 //   reference_kernels counts oneDNN primitives on its scalar reference code
 //   (10-100x slower than its vector kernels; a layout or shape it lacks a
 //   kernel for): not 0 is worth a look with ONEDNN_VERBOSE=1.
+// --profile N times every step (a little slower) and prints to stderr where
+// the time goes: per kernel kind (oneDNN primitive and implementation, or the
+// engine's own loops), the N largest kernel-and-op pairs and the N slowest
+// nodes, in ms per run.
 // Later benchmarks (queue, enclave, outsource) join the `bench` group.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <random>
 
@@ -35,8 +42,42 @@ struct BenchEngineOptions {
   int64_t batch = 1;
   double seconds = 10;
   int warmup = 3;
+  int profile_top = 0;  // --profile: nodes listed
   bool json = false;
 };
+
+// Sums the steps' times by `key` and prints the largest `top`, ms per run.
+template <typename Key>
+void PrintProfileTable(const std::string& title, const std::vector<engine::StepTime>& steps, Key key, size_t top) {
+  std::map<std::string, std::pair<double, int>> sums;  // ms per run, steps
+  double total = 0;
+  for (const engine::StepTime& s : steps) {
+    const double ms = s.runs > 0 ? s.total_ms / static_cast<double>(s.runs) : 0;
+    auto& [sum, count] = sums[key(s)];
+    sum += ms;
+    ++count;
+    total += ms;
+  }
+  std::vector<std::pair<std::string, std::pair<double, int>>> rows(sums.begin(), sums.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::fprintf(stderr, "%s (ms per run, %.2f in all):\n", title.c_str(), total);
+  for (size_t i = 0; i < std::min(top, rows.size()); ++i) {
+    const auto& [name, value] = rows[i];
+    std::fprintf(stderr, "  %9.3f %5.1f%% %4d step(s)  %s\n", value.first, total > 0 ? 100 * value.first / total : 0.0,
+                 value.second, name.c_str());
+  }
+}
+
+void PrintProfile(const engine::Model& model, int top) {
+  const std::vector<engine::StepTime> steps = model.Profile();
+  if (steps.empty()) return;
+  PrintProfileTable("ppml bench engine: time by kernel", steps, [](const engine::StepTime& s) { return s.kernel; },
+                    steps.size());
+  PrintProfileTable("ppml bench engine: time by kernel and op", steps,
+                    [](const engine::StepTime& s) { return s.kernel + " in " + s.op; }, static_cast<size_t>(top));
+  PrintProfileTable("ppml bench engine: slowest nodes", steps,
+                    [](const engine::StepTime& s) { return s.node + " (" + s.op + ")"; }, static_cast<size_t>(top));
+}
 
 int RunBenchEngine(const BenchEngineOptions& options) {
   auto model = LoadModel(options.source);
@@ -77,6 +118,7 @@ int RunBenchEngine(const BenchEngineOptions& options) {
   const double items = static_cast<double>(options.batch) * static_cast<double>(latencies_ms.size());
   const double throughput = elapsed_s > 0 ? items / elapsed_s : 0;
   const LatencySummary latency = SummarizeLatencies(latencies_ms);
+  if (options.profile_top > 0) PrintProfile(**model, options.profile_top);
   if (options.json) {
     JsonLine json;
     json.Add("model", options.source.path)
@@ -185,6 +227,11 @@ void AddBenchCommands(CLI::App& app, int* exit_code) {
   engine_bench->add_option("--warmup", options->warmup, "untimed runs first (plan compilation, caches)")
       ->capture_default_str()
       ->check(NonNegative());
+  engine_bench
+      ->add_option("--profile", options->profile_top,
+                   "time every step and print, to stderr, the time per kernel kind and the N slowest nodes")
+      ->check(Positive())
+      ->each([options](const std::string&) { options->source.profile = true; });
   engine_bench->add_flag("--json", options->json, "print the result as one JSON object on the last line");
   engine_bench->callback([options, exit_code] { *exit_code = RunBenchEngine(*options); });
 

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -234,11 +236,12 @@ TEST(QdqGraph, SmallCnnLayout) {
   EXPECT_EQ(IntAttribute(*fc1_w, "axis", -1), 0);
   EXPECT_EQ(m.Values<float>(fc1_w->input(1)).size(), 32u);
   EXPECT_EQ(m.Producer(fc1->input(2))->op_type(), "DequantizeLinear");
-  const std::string r3_dq = ExpectQdqPair(m, "r3", onnx::TensorProto::UINT8, Threshold(cal, "r3") / 255);
-
-  // fc2 is the last layer: FP32, float weights, reading the dequantized r3.
+  // fc2 is the last layer: FP32, float weights. It is r3's only reader, so
+  // r3 is not rounded to 8 bits only to be read back as float: fc1 writes it
+  // in float.
+  EXPECT_EQ(m.Node("r3_QuantizeLinear"), nullptr);
   const onnx::NodeProto* fc2 = m.Node("fc2");
-  EXPECT_EQ(fc2->input(0), r3_dq);
+  EXPECT_EQ(fc2->input(0), "r3");
   EXPECT_EQ(fc2->input(1), "fc2_w");
   EXPECT_EQ(fc2->input(2), "fc2_b");
   EXPECT_EQ(m.Node("softmax")->input(0), "logits");
@@ -247,12 +250,12 @@ TEST(QdqGraph, SmallCnnLayout) {
   // The original float weights of quantized layers are gone.
   EXPECT_EQ(m.Initializer("w2"), nullptr);
   EXPECT_EQ(m.Initializer("fc1_w"), nullptr);
-  EXPECT_EQ(m.Count("QuantizeLinear"), 5);  // p1, r2, p2, flat, r3
+  EXPECT_EQ(m.Count("QuantizeLinear"), 4);  // p1, r2, p2, flat
 
   // The summary explains every decision.
   EXPECT_EQ(summary.folded_batchnorms, 1);
   EXPECT_EQ(summary.quantized_weights, 2);
-  EXPECT_EQ(summary.quantized_tensors, 5);
+  EXPECT_EQ(summary.quantized_tensors, 4);
   std::map<std::string, int8::NodeQuantization> rows;
   for (const auto& r : summary.nodes) rows[r.name] = r;
   EXPECT_EQ(rows["conv1"].precision, "fp32");
@@ -284,11 +287,11 @@ TEST(QdqGraph, MixedPrecisionOptions) {
   // The graph input is quantized s8 (nothing makes it non-negative by construction).
   const std::string x_dq = ExpectQdqPair(m, "x", onnx::TensorProto::INT8, Threshold(cal, "x") / 127);
   EXPECT_EQ(m.Node("conv1")->input(0), x_dq);
-  // fc2 is INT8 too; its output feeds Softmax, so it gets an s8 Q/DQ pair.
+  // fc2 is INT8 too; its output feeds only a float Softmax, so it stays float.
   EXPECT_EQ(m.Producer(m.Node("fc2")->input(1))->op_type(), "DequantizeLinear");
   EXPECT_EQ(IntAttribute(*m.Producer(m.Node("fc2")->input(1)), "axis", -1), 1);  // transB=0: [K,N], axis 1
-  ExpectQdqPair(m, "logits", onnx::TensorProto::INT8, Threshold(cal, "logits") / 127);
-  EXPECT_EQ(m.Node("softmax")->op_type(), "Softmax");
+  EXPECT_EQ(m.Node("logits_QuantizeLinear"), nullptr);
+  EXPECT_EQ(m.Node("softmax")->input(0), "logits");
 
   QuantizeOptions some;
   some.fp32_nodes = {"fc1"};
@@ -346,7 +349,9 @@ TEST(QdqGraph, ConcatAddAndPool) {
   const std::string fp32 = b.Serialize();
   const Calibration cal = CalibrateOn(fp32, "random:8");
   QuantizeSummary summary;
-  auto qdq = int8::QuantizeToQdq(fp32, cal, {}, &summary);
+  QuantizeOptions options;  // an INT8 fc reads f, so INT8 flows through the pool and Flatten
+  options.keep_last_fp32 = false;
+  auto qdq = int8::QuantizeToQdq(fp32, cal, options, &summary);
   ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
   ModelView m(*qdq);
   ExpectCheckerAccepts(m);
@@ -366,9 +371,9 @@ TEST(QdqGraph, ConcatAddAndPool) {
   const float gap_t = std::max(Threshold(cal, "gap"), Threshold(cal, "f"));
   ExpectQdqPair(m, "gap", onnx::TensorProto::UINT8, gap_t / 255);
   ExpectQdqPair(m, "f", onnx::TensorProto::UINT8, gap_t / 255);
-  EXPECT_EQ(m.Node("fc")->input(1), "fw");  // last layer FP32
+  EXPECT_EQ(m.Producer(m.Node("fc")->input(1))->op_type(), "DequantizeLinear");
   for (const auto& r : summary.nodes) {
-    if (r.name == "concat" || r.name == "add" || r.name == "gap" || r.name == "conv_a") {
+    if (r.name == "concat" || r.name == "add" || r.name == "gap" || r.name == "conv_a" || r.name == "fc") {
       EXPECT_EQ(r.precision, "int8") << r.name << ": " << r.reason;
     }
   }
@@ -452,6 +457,74 @@ TEST(QdqGraph, FusedActivationsAndGatesTakeTheConvOutputPair) {
   }
 }
 
+// A transformer's dense layer as torch exports it: MatMul, a bias Add and
+// GELU written out (x * 0.5 * (1 + Erf(x / sqrt 2))). The engine folds all
+// of them into the MatMul (engine::FusedOutputs), so the output pair goes
+// after the GELU. The second layer's output feeds only a float Softmax: it
+// is not rounded to 8 bits only to be read back as float.
+TEST(QdqGraph, DenseLayerTakesItsBiasAndGeluAndAFloatReaderGetsFloat) {
+  OnnxBuilder b(13);
+  b.Input("x", {-1, 4, 16});
+  b.Initializer("w1", {16, 32}, RandomFloats(512, 51, -0.5f, 0.5f));
+  b.Initializer("b1", {32}, RandomFloats(32, 52, -0.5f, 0.5f));
+  b.Node("MatMul", {"x", "w1"}, {"h"}, "mm1");
+  b.Node("Add", {"b1", "h"}, {"hb"}, "bias1");
+  b.ScalarFloat("sqrt2", std::sqrt(2.f)).ScalarFloat("one", 1.f).ScalarFloat("half", 0.5f);
+  b.Node("Div", {"hb", "sqrt2"}, {"d"}, "div");
+  b.Node("Erf", {"d"}, {"e"}, "erf");
+  b.Node("Add", {"e", "one"}, {"e1"}, "plus_one");
+  b.Node("Mul", {"hb", "e1"}, {"m"}, "times_x");
+  b.Node("Mul", {"m", "half"}, {"g"}, "half");
+  b.Initializer("w2", {32, 8}, RandomFloats(256, 53, -0.5f, 0.5f));
+  b.Node("MatMul", {"g", "w2"}, {"y"}, "mm2");
+  b.Node("Softmax", {"y"}, {"p"}, "softmax").Int("axis", -1);
+  b.Output("p", {-1, 4, 8});
+  const std::string fp32 = b.Serialize();
+  const Calibration cal = CalibrateOn(fp32, "random:8");
+  QuantizeOptions options;
+  options.keep_last_fp32 = false;
+  options.reduce_range = !engine::CpuHasVnni();  // as `ppml model quantize` does: exact sums without VNNI
+  QuantizeSummary summary;
+  auto qdq = int8::QuantizeToQdq(fp32, cal, options, &summary);
+  ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+  ModelView m(*qdq);
+  ExpectCheckerAccepts(m);
+  for (const char* t : {"h", "hb", "m", "y"}) EXPECT_EQ(m.Node(std::string(t) + "_QuantizeLinear"), nullptr) << t;
+  EXPECT_EQ(m.Node("mm2")->input(0), ExpectQdqPair(m, "g", onnx::TensorProto::INT8, Threshold(cal, "g") / 127));
+  EXPECT_EQ(m.Node("softmax")->input(0), "y");
+  std::map<std::string, int8::NodeQuantization> rows;
+  for (const auto& r : summary.nodes) rows[r.name] = r;
+  EXPECT_EQ(rows["mm1"].precision, "int8");
+  EXPECT_NE(rows["mm1"].reason.find("output after its Add Div Erf Add Mul Mul"), std::string::npos)
+      << rows["mm1"].reason;
+  EXPECT_EQ(rows["erf"].precision, "int8") << rows["erf"].reason;
+  EXPECT_EQ(rows["mm2"].precision, "int8");
+
+  // The engine runs it as two INT8 products, the first with its bias and
+  // GELU fused, and agrees with the QDQ model run as written.
+  auto as_span = [](const std::string& s) { return std::as_bytes(std::span<const char>(s.data(), s.size())); };
+  std::vector<std::vector<float>> results;
+  for (bool literal : {false, true}) {
+    engine::EngineOptions engine_options;
+    engine_options.literal_qdq = literal;
+    auto model = engine::Model::LoadBytes(as_span(*qdq), "dense.int8.onnx", engine_options);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    if (!literal) {
+      EXPECT_EQ((*model)->stats().fused_gelus, 1);
+      EXPECT_EQ((*model)->stats().fused_post_ops, 2);  // mm1's bias and GELU
+    }
+    auto set = int8::LoadCalibrationSet("random:3", {-1, 4, 16});
+    ASSERT_TRUE(set.ok());
+    auto out = (*model)->Run(std::span<const Tensor>(&set->samples, 1));
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    const auto v = (*out)[0].values<float>();
+    results.emplace_back(v.begin(), v.end());
+  }
+  double worst = 0;
+  for (size_t i = 0; i < results[0].size(); ++i) worst = std::max(worst, std::fabs(double(results[0][i]) - results[1][i]));
+  EXPECT_LT(worst, 0.02) << "softmax outputs of the engine's INT8 and the literal QDQ run differ by up to " << worst;
+}
+
 TEST(QdqGraph, MatMulWeightsPerColumn) {
   OnnxBuilder b(13);
   b.Input("x", {-1, 16});
@@ -465,7 +538,9 @@ TEST(QdqGraph, MatMulWeightsPerColumn) {
   cal.tensors["x"].threshold = 1.f;
   cal.tensors["h"].threshold = 3.f;
   cal.tensors["r"].threshold = 3.f;
-  auto qdq = int8::QuantizeToQdq(b.Serialize(), cal);
+  QuantizeOptions options;  // mm_last INT8 too: it reads r in 8 bits
+  options.keep_last_fp32 = false;
+  auto qdq = int8::QuantizeToQdq(b.Serialize(), cal, options);
   ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
   ModelView m(*qdq);
   ExpectCheckerAccepts(m);
@@ -474,7 +549,7 @@ TEST(QdqGraph, MatMulWeightsPerColumn) {
   EXPECT_EQ(IntAttribute(*w_dq, "axis", -1), 1);
   EXPECT_EQ(m.Values<float>(w_dq->input(1)).size(), 12u);
   ExpectQdqPair(m, "r", onnx::TensorProto::UINT8, 3.f / 255);
-  EXPECT_EQ(m.Node("mm_last")->input(1), "w2");
+  EXPECT_EQ(m.Producer(m.Node("mm_last")->input(1))->op_type(), "DequantizeLinear");
 }
 
 TEST(QdqGraph, RefusesAnAlreadyQuantizedModel) {
