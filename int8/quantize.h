@@ -21,12 +21,17 @@
 //              ──DequantizeLinear(same)──▶ X_DequantizeLinear_Output ──▶ every consumer of X
 //
 // A tensor is quantized when it is an activation input of an INT8 op (Conv,
-// Gemm, MatMul, Add), the output of one (after its Relu/Clip when that is
-// the output's only reader), or flows from such a tensor through
-// MaxPool/Flatten/Reshape/Transpose/Squeeze/Unsqueeze/Identity/Dropout
-// (output shares the input's scale, so INT8 passes through unchanged),
-// AveragePool/GlobalAveragePool (own output scale) or Concat (all inputs and
-// the output share one scale: the largest of their thresholds).
+// Gemm, MatMul, Add), the output of one (after what the engine folds into
+// it, engine::FusedOutputs: bias Add, activations, GELU, x * gate(x); for an
+// Add after its Relu/Clip when that is the output's only reader), or flows
+// from such a tensor through MaxPool/Flatten/Reshape/Transpose/Squeeze/
+// Unsqueeze/Identity/Dropout/Gather/Slice (output shares the input's scale,
+// so INT8 passes through unchanged), AveragePool/GlobalAveragePool (own
+// output scale) or Concat (all inputs and the output share one scale: the
+// largest of their thresholds); and only while some reader takes it in
+// INT8 (an INT8 op, or one of those, a Relu or elementwise arithmetic whose
+// output stays quantized): an INT8 layer read only by float ops writes
+// float.
 // Activations are u8 (zero point 0, scale T/255) when the tensor is
 // non-negative by construction (Relu, Clip with min >= 0, pools, reshapes,
 // Concat and Add of such), s8 (zero point 0, scale T/127) otherwise, where T
