@@ -261,11 +261,29 @@ Status BuildSlice(const Node& n, PlanBuilder& b) {
     for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
   }
   if (steps.empty()) steps.assign(starts.size(), 1);
-  auto shape = ref::SliceOutputShape(b.Value(x).shape, starts, ends, axes, steps);
-  if (!shape.ok()) return b.Error(shape.status().message());
+  auto plan = ref::PlanSlice(b.Value(x).shape, starts, ends, axes, steps);
+  if (!plan.ok()) return b.Error(plan.status().message());
+  const Shape& shape = plan->length;
   const ValueId src = b.Plain(x);
-  const ValueId out = b.DefinePlainOutput(0, b.Value(x).dtype, *shape);
+  const ValueId out = b.DefinePlainOutput(0, b.Value(x).dtype, shape);
   KeepQuant(b, x, out);
+  const bool forward = std::all_of(plan->step.begin(), plan->step.end(), [](int64_t s) { return s > 0; });
+  if (HasDnnlType(b.Value(x).dtype) && forward && ElementCount(shape) > 0 && !b.IsConstant(x)) {
+    // A reorder (oneDNN's, on all threads) from the input's plain bytes
+    // viewed with the slice's offset and strides.
+    const Shape& in = b.Value(x).shape;
+    memory::dims strides(in.size());
+    int64_t offset = 0, stride = 1;
+    for (size_t i = in.size(); i-- > 0;) {
+      strides[i] = stride * plan->step[i];
+      offset += plan->start[i] * stride;
+      stride *= in[i];
+    }
+    memory::desc view(memory::dims(shape.begin(), shape.end()), DnnlType(b.Value(x).dtype), strides);
+    view.data.offset0 = offset;
+    b.AddCopy(b.AliasValue(src, shape, view), out);
+    return Status::Ok();
+  }
   b.AddCustom([=](const RunContext& c) {
     return ref::Slice(ConstViewOf(c, src), starts, ends, axes, steps, MutViewOf(c, out));
   });

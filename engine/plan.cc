@@ -841,7 +841,8 @@ Status PlanBuilder::Finalize() {
   }
   for (size_t id = 0; id < n; ++id) {
     const PlanValue& v = plan.values_[id];
-    if (v.desc.get_size() > 0) plan.memories_[id] = memory(v.desc, engine_, plan.data_[id]);
+    // A view at an offset (a Slice) reports size 0 in oneDNN 2.6, yet holds elements.
+    if (v.desc.get_size() > 0 || v.desc.data.offset0 != 0) plan.memories_[id] = memory(v.desc, engine_, plan.data_[id]);
   }
   for (ValueId id : plan.inputs_) plan.arena_inputs_.push_back(plan.data_[id]);
   plan.store_ = graph_.env.store;

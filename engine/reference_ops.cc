@@ -465,12 +465,6 @@ bool KnownBinaryOp(BinaryOp op) { return static_cast<int>(op) >= 0 && static_cas
 // ---------------------------------------------------------------------------
 // Slice planning (ONNX clamping rules).
 
-struct SlicePlan {
-  std::vector<int64_t> start;  // per input axis: first index read (valid when length > 0)
-  std::vector<int64_t> step;   // per input axis
-  Shape length;                // per input axis: the output dimension
-};
-
 // Elements of [start, end) taken with a positive `step`: ceil((end - start) / step),
 // written so that nothing overflows for any step.
 int64_t StepCount(int64_t start, int64_t end, uint64_t step) {
@@ -479,61 +473,6 @@ int64_t StepCount(int64_t start, int64_t end, uint64_t step) {
   return static_cast<int64_t>(1 + (span - 1) / step);
 }
 
-Result<SlicePlan> PlanSlice(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
-                            const std::vector<int64_t>& axes_in, const std::vector<int64_t>& steps) {
-  constexpr const char* kOp = "Slice";
-  PPML_RETURN_IF_ERROR(CheckedElementCount(kOp, "input", in).status());
-  const int64_t rank = static_cast<int64_t>(in.size());
-  const size_t n = starts.size();
-  if (ends.size() != n) {
-    return Invalid(kOp, "starts has " + std::to_string(n) + " values but ends has " + std::to_string(ends.size()));
-  }
-  if (!axes_in.empty() && axes_in.size() != n) {
-    return Invalid(kOp, "axes has " + std::to_string(axes_in.size()) + " values, expected " + std::to_string(n));
-  }
-  if (!steps.empty() && steps.size() != n) {
-    return Invalid(kOp, "steps has " + std::to_string(steps.size()) + " values, expected " + std::to_string(n));
-  }
-  std::vector<int64_t> axes = axes_in;
-  if (axes.empty()) {
-    if (static_cast<int64_t>(n) > rank) {
-      return Invalid(kOp, std::to_string(n) + " starts for input of rank " + std::to_string(rank));
-    }
-    for (size_t i = 0; i < n; ++i) axes.push_back(static_cast<int64_t>(i));
-  }
-  PPML_ASSIGN_OR_RETURN(axes, NormalizeAxes(kOp, axes, rank));
-
-  SlicePlan plan;
-  plan.start.assign(in.size(), 0);
-  plan.step.assign(in.size(), 1);
-  plan.length = in;
-  for (size_t i = 0; i < n; ++i) {
-    const size_t axis = static_cast<size_t>(axes[i]);
-    const int64_t dim = in[axis];
-    const int64_t step = steps.empty() ? 1 : steps[i];
-    if (step == 0) return Invalid(kOp, "step for axis " + std::to_string(axes[i]) + " is 0");
-    // Negative indices count from the end (dim >= 0, so no overflow), then
-    // clamp: [0, dim] going forward, [-1, dim - 1] going backward.
-    int64_t start = starts[i] < 0 ? starts[i] + dim : starts[i];
-    int64_t end = ends[i] < 0 ? ends[i] + dim : ends[i];
-    int64_t length = 0;
-    if (step > 0) {
-      start = std::clamp<int64_t>(start, 0, dim);
-      end = std::clamp<int64_t>(end, 0, dim);
-      length = StepCount(start, end, static_cast<uint64_t>(step));
-    } else if (dim > 0) {
-      start = std::clamp<int64_t>(start, 0, dim - 1);
-      end = std::clamp<int64_t>(end, -1, dim - 1);
-      // -step without overflow, also for INT64_MIN.
-      const uint64_t magnitude = uint64_t{0} - static_cast<uint64_t>(step);
-      length = StepCount(end, start, magnitude);
-    }
-    plan.start[axis] = start;
-    plan.step[axis] = step;
-    plan.length[axis] = length;
-  }
-  return plan;
-}
 
 // ---------------------------------------------------------------------------
 // Pad planning.
@@ -693,6 +632,62 @@ bool KnownReduceOp(ReduceOp op) {
 }
 
 }  // namespace
+
+Result<SlicePlan> PlanSlice(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+                            const std::vector<int64_t>& axes_in, const std::vector<int64_t>& steps) {
+  constexpr const char* kOp = "Slice";
+  PPML_RETURN_IF_ERROR(CheckedElementCount(kOp, "input", in).status());
+  const int64_t rank = static_cast<int64_t>(in.size());
+  const size_t n = starts.size();
+  if (ends.size() != n) {
+    return Invalid(kOp, "starts has " + std::to_string(n) + " values but ends has " + std::to_string(ends.size()));
+  }
+  if (!axes_in.empty() && axes_in.size() != n) {
+    return Invalid(kOp, "axes has " + std::to_string(axes_in.size()) + " values, expected " + std::to_string(n));
+  }
+  if (!steps.empty() && steps.size() != n) {
+    return Invalid(kOp, "steps has " + std::to_string(steps.size()) + " values, expected " + std::to_string(n));
+  }
+  std::vector<int64_t> axes = axes_in;
+  if (axes.empty()) {
+    if (static_cast<int64_t>(n) > rank) {
+      return Invalid(kOp, std::to_string(n) + " starts for input of rank " + std::to_string(rank));
+    }
+    for (size_t i = 0; i < n; ++i) axes.push_back(static_cast<int64_t>(i));
+  }
+  PPML_ASSIGN_OR_RETURN(axes, NormalizeAxes(kOp, axes, rank));
+
+  SlicePlan plan;
+  plan.start.assign(in.size(), 0);
+  plan.step.assign(in.size(), 1);
+  plan.length = in;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t axis = static_cast<size_t>(axes[i]);
+    const int64_t dim = in[axis];
+    const int64_t step = steps.empty() ? 1 : steps[i];
+    if (step == 0) return Invalid(kOp, "step for axis " + std::to_string(axes[i]) + " is 0");
+    // Negative indices count from the end (dim >= 0, so no overflow), then
+    // clamp: [0, dim] going forward, [-1, dim - 1] going backward.
+    int64_t start = starts[i] < 0 ? starts[i] + dim : starts[i];
+    int64_t end = ends[i] < 0 ? ends[i] + dim : ends[i];
+    int64_t length = 0;
+    if (step > 0) {
+      start = std::clamp<int64_t>(start, 0, dim);
+      end = std::clamp<int64_t>(end, 0, dim);
+      length = StepCount(start, end, static_cast<uint64_t>(step));
+    } else if (dim > 0) {
+      start = std::clamp<int64_t>(start, 0, dim - 1);
+      end = std::clamp<int64_t>(end, -1, dim - 1);
+      // -step without overflow, also for INT64_MIN.
+      const uint64_t magnitude = uint64_t{0} - static_cast<uint64_t>(step);
+      length = StepCount(end, start, magnitude);
+    }
+    plan.start[axis] = start;
+    plan.step[axis] = step;
+    plan.length[axis] = length;
+  }
+  return plan;
+}
 
 // ===========================================================================
 // Public functions.

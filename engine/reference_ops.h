@@ -78,6 +78,13 @@ Status Pad(const ConstView& in, const std::vector<int64_t>& pads, PadMode mode, 
            const MutView& out);
 
 // ONNX Slice (opset 10+ semantics): starts/ends clamped, steps may be negative.
+struct SlicePlan {
+  std::vector<int64_t> start;  // per input axis: first index read (valid when length > 0)
+  std::vector<int64_t> step;   // per input axis
+  Shape length;                // per input axis: the output dimension
+};
+Result<SlicePlan> PlanSlice(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+                            const std::vector<int64_t>& axes, const std::vector<int64_t>& steps);
 Result<Shape> SliceOutputShape(const Shape& in, const std::vector<int64_t>& starts,
                                const std::vector<int64_t>& ends, const std::vector<int64_t>& axes,
                                const std::vector<int64_t>& steps);

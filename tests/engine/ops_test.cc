@@ -1292,6 +1292,60 @@ TEST(ShapeOpsTest, TransposeOfConvOutput) {
   ExpectOutput(b, Inputs(MakeTensor(xs, x)), ys, want);
 }
 
+// x[start : start + step * length : step] along each axis.
+std::vector<float> NaiveSlice(const std::vector<float>& x, const Shape& xs, const std::vector<int64_t>& start,
+                              const std::vector<int64_t>& step, const Shape& ys) {
+  const auto st = RowMajorStrides(xs);
+  std::vector<float> y(static_cast<size_t>(ElementCount(ys)));
+  for (int64_t i = 0; i < ElementCount(ys); ++i) {
+    const auto idx = Unravel(i, ys);
+    int64_t off = 0;
+    for (size_t d = 0; d < xs.size(); ++d) off += (start[d] + idx[d] * step[d]) * st[d];
+    y[i] = x[off];
+  }
+  return y;
+}
+
+// Forward slices run as a oneDNN reorder of a strided view (offset and
+// strides), backward ones in the engine's loop; both against a naive walk,
+// on a plain input and on a conv's blocked output.
+TEST(ShapeOpsTest, Slice) {
+  const Shape xs = {2, 3, 6, 5};
+  const auto x = RandomFloats(ElementCount(xs), 960);
+  struct Case {
+    std::vector<int64_t> starts, ends, axes, steps;
+    std::vector<int64_t> start, step;  // per axis, for the naive walk
+    Shape ys;
+  };
+  const std::vector<Case> cases = {
+      {{1}, {3}, {1}, {1}, {0, 1, 0, 0}, {1, 1, 1, 1}, {2, 2, 6, 5}},
+      {{-4, 1}, {100, 5}, {2, 3}, {2, 1}, {0, 0, 2, 1}, {1, 1, 2, 1}, {2, 3, 2, 4}},
+      {{0, 1, 1}, {1, 3, -1}, {0, 1, 2}, {1, 1, 3}, {0, 1, 1, 0}, {1, 1, 3, 1}, {1, 2, 2, 5}},
+      {{4, -1}, {0, -100}, {2, 3}, {-2, -1}, {0, 0, 4, 4}, {1, 1, -2, -1}, {2, 3, 2, 5}},
+  };
+  for (bool after_conv : {false, true}) {
+    for (const Case& c : cases) {
+      SCOPED_TRACE(::testing::Message() << (after_conv ? "conv output, " : "input, ") << "slice to "
+                                        << ShapeToString(c.ys));
+      OnnxBuilder b;
+      b.Input("x", xs);
+      std::string data = "x";
+      Shape ds = xs;
+      std::vector<float> d = x;
+      if (after_conv) {
+        d = AddConv1x1(b, "x", "c", xs, x, 3, 961, &ds);
+        data = "c";
+      }
+      const auto n = static_cast<int64_t>(c.starts.size());
+      b.InitializerInt64("starts", {n}, c.starts).InitializerInt64("ends", {n}, c.ends);
+      b.InitializerInt64("axes", {n}, c.axes).InitializerInt64("steps", {n}, c.steps);
+      b.Node("Slice", {data, "starts", "ends", "axes", "steps"}, {"y"}, "slice");
+      b.Output("y");
+      ExpectOutput(b, Inputs(MakeTensor(xs, x)), c.ys, NaiveSlice(d, ds, c.start, c.step, c.ys));
+    }
+  }
+}
+
 // Concatenates along axis 1 the outputs of two convs, with `c1` and `c2` channels.
 void RunConcatOfConvs(int64_t c1, int64_t c2, uint64_t seed) {
   SCOPED_TRACE(::testing::Message() << "channels " << c1 << " + " << c2);
