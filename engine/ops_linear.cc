@@ -23,6 +23,9 @@ struct Int8Matmul {
   std::optional<QuantParams> dst;
 };
 
+// What the product writes: its quantized output's type, or floats.
+DataType DstType(const std::optional<Int8Matmul>& int8) { return int8 && int8->dst ? int8->dst->dtype : DataType::kF32; }
+
 std::optional<Int8Matmul> PlanInt8(const PlanBuilder& b, ValueId a_raw, const std::string& weights, int64_t axis,
                                    int64_t columns) {
   const auto& quant = b.Value(a_raw).quant;
@@ -133,7 +136,7 @@ Status BuildGemm(const Node& n, PlanBuilder& b) {
   }
   const ValueId a = int8 ? a_raw : b.Float(a_raw);
   const DataType a_type = b.Value(a).dtype, w_type = int8 ? DataType::kS8 : DataType::kF32;
-  const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
+  const DataType dst_type = DstType(int8);
 
   const ValueId a_plain = b.Plain(a);
   const memory::desc a_desc = trans_a ? StridedDesc({m, k}, {1, m}, a_type) : StridedDesc({m, k}, {k, 1}, a_type);
@@ -257,7 +260,7 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
     PPML_RETURN_IF_ERROR(ConfigureProduct(n, int8, 1.f, ops, attr));
     const DataType a_type = int8 ? b.Value(a_raw).dtype : DataType::kF32;
     const DataType w_type = int8 ? DataType::kS8 : DataType::kF32;
-    const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
+    const DataType dst_type = DstType(int8);
     const memory::desc w_desc = constant_w ? AnyDesc(w_type, ws) : PlainDesc(w_type, ws);
     const memory::desc bias_desc = PlainDesc(DataType::kF32, {1, full[product_rank - 1]});
     auto desc = bias ? dnnl::matmul::desc(PlainDesc(a_type, as), w_desc, bias_desc, PlainDesc(dst_type, full))
@@ -279,7 +282,7 @@ Status BuildMatMul(const Node& n, PlanBuilder& b) {
   if (!int8 && (b.Value(a).dtype != DataType::kF32 || b.Value(w).dtype != DataType::kF32)) {
     return b.Unsupported("only float");
   }
-  const DataType dst_type = int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
+  const DataType dst_type = DstType(int8);
   const ValueId out = b.DefinePlainOutput(0, dst_type, out_shape);
   if (int8 && int8->dst) b.SetQuant(out, *int8->dst);
   std::vector<std::pair<int, ValueId>> args = {{DNNL_ARG_SRC, b.AliasValue(b.Plain(a), as)},

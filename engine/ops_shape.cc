@@ -271,16 +271,9 @@ Status BuildSlice(const Node& n, PlanBuilder& b) {
   if (HasDnnlType(b.Value(x).dtype) && forward && ElementCount(shape) > 0 && !b.IsConstant(x)) {
     // A reorder (oneDNN's, on all threads) from the input's plain bytes
     // viewed with the slice's offset and strides.
-    const Shape& in = b.Value(x).shape;
-    memory::dims strides(in.size());
-    int64_t offset = 0, stride = 1;
-    for (size_t i = in.size(); i-- > 0;) {
-      strides[i] = stride * plan->step[i];
-      offset += plan->start[i] * stride;
-      stride *= in[i];
-    }
-    memory::desc view(memory::dims(shape.begin(), shape.end()), DnnlType(b.Value(x).dtype), strides);
-    view.data.offset0 = offset;
+    memory::desc view(memory::dims(shape.begin(), shape.end()), DnnlType(b.Value(x).dtype),
+                      memory::dims(plan->strides.begin(), plan->strides.end()));
+    view.data.offset0 = plan->offset;
     b.AddCopy(b.AliasValue(src, shape, view), out);
     return Status::Ok();
   }

@@ -686,6 +686,12 @@ Result<SlicePlan> PlanSlice(const Shape& in, const std::vector<int64_t>& starts,
     plan.step[axis] = step;
     plan.length[axis] = length;
   }
+  const std::vector<int64_t> own = ContiguousStrides(in);
+  plan.strides.resize(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    plan.strides[i] = own[i] * plan.step[i];
+    plan.offset += plan.start[i] * own[i];
+  }
   return plan;
 }
 
@@ -1081,14 +1087,7 @@ Status Slice(const ConstView& in, const std::vector<int64_t>& starts, const std:
   PPML_RETURN_IF_ERROR(CheckOutShape(kOp, out.shape, plan.length));
   if (out_count == 0) return Status::Ok();
 
-  const std::vector<int64_t> own = ContiguousStrides(in.shape);
-  std::vector<int64_t> in_strides(in.shape.size());
-  int64_t base = 0;
-  for (size_t i = 0; i < in.shape.size(); ++i) {
-    in_strides[i] = own[i] * plan.step[i];
-    base += plan.start[i] * own[i];
-  }
-  StridedCopy(in, in_strides, base, out);
+  StridedCopy(in, plan.strides, plan.offset, out);
   return Status::Ok();
 }
 

@@ -82,6 +82,10 @@ struct SlicePlan {
   std::vector<int64_t> start;  // per input axis: first index read (valid when length > 0)
   std::vector<int64_t> step;   // per input axis
   Shape length;                // per input axis: the output dimension
+  // Where it reads in the row-major input, in elements: per axis the stride
+  // between elements taken (step times the axis's own), and the first one.
+  std::vector<int64_t> strides;
+  int64_t offset = 0;
 };
 Result<SlicePlan> PlanSlice(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
                             const std::vector<int64_t>& axes, const std::vector<int64_t>& steps);

@@ -229,7 +229,8 @@ void AddBenchCommands(CLI::App& app, int* exit_code) {
       ->check(NonNegative());
   engine_bench
       ->add_option("--profile", options->profile_top,
-                   "time every step and print, to stderr, the time per kernel kind and the N slowest nodes")
+                   "time every step and print, to stderr, the time per kernel kind, the N largest kernel-and-op pairs "
+                   "and the N slowest nodes")
       ->check(Positive())
       ->each([options](const std::string&) { options->source.profile = true; });
   engine_bench->add_flag("--json", options->json, "print the result as one JSON object on the last line");
