@@ -163,6 +163,10 @@ struct EngineOptions {
   // 2x faster there, but their weights take 4x the bytes (6x6 tiles for 3x3)
   // and the scratchpad grows; off where memory is what is scarce.
   bool winograd = true;
+  // A 1x1 convolution whose output only a 3x3 depthwise convolution reads
+  // runs both in one oneDNN primitive (MobileNet's expand and depthwise
+  // layers): the expanded tensor stays in cache. Off only to measure it.
+  bool fuse_depthwise = true;
   // Time every step of every run (Model::Profile): a stream wait after each
   // oneDNN primitive, which costs a little throughput.
   bool profile = false;
@@ -191,6 +195,7 @@ struct ModelStats {
   size_t arena_bytes = 0;      // arena (activations, streamed weights) of the last plan built
   int64_t macs = 0;            // multiply-accumulates per run of the last plan built
   int winograd_convs = 0;      // convolutions run in Winograd in the last plan built
+  int fused_depthwise = 0;     // depthwise convolutions run inside the 1x1 before them, in the last plan built
   int reference_kernels = 0;   // oneDNN primitives of the last plan built on oneDNN's scalar reference code
   int quantized_tensors = 0;   // tensors a QDQ model keeps in INT8 (0: an FP32 model)
   size_t offloaded_bytes = 0;  // prepared weights kept in the WeightStore (offload_weights)

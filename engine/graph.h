@@ -111,6 +111,7 @@ struct Graph {
   ConstantEnv env;
   LinearDelegate* linear_delegate = nullptr;  // EngineOptions::linear_delegate
   bool winograd = true;                       // EngineOptions::winograd
+  bool fuse_depthwise = true;                 // EngineOptions::fuse_depthwise
   bool profile = false;                       // EngineOptions::profile
   std::vector<Node> nodes;  // topologically sorted
 

@@ -132,6 +132,7 @@ class OnnxModel final : public Model {
         stats_.arena_bytes = plan->arena_bytes();
         stats_.macs = plan->macs();
         stats_.winograd_convs = plan->winograd_convs();
+        stats_.fused_depthwise = plan->fused_depthwise();
         stats_.reference_kernels = plan->reference_kernels();
         stats_.offloaded_bytes = weights_.offloaded_bytes();
         stats_.streamed_bytes_per_run = plan->streamed_bytes();
@@ -177,6 +178,7 @@ Status RunLoadPasses(Graph& graph, const EngineOptions& options, PassStats* pass
   PPML_RETURN_IF_ERROR(PropagateConstantIdentities(graph));
   PPML_RETURN_IF_ERROR(DecomposeQLinearOps(graph));
   if (!options.literal_qdq) PPML_RETURN_IF_ERROR(CollapseQdqPairs(graph));
+  PPML_RETURN_IF_ERROR(HoistConstantNodes(graph));
   if (!options.fuse) return Status::Ok();
   PPML_RETURN_IF_ERROR(FoldBatchNorms(graph, passes));
   PPML_RETURN_IF_ERROR(FuseLayerNorms(graph, passes));
@@ -203,6 +205,7 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
   PPML_RETURN_IF_ERROR(RunLoadPasses(graph, options, &passes));
   graph.linear_delegate = options.linear_delegate;
   graph.winograd = options.winograd;
+  graph.fuse_depthwise = options.fuse_depthwise;
   graph.profile = options.profile;
   auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans);
   PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));

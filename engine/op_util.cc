@@ -188,7 +188,18 @@ Result<WindowAxis> ComputeWindow(int64_t in, int64_t kernel, int64_t stride, int
 
 Result<Window> ResolveWindow(const PlanBuilder& b, const Shape& spatial, const std::vector<int64_t>& kernel,
                              bool ceil_mode) {
-  const Node& n = b.node();
+  return ResolveWindow(b, b.node(), spatial, kernel, ceil_mode);
+}
+
+bool IsUnitWindow(const Window& window) {
+  const auto is = [](const dnnl::memory::dims& v, int64_t x) {
+    return std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
+  };
+  return is(window.strides, 1) && is(window.dilations_minus_one, 0);
+}
+
+Result<Window> ResolveWindow(const PlanBuilder& b, const Node& n, const Shape& spatial,
+                             const std::vector<int64_t>& kernel, bool ceil_mode) {
   const size_t r = spatial.size();
   if (kernel.size() != r) return b.Error("kernel rank does not match the input's spatial rank");
   const auto strides = n.Ints("strides", std::vector<int64_t>(r, 1));

@@ -81,6 +81,11 @@ struct Window {
 };
 Result<Window> ResolveWindow(const PlanBuilder& b, const Shape& spatial, const std::vector<int64_t>& kernel,
                              bool ceil_mode);
+// The same for the attributes of `node` (a node other than the one being built).
+Result<Window> ResolveWindow(const PlanBuilder& b, const Node& node, const Shape& spatial,
+                             const std::vector<int64_t>& kernel, bool ceil_mode);
+// Whether every stride and dilation is 1.
+bool IsUnitWindow(const Window& window);
 
 // Hands the node to the graph's LinearDelegate (engine.h) when there is one
 // and it adopts `layer` (weights and bias must be set by the caller): the

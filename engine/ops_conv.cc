@@ -101,10 +101,32 @@ bool IsWinogradShape(int64_t group, const Shape& w_shape, bool unit_strides_and_
 }
 
 bool WantsWinograd(const PlanBuilder& b, bool int8, const ConvParts& p, const Window& win, int64_t batch) {
-  const bool unit = std::all_of(win.strides.begin(), win.strides.end(), [](auto s) { return s == 1; }) &&
-                    std::all_of(win.dilations_minus_one.begin(), win.dilations_minus_one.end(),
-                                [](auto d) { return d == 0; });
-  return b.graph().winograd && !int8 && b.IsConstant(p.w) && IsWinogradShape(p.group, p.w_shape, unit, batch);
+  return b.graph().winograd && !int8 && b.IsConstant(p.w) &&
+         IsWinogradShape(p.group, p.w_shape, IsUnitWindow(win), batch);
+}
+
+// Beside Winograd layers (16-channel blocks only), the other FP32 layers
+// take 16-channel blocks too, rather than channels-last, which oneDNN's
+// brgemm kernels pick and which costs a reorder before and after each
+// Winograd layer (ResNet-50 +9%, DenseNet-121 +19%; grouped ones would
+// go to reference code).
+bool TakesChannelBlocks(const PlanBuilder& b, bool int8, int64_t group, const Shape& in, const Shape& out) {
+  return b.ChannelBlockedConvs() && !int8 && group == 1 && in.size() == 4 && in[1] % kWinogradChannelBlock == 0 &&
+         out[1] % kWinogradChannelBlock == 0;
+}
+
+dnnl::convolution_forward::desc ConvDesc(dnnl::algorithm algorithm, const memory::desc& src,
+                                         const memory::desc& weights, const memory::desc* bias,
+                                         const memory::desc& dst, const Window& win) {
+  constexpr auto kInference = dnnl::prop_kind::forward_inference;
+  return bias ? dnnl::convolution_forward::desc(kInference, algorithm, src, weights, *bias, dst, win.strides,
+                                                win.dilations_minus_one, win.pad_begin, win.pad_end)
+              : dnnl::convolution_forward::desc(kInference, algorithm, src, weights, dst, win.strides,
+                                                win.dilations_minus_one, win.pad_begin, win.pad_end);
+}
+
+memory::desc LayerDesc(DataType type, const Shape& shape, bool blocked) {
+  return blocked ? memory::desc(ToDims(shape), DnnlType(type), tag::aBcd16b) : AnyDesc(type, shape);
 }
 
 // oneDNN 2.6 has FP32 Winograd on AVX-512 only: asked once, on a small layer.
@@ -151,6 +173,160 @@ float MaxAbsInt8(const PlanBuilder& b, const std::string& name) {
   return static_cast<float>(largest);
 }
 
+// Without VNNI, oneDNN keeps s8 x s8 products from saturating by halving
+// the weights as it reorders them (scale_adjust) and doubling the result:
+// odd weights lost their last bit (2% off on a single layer). Weights that
+// fit doubled are given doubled, and the output scales halved, so that the
+// products are exact. The factor for the s8 constant `values` in layout
+// `wanted`: 1 where the layout halves nothing or doubled weights overflow.
+float WeightSourceScale(const PlanBuilder& b, const memory::desc& wanted, const std::string& values) {
+  const auto& extra = wanted.data.extra;
+  if ((extra.flags & dnnl_memory_extra_flag_scale_adjust) && extra.scale_adjust > 0.f && extra.scale_adjust < 1.f &&
+      MaxAbsInt8(b, values) / extra.scale_adjust <= 127.f) {
+    return 1.f / extra.scale_adjust;
+  }
+  return 1.f;
+}
+
+// Requantization scales for weights given `weight_source_scale` times their value.
+std::vector<float> Int8OutputScales(float src_scale, const QuantizedConstant& weights, float accumulator_scale,
+                                    float weight_source_scale) {
+  std::vector<float> scales = OutputScales(src_scale, weights.scales, accumulator_scale);
+  for (float& s : scales) s /= weight_source_scale;
+  return scales;
+}
+int ScalesMask(const std::vector<float>& scales) { return scales.size() > 1 ? 1 << 1 : 0; }
+
+// An INT8 bias is added to the s32 accumulator: in units of src_scale *
+// weight_scale[c] (of the output scales, so it grows as much as doubled
+// weights shrink them).
+Tensor Int8Bias(const Tensor& bias, float src_scale, const QuantizedConstant& weights, float weight_source_scale) {
+  const std::vector<float> unit = OutputScales(src_scale, weights.scales, 1.f);
+  Tensor scaled = bias.Clone();
+  for (int64_t c = 0; c < scaled.element_count(); ++c) {
+    scaled.data<float>()[c] *= weight_source_scale / unit[unit.size() > 1 ? c : 0];
+  }
+  return scaled;
+}
+
+// PostOpsFor's chains without a residual hold eltwise steps only.
+// (dnnl::post_ops is a shared handle: a copy appends to the original.)
+void AppendEltwises(dnnl::post_ops& to, const dnnl::post_ops& from) {
+  for (int i = 0; i < from.len(); ++i) {
+    float scale, alpha, beta;
+    dnnl::algorithm algorithm;
+    from.get_params_eltwise(i, scale, algorithm, alpha, beta);
+    to.append_eltwise(scale, algorithm, alpha, beta);
+  }
+}
+
+// MobileNet's expand and depthwise layers in INT8: a 1x1 convolution whose
+// output only a 3x3 depthwise convolution reads runs both in one oneDNN
+// primitive (its depthwise post-op), so the expanded tensor, the block's
+// largest, stays in cache instead of going to memory and back. oneDNN
+// itself declines where that tensor would fit in L2 anyway, and then
+// they run apart. FP32 pairs always run apart: oneDNN 2.6's fused FP32
+// kernels write wrong values in channels-last layouts (the ones the other
+// FP32 layers take; checked on AVX-512 and AVX2), and in channel blocks
+// they cost reorders against their neighbours (MobileNetV2 388 against 415
+// img/s unfused). Returns whether it built the pair.
+Result<bool> TryBuildWithDepthwise(const Node& n, PlanBuilder& b, const ConvParts& p,
+                                   const std::optional<Int8Conv>& int8, const Shape& mid_shape, const Window& win) {
+  const auto all_zero = [](const memory::dims& v) {
+    return std::all_of(v.begin(), v.end(), [](int64_t e) { return e == 0; });
+  };
+  if (!b.graph().fuse_depthwise || !int8 || !int8->dst || !n.fused_sum_input.empty() || p.group != 1 ||
+      mid_shape.size() != 4 || b.IsConstant(p.x) || p.w_shape[2] != 1 || p.w_shape[3] != 1 || !IsUnitWindow(win) ||
+      !all_zero(win.pad_begin) || !all_zero(win.pad_end)) {
+    return false;
+  }
+  const Node* dw = b.OnlyReader(n.outputs[0]);
+  if (!dw || dw->op_type != "Conv" || dw->Input(0) != n.outputs[0] || !dw->fused_sum_input.empty()) return false;
+  const int64_t channels = mid_shape[1];
+  const ValueId dw_w = b.Lookup(dw->Input(1));
+  const ValueId dw_bias = dw->Input(2).empty() ? kNoValue : b.Lookup(dw->Input(2));
+  const QuantizedConstant* dw_weights = Int8Weights(b, dw->Input(1), 0, channels);
+  if (!dw_weights || dw_w == kNoValue || b.Value(dw_w).shape != Shape{channels, 1, 3, 3} ||
+      dw->Int("group", 1) != channels || (!dw->Input(2).empty() && !b.IsConstant(dw_bias))) {
+    return false;
+  }
+  const Result<Window> dw_win = ResolveWindow(b, *dw, {mid_shape[2], mid_shape[3]}, {3, 3}, false);
+  if (!dw_win.ok() || !all_zero(dw_win->dilations_minus_one) || dw_win->pad_begin != memory::dims{1, 1} ||
+      dw_win->strides[0] != dw_win->strides[1] || dw_win->strides[0] > 2) {
+    return false;
+  }
+  const Int8Conv dw_int8{dw_weights, *int8->dst, SymmetricQuant(b, dw->outputs[0])};
+  const Shape out_shape = {mid_shape[0], channels, dw_win->out[0], dw_win->out[1]};
+
+  PostOpsSpec spec, dw_spec;
+  spec.dst_scale = int8->dst->scale;
+  dw_spec.dst_scale = dw_int8.dst ? dw_int8.dst->scale : 1.f;
+  PPML_ASSIGN_OR_RETURN(const dnnl::post_ops ops, PostOpsFor(n, spec, nullptr));
+  PPML_ASSIGN_OR_RETURN(const dnnl::post_ops dw_ops, PostOpsFor(*dw, dw_spec, nullptr));
+  const DataType dst_type = dw_int8.dst ? dw_int8.dst->dtype : DataType::kF32;
+  const memory::dims w_dims = WeightDims(p.w_shape, 1, false);
+  const memory::dims dw_dims = WeightDims(b.Value(dw_w).shape, channels, false);
+  const memory::desc w_any(w_dims, memory::data_type::s8, tag::any);
+  const memory::desc bias_desc({channels}, memory::data_type::f32, tag::a);
+  const memory::desc src_any = AnyDesc(int8->src.dtype, b.Value(p.x).shape);
+  const memory::desc mid_any = AnyDesc(int8->dst->dtype, mid_shape);
+  const auto desc = ConvDesc(dnnl::algorithm::convolution_direct, src_any, w_any,
+                             p.bias != kNoValue ? &bias_desc : nullptr, mid_any, win);
+  const auto make_pd = [&](float source_scale, float dw_source_scale) {
+    dnnl::primitive_attr attr = b.Attr();
+    const std::vector<float> scales =
+        Int8OutputScales(int8->src.scale, *int8->weights, spec.accumulator_scale(), source_scale);
+    attr.set_output_scales(ScalesMask(scales), scales);
+    const std::vector<float> dw_scales =
+        Int8OutputScales(dw_int8.src.scale, *dw_weights, dw_spec.accumulator_scale(), dw_source_scale);
+    dnnl::post_ops chain;
+    AppendEltwises(chain, ops);
+    chain.append_dw(memory::data_type::s8, memory::data_type::f32, DnnlType(dst_type), 3, dw_win->strides[0], 1,
+                    ScalesMask(dw_scales), dw_scales);
+    AppendEltwises(chain, dw_ops);
+    attr.set_post_ops(chain);
+    return dnnl::convolution_forward::primitive_desc(desc, attr, b.engine(), true);
+  };
+  const int dw_weights_arg = DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS;
+  const int dw_bias_arg = DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_BIAS;
+  auto pd = make_pd(1.f, 1.f);
+  // oneDNN's fallback for a pair it has no fused kernel for runs its two
+  // kernels one after the other: nothing gained, and flagged as reference.
+  if (!pd || IsReferenceImpl(pd)) return false;
+  const float source_scale = WeightSourceScale(b, pd.weights_desc(), int8->weights->values);
+  const float dw_source_scale =
+      WeightSourceScale(b, pd.query_md(dnnl::query::exec_arg_md, dw_weights_arg), dw_weights->values);
+  if (source_scale != 1.f || dw_source_scale != 1.f) pd = make_pd(source_scale, dw_source_scale);
+  if (!pd || IsReferenceImpl(pd)) return false;
+  // oneDNN works out the depthwise output's size from its stride and
+  // leading padding; the trailing padding is then implied.
+  if (pd.dst_desc().dims() != ToDims(out_shape)) return false;
+
+  std::unordered_map<int, memory> fixed;
+  fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values,
+                                             WithDataType(SourceWeightDesc(w_dims, 1, false), DataType::kS8),
+                                             pd.weights_desc(), source_scale);
+  fixed[dw_weights_arg] = b.ConstantMemory(dw_weights->values,
+                                           WithDataType(SourceWeightDesc(dw_dims, channels, false), DataType::kS8),
+                                           pd.query_md(dnnl::query::exec_arg_md, dw_weights_arg), dw_source_scale);
+  if (p.bias != kNoValue) {
+    fixed[DNNL_ARG_BIAS] = b.OwnedConstantMemory(
+        Int8Bias(*b.Constant(p.bias), int8->src.scale, *int8->weights, source_scale), pd.bias_desc());
+  }
+  Tensor dw_bias_values(DataType::kF32, {channels});  // zeros when the model has none
+  if (dw_bias != kNoValue) dw_bias_values = b.Constant(dw_bias)->Clone();
+  fixed[dw_bias_arg] =
+      b.OwnedConstantMemory(Int8Bias(dw_bias_values, dw_int8.src.scale, *dw_weights, dw_source_scale),
+                            pd.query_md(dnnl::query::exec_arg_md, dw_bias_arg));
+  const ValueId src = b.InLayout(p.x, pd.src_desc());
+  const ValueId out = b.DefineOutputOfFusedReader(*dw, dst_type, out_shape, pd.dst_desc());
+  if (dw_int8.dst) b.SetQuant(out, *dw_int8.dst);
+  b.AddPrimitive(dnnl::convolution_forward(pd), pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out}}, std::move(fixed));
+  b.CountMacs(ElementCount(mid_shape) * p.w_shape[1] + ElementCount(out_shape) * 9);
+  b.CountFusedDepthwise();
+  return true;
+}
+
 Status BuildConv(const Node& n, PlanBuilder& b) {
   std::optional<Int8Conv> int8 = PlanInt8(n, b, b.RawInput(0));
   PPML_ASSIGN_OR_RETURN(ConvParts p, ReadConvInputs(n, b, int8 ? b.RawInput(0) : b.Float(b.RawInput(0))));
@@ -177,6 +353,9 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     PPML_ASSIGN_OR_RETURN(bool delegated, TryDelegateLinear(b, layer, p.x));
     if (delegated) return Status::Ok();
   }
+
+  PPML_ASSIGN_OR_RETURN(const bool with_depthwise, TryBuildWithDepthwise(n, b, p, int8, out_shape, win));
+  if (with_depthwise) return Status::Ok();
 
   // The residual of a fused Add: a sum into the output when shapes match (for
   // INT8 only when it is held symmetric 8-bit too; otherwise the output goes
@@ -214,7 +393,8 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   std::optional<QuantParams> on_grid;
   if (int8 && int8->dst && spec.residual == ResidualPostOp::kNone && b.ReadOnlyAsFloat(n.outputs[0])) {
     const bool is_unsigned = int8->dst->dtype == DataType::kU8;
-    dnnl::post_ops gridded = ops;
+    dnnl::post_ops gridded;  // a copy of a post_ops shares its steps: appending to one appends to both
+    AppendEltwises(gridded, ops);
     gridded.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
     gridded.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, is_unsigned ? 0.f : -128.f, is_unsigned ? 255.f : 127.f);
     gridded.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, int8->dst->scale, 0.f);
@@ -227,36 +407,20 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
   const DataType dst_type = on_grid ? DataType::kF32 : int8 && int8->dst ? int8->dst->dtype : DataType::kF32;
   dnnl::primitive_attr attr = b.Attr();
   attr.set_post_ops(ops);
-  std::vector<float> scales;
   if (int8) {
-    scales = OutputScales(int8->src.scale, int8->weights->scales, spec.accumulator_scale());
-    attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
+    const std::vector<float> scales = Int8OutputScales(int8->src.scale, *int8->weights, spec.accumulator_scale(), 1.f);
+    attr.set_output_scales(ScalesMask(scales), scales);
   }
 
   const memory::dims w_dims = WeightDims(p.w_shape, p.group, false);
   const DataType w_type = int8 ? DataType::kS8 : DataType::kF32;
-  // Beside Winograd layers (16-channel blocks only), the other FP32 layers
-  // take 16-channel blocks too, rather than channels-last, which oneDNN's
-  // brgemm kernels pick and which costs a reorder before and after each
-  // Winograd layer (ResNet-50 +9%, DenseNet-121 +19%; grouped ones would
-  // go to reference code).
-  const bool blocked = b.ChannelBlockedConvs() && !int8 && p.group == 1 && xs.size() == 4 &&
-                       xs[1] % kWinogradChannelBlock == 0 && out_shape[1] % kWinogradChannelBlock == 0;
-  const auto layer_desc = [&](DataType type, const Shape& shape) {
-    return blocked ? memory::desc(ToDims(shape), DnnlType(type), tag::aBcd16b) : AnyDesc(type, shape);
-  };
-  const memory::desc src_any = layer_desc(src_type, xs);
+  const bool blocked = TakesChannelBlocks(b, int8.has_value(), p.group, xs, out_shape);
+  const memory::desc src_any = LayerDesc(src_type, xs, blocked);
   const memory::desc w_any(w_dims, DnnlType(w_type), tag::any);
-  const memory::desc dst_any = layer_desc(dst_type, out_shape);
+  const memory::desc dst_any = LayerDesc(dst_type, out_shape, blocked);
   const memory::desc bias_desc({p.w_shape[0]}, memory::data_type::f32, tag::a);
   const auto conv_desc = [&](dnnl::algorithm algorithm) {
-    return p.bias != kNoValue
-               ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src_any, w_any,
-                                                 bias_desc, dst_any, win.strides, win.dilations_minus_one,
-                                                 win.pad_begin, win.pad_end)
-               : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src_any, w_any,
-                                                 dst_any, win.strides, win.dilations_minus_one, win.pad_begin,
-                                                 win.pad_end);
+    return ConvDesc(algorithm, src_any, w_any, p.bias != kNoValue ? &bias_desc : nullptr, dst_any, win);
   };
   // FP32 3x3 stride-1 layers run Winograd where oneDNN has it (AVX-512):
   // 2.2x the direct kernel there for ResNet's shapes from a batch of 2 on,
@@ -273,19 +437,13 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     }
   }
   if (!pd) pd = dnnl::convolution_forward::primitive_desc(desc, attr, b.engine());
-  // Without VNNI, oneDNN keeps s8 x s8 products from saturating by halving
-  // the weights as it reorders them (scale_adjust) and doubling the result:
-  // odd weights lost their last bit (2% off on a single layer). Weights
-  // that fit doubled are given doubled, and the output scales halved, so
-  // that the products are exact.
   float weight_source_scale = 1.f;
   if (int8) {
-    const auto& extra = pd.weights_desc().data.extra;
-    if ((extra.flags & dnnl_memory_extra_flag_scale_adjust) && extra.scale_adjust > 0.f && extra.scale_adjust < 1.f &&
-        MaxAbsInt8(b, int8->weights->values) / extra.scale_adjust <= 127.f) {
-      weight_source_scale = 1.f / extra.scale_adjust;
-      for (float& s : scales) s *= extra.scale_adjust;
-      attr.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
+    weight_source_scale = WeightSourceScale(b, pd.weights_desc(), int8->weights->values);
+    if (weight_source_scale != 1.f) {
+      const std::vector<float> scales =
+          Int8OutputScales(int8->src.scale, *int8->weights, spec.accumulator_scale(), weight_source_scale);
+      attr.set_output_scales(ScalesMask(scales), scales);
       pd = dnnl::convolution_forward::primitive_desc(desc, attr, b.engine());
     }
   }
@@ -297,14 +455,8 @@ Status BuildConv(const Node& n, PlanBuilder& b) {
     const memory::desc source = WithDataType(SourceWeightDesc(w_dims, p.group, false), DataType::kS8);
     fixed[DNNL_ARG_WEIGHTS] = b.ConstantMemory(int8->weights->values, source, pd.weights_desc(), weight_source_scale);
     if (p.bias != kNoValue) {
-      // INT8 bias is added to the s32 accumulator: in units of src_scale * weight_scale[c]
-      // (of the output scales, so it grows as much as doubled weights shrink them).
-      const std::vector<float> unit = OutputScales(int8->src.scale, int8->weights->scales, 1.f);
-      Tensor bias = b.Constant(p.bias)->Clone();
-      for (int64_t c = 0; c < bias.element_count(); ++c) {
-        bias.data<float>()[c] *= weight_source_scale / unit[unit.size() > 1 ? c : 0];
-      }
-      fixed[DNNL_ARG_BIAS] = b.OwnedConstantMemory(std::move(bias), pd.bias_desc());
+      fixed[DNNL_ARG_BIAS] = b.OwnedConstantMemory(
+          Int8Bias(*b.Constant(p.bias), int8->src.scale, *int8->weights, weight_source_scale), pd.bias_desc());
     }
   } else {
     memory w_mem = WeightMemoryOrArg(b, p, SourceWeightDesc(w_dims, p.group, false), pd.weights_desc(), args);

@@ -398,6 +398,22 @@ Status PropagateConstantIdentities(Graph& graph) {
   return Status::Ok();
 }
 
+Status HoistConstantNodes(Graph& graph) {
+  std::set<std::string> computed;  // outputs of the nodes hoisted so far
+  std::vector<Node> hoisted, rest;
+  for (Node& n : graph.nodes) {
+    const bool from_constants =
+        n.fused_sum_input.empty() && std::all_of(n.inputs.begin(), n.inputs.end(), [&](const std::string& in) {
+          return in.empty() || graph.IsConstant(in) || computed.count(in);
+        });
+    if (from_constants) computed.insert(n.outputs.begin(), n.outputs.end());
+    (from_constants ? hoisted : rest).push_back(std::move(n));
+  }
+  graph.nodes = std::move(hoisted);
+  graph.nodes.insert(graph.nodes.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
+  return Status::Ok();
+}
+
 Status FoldBatchNorms(Graph& graph, PassStats* stats) {
   std::set<int> dead;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {

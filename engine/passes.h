@@ -18,6 +18,12 @@ struct PassStats {
 // alias deduplicated initializers that way, hiding them from other passes).
 Status PropagateConstantIdentities(Graph& graph);
 
+// Nodes computed from constants alone (the DequantizeLinear of a QDQ
+// model's weights, which exporters place just before their reader) move to
+// the front, keeping their order: every layer's weights are then defined
+// when the planner reaches the layer before it (see TryBuildWithDepthwise).
+Status HoistConstantNodes(Graph& graph);
+
 // Conv -> BatchNormalization (inference form, constant parameters) becomes one
 // Conv with scaled weights and a new bias.
 Status FoldBatchNorms(Graph& graph, PassStats* stats);

@@ -279,6 +279,8 @@ Result<std::unique_ptr<Plan>> PlanBuilder::Build(const std::vector<Shape>& input
   plan_->engine_ = engine_;
   plan_->stream_ = dnnl::stream(engine_);
   by_name_.clear();
+  fused_readers_.clear();
+  fused_away_.clear();
   plain_of_.clear();
   buffers_.clear();
   scratchpad_bytes_ = 0;
@@ -361,6 +363,10 @@ Status PlanBuilder::BuildNode(const Node& node, int index) {
   node_ = &node;
   const OpEntry* op = FindOp(node.op_type);
   if (!op) return Unsupported("op is not supported by the engine");
+  if (fused_readers_.count(&node)) {
+    ApplyOutputQuantization(node);
+    return Status::Ok();
+  }
   int8_aware_ = op->int8_aware;
   bool all_constant = true;
   for (size_t i = 0; i < node.inputs.size(); ++i) {
@@ -383,7 +389,9 @@ Status PlanBuilder::BuildNode(const Node& node, int index) {
     return e.status().WithContext(node.Describe());
   }
   for (const std::string& out : node.outputs) {
-    if (!out.empty() && !by_name_.count(out)) return Error("the op builder did not define output '" + out + "'");
+    if (!out.empty() && !by_name_.count(out) && !fused_away_.count(out)) {
+      return Error("the op builder did not define output '" + out + "'");
+    }
   }
   if (all_constant && plan_->steps_.size() > first_step) {
     PPML_RETURN_IF_ERROR(FoldConstantNode(first_step, first_value));
@@ -411,8 +419,9 @@ bool PlanBuilder::DeferDequantize(const Node& node) {
 void PlanBuilder::ApplyOutputQuantization(const Node& node) {
   for (const std::string& name : node.outputs) {
     auto q = graph_.activation_quant.find(name);
-    if (q == graph_.activation_quant.end()) continue;
-    const ValueId id = by_name_[name];
+    auto defined = by_name_.find(name);
+    if (q == graph_.activation_quant.end() || defined == by_name_.end()) continue;
+    const ValueId id = defined->second;
     if (IsConstant(id) || (Value(id).dtype != DataType::kF32 && !Value(id).quant)) continue;
     if (Value(id).on_grid == q->second) continue;
     if (Value(id).quant != q->second) by_name_[name] = Quantized(id, q->second);
@@ -497,6 +506,20 @@ PlanBuilder::Readers PlanBuilder::CountReaders(const std::string& name) const {
   return readers;
 }
 
+const Node* PlanBuilder::OnlyReader(const std::string& name) const {
+  const Node* reader = nullptr;
+  for (const Node& n : graph_.nodes) {
+    const auto reads = std::count(n.inputs.begin(), n.inputs.end(), name) + (n.fused_sum_input == name);
+    if (reads == 0) continue;
+    if (reads > 1 || reader) return nullptr;
+    reader = &n;
+  }
+  for (const GraphValue& out : graph_.outputs) {
+    if (out.name == name) return nullptr;
+  }
+  return reader;
+}
+
 bool PlanBuilder::ReadOnlyAsFloat(const std::string& name) const { return CountReaders(name).as_stored == 0; }
 
 bool PlanBuilder::ReadOnlyAsStored(const std::string& name) const {
@@ -539,8 +562,21 @@ ValueId PlanBuilder::InLayout(ValueId id, const memory::desc& desc) {
 
 ValueId PlanBuilder::DefineOutput(size_t index, DataType dtype, const Shape& shape, const memory::desc& desc,
                                   ValueId in_place_of, bool* in_place) {
+  return DefineNamedOutput(index < node_->outputs.size() ? node_->outputs[index] : "", dtype, shape, desc,
+                           in_place_of, in_place);
+}
+
+ValueId PlanBuilder::DefineOutputOfFusedReader(const Node& reader, DataType dtype, const Shape& shape,
+                                               const memory::desc& desc) {
+  fused_readers_.insert(&reader);
+  fused_away_.insert(node_->outputs[0]);
+  return DefineNamedOutput(reader.outputs[0], dtype, shape, desc, kNoValue, nullptr);
+}
+
+ValueId PlanBuilder::DefineNamedOutput(const std::string& name, DataType dtype, const Shape& shape,
+                                       const memory::desc& desc, ValueId in_place_of, bool* in_place) {
   PlanValue v;
-  v.name = index < node_->outputs.size() ? node_->outputs[index] : "";
+  v.name = name;
   v.dtype = dtype;
   v.shape = shape;
   v.desc = desc;

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -104,6 +105,7 @@ class Plan {
   // Multiply-accumulates of the convolutions and matrix products per run.
   int64_t macs() const { return macs_; }
   int winograd_convs() const { return winograd_convs_; }
+  int fused_depthwise() const { return fused_depthwise_; }
   // oneDNN primitives that run its reference (scalar) code: 10-100x slower.
   int reference_kernels() const { return reference_kernels_; }
   // Bytes of weights fetched from the WeightStore per run.
@@ -134,6 +136,7 @@ class Plan {
   size_t streamed_bytes_ = 0;
   int64_t macs_ = 0;
   int winograd_convs_ = 0;
+  int fused_depthwise_ = 0;
   int reference_kernels_ = 0;
   bool profile_ = false;
   std::vector<double> step_ms_;  // per step when profiling
@@ -230,6 +233,9 @@ class PlanBuilder {
   // not a graph output), so that a float producer may write it quantized.
   bool ReadOnlyAsFloat(const std::string& name) const;
   bool ReadOnlyAsStored(const std::string& name) const;
+  // The one node reading graph value `name`, when exactly one node reads it
+  // (as an input or a fused residual) and it is not a graph output.
+  const Node* OnlyReader(const std::string& name) const;
   // The value in layout `desc` (reorders when needed).
   ValueId InLayout(ValueId id, const dnnl::memory::desc& desc);
 
@@ -238,6 +244,11 @@ class PlanBuilder {
   // whether it did via `*in_place` when given.
   ValueId DefineOutput(size_t index, DataType dtype, const Shape& shape, const dnnl::memory::desc& desc,
                        ValueId in_place_of = kNoValue, bool* in_place = nullptr);
+  // For a builder whose primitive also runs `reader`, the only reader of the
+  // node's output 0 (OnlyReader): defines reader's output 0 in place of the
+  // node's, which never exists, and skips `reader` when its turn comes.
+  ValueId DefineOutputOfFusedReader(const Node& reader, DataType dtype, const Shape& shape,
+                                    const dnnl::memory::desc& desc);
   // Output in plain layout.
   ValueId DefinePlainOutput(size_t index, DataType dtype, const Shape& shape, ValueId in_place_of = kNoValue);
   // Output that shares the bytes of `source` (a plain value) under another shape: Reshape & co.
@@ -255,6 +266,7 @@ class PlanBuilder {
   // Records the multiply-accumulates a linear op performs (for stats and FLOP rates).
   void CountMacs(int64_t macs) { plan_->macs_ += macs; }
   void CountWinograd() { ++plan_->winograd_convs_; }
+  void CountFusedDepthwise() { ++plan_->fused_depthwise_; }
   // Copies `from` into `to` (a reorder: layouts may differ, shapes may not).
   void AddCopy(ValueId from, ValueId to);
   // Memory holding constant `id` in layout `wanted` (weights, reordered once per model).
@@ -290,6 +302,8 @@ class PlanBuilder {
   Readers CountReaders(const std::string& name) const;
   ValueId AddValue(PlanValue value);
   ValueId NewBufferValue(PlanValue value, int last_use);
+  ValueId DefineNamedOutput(const std::string& name, DataType dtype, const Shape& shape,
+                            const dnnl::memory::desc& desc, ValueId in_place_of, bool* in_place);
   int LastUse(const std::string& name) const;
   Status BuildNode(const Node& node, int index);
   // Defines the output of an all-constant DequantizeLinear whose integers an
@@ -314,6 +328,10 @@ class PlanBuilder {
   std::unordered_map<ValueId, ValueId> plain_of_, float_of_;
   std::map<std::string, int> last_use_;
   std::vector<Buffer> buffers_;
+  // Nodes a builder ran inside an earlier node's primitive, and the values
+  // that this left unmaterialized (see DefineOutputOfFusedReader).
+  std::set<const Node*> fused_readers_;
+  std::set<std::string> fused_away_;
   const Node* node_ = nullptr;
   int node_index_ = 0;
   bool int8_aware_ = false;

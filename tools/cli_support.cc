@@ -39,6 +39,9 @@ void AddPrecisionOptions(CLI::App& command, ModelSource& source) {
   command.add_flag("!--no-winograd", source.winograd,
                    "FP32 3x3 convolutions on oneDNN's direct kernels only (Winograd is used where oneDNN has it, "
                    "AVX-512)");
+  command.add_flag("!--no-depthwise-fusion", source.fuse_depthwise,
+                   "run each 3x3 depthwise convolution apart from the 1x1 convolution before it (fused by default: "
+                   "the 1x1's output then stays in cache)");
 }
 
 Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
@@ -47,6 +50,7 @@ Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
   engine::EngineOptions options;
   options.threads = source.threads;
   options.winograd = source.winograd;
+  options.fuse_depthwise = source.fuse_depthwise;
   options.profile = source.profile;
   if (source.precision == "fp32") return engine::Model::LoadFile(source.path, options);
   PPML_ASSIGN_OR_RETURN(std::string bytes, int8::ReadModelBytes(source.path));

@@ -47,9 +47,10 @@ struct ModelSource {
   std::string method = "entropy";  // minmax | percentile | entropy
   int threads = 2;
   bool winograd = true;            // EngineOptions::winograd
+  bool fuse_depthwise = true;      // EngineOptions::fuse_depthwise
   bool profile = false;            // EngineOptions::profile
 };
-// Adds --precision, --calib, --method and --no-winograd to a command.
+// Adds --precision, --calib, --method, --no-winograd and --no-depthwise-fusion to a command.
 void AddPrecisionOptions(CLI::App& command, ModelSource& source);
 Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source);
 // The precision `model` runs in: "int8" for a QDQ file (quantized already)

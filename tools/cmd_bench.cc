@@ -6,7 +6,7 @@
 // Progress goes to stderr; with --json the last stdout line is one object:
 //   {"model","batch","threads","precision","isa","throughput_per_s",
 //    "latency_ms_p50","latency_ms_p99","latency_ms_mean","iterations",
-//    "seconds","gflops","arena_mb","winograd_convs","reference_kernels","peak_rss_mb"}
+//    "seconds","gflops","arena_mb","winograd_convs","fused_depthwise","reference_kernels","peak_rss_mb"}
 //   reference_kernels counts oneDNN primitives on its scalar reference code
 //   (10-100x slower than its vector kernels; a layout or shape it lacks a
 //   kernel for): not 0 is worth a look with ONEDNN_VERBOSE=1.
@@ -137,6 +137,7 @@ int RunBenchEngine(const BenchEngineOptions& options) {
                                      : 0.0)
         .Add("arena_mb", static_cast<double>((*model)->stats().arena_bytes) / (1 << 20))
         .Add("winograd_convs", (*model)->stats().winograd_convs)
+        .Add("fused_depthwise", (*model)->stats().fused_depthwise)
         .Add("reference_kernels", (*model)->stats().reference_kernels)
         .Add("peak_rss_mb", PeakRssMb());
     std::cout << json.str() << std::endl;

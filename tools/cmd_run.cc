@@ -1,4 +1,5 @@
 // ppml run --model FILE.onnx --input x.npy [--input y.npy ...] [--output out.npy] [--literal-qdq]
+//          [--no-depthwise-fusion]
 //
 // One inference on inputs saved with np.save, for checking a model by hand
 // against another framework. Prints each output's name, type and shape, its
@@ -29,6 +30,7 @@ struct RunOptions {
   std::string output;
   int threads = 2;
   bool literal_qdq = false;
+  bool fuse_depthwise = true;
 };
 
 double ValueAt(const Tensor& tensor, int64_t i) { return tensor.ElementAsDouble(i); }
@@ -75,6 +77,7 @@ int RunModelOnce(const RunOptions& options) {
   engine::EngineOptions engine_options;
   engine_options.threads = options.threads;
   engine_options.literal_qdq = options.literal_qdq;
+  engine_options.fuse_depthwise = options.fuse_depthwise;
   auto model = engine::Model::LoadFile(options.model, engine_options);
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
   const auto& wanted = (*model)->inputs();
@@ -117,6 +120,8 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
   run->add_option("--threads", options->threads, "oneDNN threads")->check(Positive());
   run->add_flag("--literal-qdq", options->literal_qdq,
                 "run a QDQ model's Quantize/DequantizeLinear nodes as written, in float (a reference for the INT8 path)");
+  run->add_flag("!--no-depthwise-fusion", options->fuse_depthwise,
+                "run each 3x3 depthwise convolution apart from the 1x1 convolution before it");
   run->callback([options, exit_code] { *exit_code = RunModelOnce(*options); });
 }
 

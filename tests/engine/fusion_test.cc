@@ -38,10 +38,10 @@ class Net {
 
   // Conv (weights and bias random) with square kernel, stride and pad.
   void Conv(const std::string& in, const std::string& out, int64_t out_channels, int64_t kernel, int64_t stride,
-            int64_t pad, bool bias = true) {
+            int64_t pad, bool bias = true, int64_t group = 1) {
     const std::string name = out + "_conv";
     const int64_t in_channels = channels_.count(in) ? channels_[in] : x_shape_[1];
-    const Shape ws = {out_channels, in_channels, kernel, kernel};
+    const Shape ws = {out_channels, in_channels / group, kernel, kernel};
     const auto w = RandomFloats(ElementCount(ws), ++seed_, -0.5f, 0.5f);
     const auto bv = bias ? RandomFloats(out_channels, ++seed_) : std::vector<float>{};
     b_.Initializer(name + "_w", ws, w);
@@ -53,10 +53,12 @@ class Net {
     b_.Node("Conv", inputs, {out}, name)
         .Ints("kernel_shape", {kernel, kernel})
         .Ints("strides", {stride, stride})
-        .Ints("pads", {pad, pad, pad, pad});
+        .Ints("pads", {pad, pad, pad, pad})
+        .Int("group", group);
     channels_[out] = out_channels;
     steps_.push_back([=](Values& v) {
       naive::Conv2DArgs a;
+      a.group = group;
       a.stride_h = a.stride_w = stride;
       a.pad_top = a.pad_left = a.pad_bottom = a.pad_right = pad;
       v.data[out] = naive::Conv2D(v.data.at(in), v.shape.at(in), w, ws, bv, a, &v.shape[out]);
@@ -439,6 +441,36 @@ TEST(FusionTest, ConvActivations) {
     const ModelStats fused = net.Check(true);
     EXPECT_EQ(fused.fused_post_ops, 1);
     net.Check(false);
+  }
+}
+
+// MobileNetV2's inverted residual in FP32: a 1x1 expansion and a 3x3
+// depthwise layer (stride 1 and 2, ReLU6 or HardSwish before, with and
+// without a depthwise bias) run apart, as two primitives: oneDNN 2.6's fused
+// FP32 kernel writes wrong values in the channels-last layout these take
+// (INT8 pairs do run fused: Int8Ops.PointwiseThenDepthwiseRunAsOnePrimitive).
+// The expanded tensor is 13 MB, large enough for oneDNN to offer fusion.
+TEST(FusionTest, Fp32PointwiseThenDepthwiseRunApart) {
+  const auto relu6 = [](float e) { return std::clamp(e, 0.f, 6.f); };
+  const auto hard_swish = [](float e) { return e * std::clamp(e / 6.f + 0.5f, 0.f, 1.f); };
+  for (int64_t stride : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << "stride " << stride);
+    Net net({2, 16, 160, 160}, 700 + stride);
+    net.builder().ScalarFloat("zero", 0.f);
+    net.builder().ScalarFloat("six", 6.f);
+    net.Conv("x", "e1", 64, 1, 1, 0);
+    net.Unary("Clip", "e1", "e1r", relu6, nullptr, {"zero", "six"});
+    net.Conv("e1r", "d1", 64, 3, stride, 1, /*bias=*/true, /*group=*/64);
+    net.Unary("Clip", "d1", "y1", relu6, nullptr, {"zero", "six"});
+    net.Output("y1");
+    net.Conv("x", "e2", 64, 1, 1, 0);
+    net.Unary("HardSwish", "e2", "e2h", hard_swish);
+    net.Conv("e2h", "d2", 64, 3, 1, 1, /*bias=*/false, /*group=*/64);
+    net.Relu("d2", "y2");
+    net.Output("y2");
+    const ModelStats fused = net.Check(true, {2}, 1e-3f);
+    EXPECT_EQ(fused.fused_depthwise, 0);
+    net.CheckFusedMatchesUnfused({2});
   }
 }
 

@@ -71,6 +71,24 @@ void ExpectCloseToLiteral(const std::vector<float>& got, const std::vector<float
   EXPECT_LT(worst, relative * largest);
 }
 
+// Loads with `options` and runs once: the first output as floats (empty
+// after a reported failure); `stats` receives the model's counters.
+std::vector<float> RunOnce(const OnnxBuilder& b, const std::vector<Tensor>& inputs, const EngineOptions& options,
+                           ModelStats* stats = nullptr) {
+  auto model = b.Load(options);
+  if (!model.ok()) {
+    ADD_FAILURE() << model.status().ToString();
+    return {};
+  }
+  auto out = (*model)->Run(inputs);
+  if (!out.ok()) {
+    ADD_FAILURE() << out.status().ToString();
+    return {};
+  }
+  if (stats) *stats = (*model)->stats();
+  return test::ToVector((*out)[0]);
+}
+
 // What a QDQ pair does to a value.
 float FakeQuantize(float x, float scale, bool is_unsigned) {
   const float q = std::nearbyint(x / scale);
@@ -82,12 +100,14 @@ std::vector<float> FakeQuantize(std::vector<float> v, float scale, bool is_unsig
   return v;
 }
 
-void ExpectWithinOneStep(const std::vector<float>& got, const std::vector<float>& want, float step) {
+// `same`: how far apart two values still count as the same (float ops after the INT8 ones).
+void ExpectWithinOneStep(const std::vector<float>& got, const std::vector<float>& want, float step,
+                         float same = 0.f) {
   ASSERT_EQ(got.size(), want.size());
   size_t exact = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_LE(std::fabs(got[i] - want[i]), step * 1.001f) << "element " << i;
-    exact += got[i] == want[i];
+    exact += std::fabs(got[i] - want[i]) <= same;
   }
   // Rounding ties aside, the INT8 result is the QDQ result.
   EXPECT_GT(static_cast<double>(exact) / static_cast<double>(got.size()), 0.95);
@@ -316,6 +336,7 @@ TEST(Int8Ops, ReluAfterAQuantizedConvOutputSeesItClipped) {
 // A Clip or HardSigmoid fused into an INT8 conv runs on the accumulator in
 // units of the output's scale (its bounds and offset moved into those units):
 // the bounds bind inside the 8-bit range here, so a wrong unit shows.
+// Whether the output is read as stored or only as floats.
 TEST(Int8Ops, BoundedActivationsFusedIntoAQuantizedConvClipInOutputUnits) {
   const Shape xs = {2, 8, 5, 5}, ws = {16, 8, 3, 3};
   const float sx = 3.f / 127;
@@ -346,19 +367,28 @@ TEST(Int8Ops, BoundedActivationsFusedIntoAQuantizedConvClipInOutputUnits) {
       b.Node("HardSigmoid", {"c"}, {"a"}).Float("alpha", 0.4f).Float("beta", 0.25f);
       activated = "a";
     }
-    AddQdq(b, activated, "aq", c.scale, onnx::TensorProto::INT8);
-    b.Node("Identity", {"aq"}, {"out"});
-    std::vector<Tensor> inputs;
-    inputs.push_back(test::MakeTensor(xs, x));
-    auto model = b.Load({});
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    auto out = (*model)->Run(inputs);
-    ASSERT_TRUE(out.ok()) << out.status().ToString();
-    kernels.push_back((*model)->stats().kernels);
-    Shape ys;
-    std::vector<float> want = test::naive::Conv2D(FakeQuantize(x, sx, false), xs, w, ws, {}, {.pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1}, &ys);
-    for (float& v : want) v = FakeQuantize(c.f(v), c.scale, false);
-    ExpectWithinOneStep(test::ToVector((*out)[0]), want, c.scale);
+    // Read as stored (Identity), or only as floats (Sigmoid): then the conv
+    // writes floats on the output's grid.
+    for (const bool read_as_float : {false, true}) {
+      SCOPED_TRACE(read_as_float ? "read as float" : "read as stored");
+      OnnxBuilder model_b = b;
+      AddQdq(model_b, activated, "aq", c.scale, onnx::TensorProto::INT8);
+      model_b.Node(read_as_float ? "Sigmoid" : "Identity", {"aq"}, {"out"});
+      std::vector<Tensor> inputs;
+      inputs.push_back(test::MakeTensor(xs, x));
+      auto model = model_b.Load({});
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      auto out = (*model)->Run(inputs);
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      if (!read_as_float) kernels.push_back((*model)->stats().kernels);
+      Shape ys;
+      std::vector<float> want = test::naive::Conv2D(FakeQuantize(x, sx, false), xs, w, ws, {}, {.pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1}, &ys);
+      for (float& v : want) {
+        v = FakeQuantize(c.f(v), c.scale, false);
+        if (read_as_float) v = 1.f / (1.f + std::exp(-v));
+      }
+      ExpectWithinOneStep(test::ToVector((*out)[0]), want, c.scale, read_as_float ? 1e-6f : 0.f);
+    }
   }
   // The activations add no step of their own.
   EXPECT_EQ(kernels[0], kernels[2]);
@@ -432,17 +462,13 @@ TEST(Int8Ops, ActivationsFusedIntoAnInt8ConvFeedingAnother) {
     AddQdq(b, "a", "aq", 6.f / 127, onnx::TensorProto::INT8);
     AddQuantizedWeights(b, "w2", w2s, 0, 83);
     b.Node("Conv", {"aq", "w2"}, {"out"});
+    std::vector<Tensor> inputs;
+    inputs.push_back(test::MakeTensor(xs, x));
     std::vector<std::vector<float>> results;
     for (bool literal : {false, true}) {
       EngineOptions options;
       options.literal_qdq = literal;
-      auto model = b.Load(options);
-      ASSERT_TRUE(model.ok()) << model.status().ToString();
-      std::vector<Tensor> inputs;
-      inputs.push_back(test::MakeTensor(xs, x));
-      auto out = (*model)->Run(inputs);
-      ASSERT_TRUE(out.ok()) << out.status().ToString();
-      results.push_back(test::ToVector((*out)[0]));
+      results.push_back(RunOnce(b, inputs, options));
     }
     // Rounding ties of the 8-bit activation aside, the two agree.
     ExpectCloseToLiteral(results[0], results[1], 0.1f, 0.05f);
@@ -503,6 +529,76 @@ TEST(Int8Ops, AttentionProductsOfTwoQuantizedTensors) {
       }
     }
     ExpectCloseToLiteral(results[0], results[1], 0.5f, 0.02f);
+  }
+}
+
+// MobileNetV2's expand and depthwise layers as a QDQ model writes them run
+// as one oneDNN primitive (the 1x1 layer's depthwise post-op): stride 1 and
+// 2, ReLU6 or HardSwish on the expanded tensor, an 8-bit or a float
+// depthwise output, with and without a depthwise bias. The result is the
+// pair's run apart, up to a step of rounding, and that of the QDQ model
+// run as written. oneDNN fuses only where the expanded tensor would not stay in
+// L2 anyway (twice the cores' L2): 8 MB here.
+TEST(Int8Ops, PointwiseThenDepthwiseRunAsOnePrimitive) {
+  const Shape xs = {2, 16, 256, 256}, w1s = {64, 16, 1, 1}, w2s = {64, 1, 3, 3};
+  const std::vector<float> x = test::RandomFloats(ElementCount(xs), 95, -3.f, 3.f);
+  struct Case {
+    int64_t stride;
+    bool hard_swish, dw_bias, quantized_out;
+  };
+  for (const Case c : {Case{1, false, true, true}, Case{2, false, true, true}, Case{1, true, false, false}}) {
+    SCOPED_TRACE(::testing::Message() << "stride " << c.stride << (c.hard_swish ? ", HardSwish" : ", ReLU6")
+                                      << (c.quantized_out ? ", 8-bit output" : ", float output"));
+    OnnxBuilder b;
+    b.Input("x", xs).Output("out");
+    AddQdq(b, "x", "xq", 3.f / 127, onnx::TensorProto::INT8);
+    AddQuantizedWeights(b, "w1", w1s, 0, 96);
+    b.Initializer("b1", {w1s[0]}, test::RandomFloats(w1s[0], 97));
+    b.Node("Conv", {"xq", "w1", "b1"}, {"e"});
+    if (c.hard_swish) {
+      b.Node("HardSwish", {"e"}, {"a"});
+      AddQdq(b, "a", "aq", 4.f / 127, onnx::TensorProto::INT8);
+    } else {
+      b.ScalarFloat("lo", 0.f).ScalarFloat("hi", 6.f);
+      b.Node("Clip", {"e", "lo", "hi"}, {"a"});
+      AddQdq(b, "a", "aq", 6.f / 255, onnx::TensorProto::UINT8);
+    }
+    AddQuantizedWeights(b, "w2", w2s, 0, 98);
+    std::vector<std::string> dw_inputs = {"aq", "w2"};
+    if (c.dw_bias) {
+      b.Initializer("b2", {w2s[0]}, test::RandomFloats(w2s[0], 99));
+      dw_inputs.push_back("b2");
+    }
+    b.Node("Conv", dw_inputs, {"d"})
+        .Int("group", w2s[0])
+        .Ints("kernel_shape", {3, 3})
+        .Ints("pads", {1, 1, 1, 1})
+        .Ints("strides", {c.stride, c.stride});
+    const float out_step = 8.f / 255;
+    b.Node("Relu", {"d"}, {c.quantized_out ? "r" : "out"});
+    if (c.quantized_out) AddQdq(b, "r", "out", out_step, onnx::TensorProto::UINT8);
+
+    std::vector<Tensor> inputs;
+    inputs.push_back(test::MakeTensor(xs, x));
+    std::vector<std::vector<float>> results;
+    for (const auto& [fuse_depthwise, literal] : {std::pair{true, false}, {false, false}, {false, true}}) {
+      EngineOptions options;
+      options.fuse_depthwise = fuse_depthwise;
+      options.literal_qdq = literal;
+      ModelStats stats;
+      results.push_back(RunOnce(b, inputs, options, &stats));
+      EXPECT_EQ(stats.fused_depthwise, fuse_depthwise && !literal ? 1 : 0);
+    }
+    ASSERT_FALSE(results[1].empty());
+    const float largest = *std::max_element(results[1].begin(), results[1].end());
+    ExpectWithinOneStep(results[0], results[1], c.quantized_out ? out_step : largest * 1e-6f);
+    ASSERT_GT(largest, 1.f);
+    // Against the model run as written: a rounding tie of the expanded
+    // tensor taken the other way moves an output further (a few per million).
+    const float tolerance = c.quantized_out ? 1.5f * out_step : 0.01f * largest;
+    size_t far = 0;
+    for (size_t i = 0; i < results[2].size(); ++i) far += std::fabs(results[0][i] - results[2][i]) > tolerance;
+    EXPECT_LT(far, results[2].size() / 10000);
   }
 }
 
