@@ -167,6 +167,17 @@ struct EngineOptions {
   // runs both in one oneDNN primitive (MobileNet's expand and depthwise
   // layers): the expanded tensor stays in cache. Off only to measure it.
   bool fuse_depthwise = true;
+  // With more than one thread, a batch runs as one slice per thread side by
+  // side, each slice on single-threaded kernels, where the graph keeps its
+  // samples apart (no op mixes them) and its weights take at most this many
+  // bytes (0: never). No synchronisation inside a layer, and the engine's own
+  // loops (a channel shuffle, a Slice) run on every core; but each slice
+  // reads every weight, so large weights are read once per thread instead of
+  // once per batch. Measured at batch 16 on 2 threads (docs/BENCHMARKS.md):
+  // ShuffleNetV2 +46%, MobileNetV2 INT8 +4%, while ResNet-18 (45 MB) and
+  // ResNet-50 INT8 (25 MB) lose 3-10%. Offloaded weights or a linear
+  // delegate run the batch whole.
+  size_t split_batch_max_weight_bytes = size_t{16} << 20;
   // Time every step of every run (Model::Profile): a stream wait after each
   // oneDNN primitive, which costs a little throughput.
   bool profile = false;
@@ -201,6 +212,7 @@ struct ModelStats {
   size_t offloaded_bytes = 0;  // prepared weights kept in the WeightStore (offload_weights)
   size_t streamed_bytes_per_run = 0;  // of those, fetched per run of the last plan built
   int64_t plans_built = 0;     // since load; more than the shapes met means the cache is too small
+  int batch_lanes = 1;         // slices the last run split its batch into (EngineOptions::split_batch_max_weight_bytes)
 };
 
 class Model {

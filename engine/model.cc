@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "engine/batch_split.h"
 #include "engine/engine.h"
 #include "engine/memory.h"
 #include "engine/onnx_import.h"
@@ -22,7 +24,7 @@ namespace {
 
 class OnnxModel final : public Model {
  public:
-  OnnxModel(Graph graph, PassStats passes, int nodes_in_file, size_t max_plans)
+  OnnxModel(Graph graph, PassStats passes, int nodes_in_file, size_t max_plans, size_t split_batch_max_weight_bytes)
       : max_plans_(std::max<size_t>(max_plans, 1)), graph_(std::move(graph)),
         engine_(dnnl::engine::kind::cpu, 0), weights_(graph_.env) {
     stats_.nodes_in_file = nodes_in_file;
@@ -33,6 +35,7 @@ class OnnxModel final : public Model {
     stats_.fused_post_ops = passes.fused_post_ops;
     for (const auto& [name, t] : graph_.constants) stats_.weight_bytes += t->byte_size();
     for (const auto& [name, c] : graph_.offloaded) stats_.weight_bytes += c.bytes();
+    split_batch_ = stats_.weight_bytes <= split_batch_max_weight_bytes;
     stats_.quantized_tensors = static_cast<int>(graph_.activation_quant.size());
     for (const auto& in : graph_.inputs) inputs_.push_back({in.name, in.dtype, in.shape});
     for (const auto& out : graph_.outputs) outputs_.push_back({out.name, out.dtype, out.shape});
@@ -81,10 +84,27 @@ class OnnxModel final : public Model {
                                      std::to_string(shapes.size()) + " shapes");
     }
     try {
-      PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor({shapes.begin(), shapes.end()}));
+      const std::vector<Shape> shape_list(shapes.begin(), shapes.end());
+      PPML_ASSIGN_OR_RETURN(std::optional<Lanes> lanes, LanesFor(shape_list));
+      if (lanes) {
+        // The slices' plans each have their own arena: the inputs go to one
+        // accounted place first, which the slices then read in place.
+        std::vector<std::shared_ptr<Tensor>> held;
+        std::vector<std::span<std::byte>> places;
+        std::vector<void*> data;
+        for (size_t i = 0; i < shapes.size(); ++i) {
+          held.push_back(NewAccountedTensor(graph_.env.budget, inputs_[i].dtype, shapes[i], "input '" + inputs_[i].name + "'"));
+          places.emplace_back(static_cast<std::byte*>(held.back()->raw_data()), held.back()->byte_size());
+          data.push_back(held.back()->raw_data());
+        }
+        PPML_RETURN_IF_ERROR(write(places));
+        return RunLanes(*lanes, shape_list, data);
+      }
+      PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor(shape_list));
       std::vector<std::span<std::byte>> places;
       for (size_t i = 0; i < shapes.size(); ++i) places.push_back(plan->arena_input(i));
       PPML_RETURN_IF_ERROR(write(places));
+      stats_.batch_lanes = 1;
       return plan->RunOnArenaInputs();
     } catch (const StatusError& e) {
       return e.status();
@@ -105,7 +125,14 @@ class OnnxModel final : public Model {
       shapes.push_back(inputs[i].shape());
     }
     try {
+      PPML_ASSIGN_OR_RETURN(std::optional<Lanes> lanes, LanesFor(shapes));
+      if (lanes) {
+        std::vector<void*> data;
+        for (const Tensor& t : inputs) data.push_back(const_cast<void*>(t.raw_data()));
+        return RunLanes(*lanes, shapes, data);
+      }
       PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor(shapes));
+      stats_.batch_lanes = 1;
       return plan->Run(inputs);
     } catch (const StatusError& e) {
       return e.status();
@@ -113,8 +140,122 @@ class OnnxModel final : public Model {
   }
 
  private:
-  Result<Plan*> PlanFor(const std::vector<Shape>& shapes) {
-    auto it = plans_.find(shapes);
+  // A batch run as one slice per thread side by side, each slice by its own
+  // plan on single-threaded kernels: no synchronisation between the threads
+  // inside a layer, and each core keeps its own slice's activations in its
+  // own cache. Only for graphs that keep samples apart (batch_split.h).
+  struct Lanes {
+    std::vector<Plan*> plans;
+    std::vector<int64_t> rows;  // samples per slice, in batch order
+  };
+
+  // The lanes to run a batch of these input shapes on, nullopt to run it whole.
+  Result<std::optional<Lanes>> LanesFor(const std::vector<Shape>& shapes) {
+    const std::optional<Lanes> kWhole;
+    const int threads = omp_get_max_threads();
+    if (!split_batch_ || threads < 2 || shapes.empty() || graph_.env.offload || graph_.linear_delegate) {
+      return kWhole;
+    }
+    const int64_t batch = shapes[0].empty() ? 0 : shapes[0][0];
+    for (const Shape& s : shapes) {
+      if (s.empty() || s[0] != batch) return kWhole;
+    }
+    if (batch < 2) return kWhole;
+    for (const TensorInfo& in : inputs_) {
+      if (in.shape.empty() || in.shape[0] >= 0) return kWhole;  // the model fixes its batch
+    }
+    const int64_t count = std::min<int64_t>(threads, batch);
+    if (auto known = splittable_.find(batch / count + (batch % count ? 1 : 0)); known != splittable_.end() && !known->second) return kWhole;
+    Lanes lanes;
+    // Building one lane's plan must not evict another's (a small max_plans, a tight budget).
+    struct Unpin {
+      std::set<PlanKey>& pinned;
+      ~Unpin() { pinned.clear(); }
+    } unpin{pinned_};
+    for (int64_t lane = 0; lane < count; ++lane) {
+      lanes.rows.push_back(batch / count + (lane < batch % count ? 1 : 0));
+      std::vector<Shape> slice = shapes;
+      for (Shape& s : slice) s[0] = lanes.rows.back();
+      Result<Plan*> plan = PlanFor(slice, static_cast<int>(lane));
+      // A shape the model refuses: the whole batch's plan reports it in the caller's terms.
+      if (!plan.ok() && plan.status().code() == StatusCode::kInvalidArgument) return kWhole;
+      PPML_RETURN_IF_ERROR(plan.status());
+      if (lane == 0 && !Splittable(lanes.rows[0], **plan)) {
+        if (last_run_ == *plan) last_run_ = nullptr;
+        plans_.erase({slice, 0});
+        return kWhole;
+      }
+      pinned_.insert({slice, static_cast<int>(lane)});
+      lanes.plans.push_back(*plan);
+    }
+    return std::optional<Lanes>(std::move(lanes));
+  }
+
+  // Whether slices of `rows` samples give what the whole batch gives; decided
+  // once per slice size from a slice's plan (its shapes).
+  bool Splittable(int64_t rows, const Plan& plan) {
+    if (auto known = splittable_.find(rows); known != splittable_.end()) return known->second;
+    const std::optional<std::string> why =
+        WhyBatchNotSplittable(graph_, rows, [&](const std::string& name) { return plan.ValueShape(name); });
+    if (why) split_refusal_ = *why;
+    return splittable_[rows] = !why;
+  }
+
+  Result<std::vector<Tensor>> RunLanes(const Lanes& lanes, const std::vector<Shape>& shapes,
+                                       std::span<void* const> inputs) {
+    const size_t count = lanes.plans.size();
+    std::vector<Result<std::vector<Tensor>>> results;
+    for (size_t lane = 0; lane < count; ++lane) results.emplace_back(Status::Internal("the slice did not run"));
+    std::vector<int64_t> first_row(count, 0);
+    for (size_t lane = 1; lane < count; ++lane) first_row[lane] = first_row[lane - 1] + lanes.rows[lane - 1];
+#pragma omp parallel for num_threads(static_cast<int>(count)) schedule(static, 1)
+    for (size_t lane = 0; lane < count; ++lane) {
+      // Kernels inside the lane run on this thread alone (built that way, see PlanFor).
+      omp_set_num_threads(1);
+      std::vector<void*> slice;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        const size_t row_bytes = static_cast<size_t>(ElementCount(shapes[i]) / shapes[i][0]) * ElementSize(inputs_[i].dtype);
+        slice.push_back(static_cast<std::byte*>(inputs[i]) + first_row[lane] * row_bytes);
+      }
+      // Nothing may leave an OpenMP region by exception.
+      try {
+        results[lane] = lanes.plans[lane]->RunOn(slice);
+      } catch (const StatusError& e) {
+        results[lane] = e.status();
+      } catch (const std::exception& e) {
+        results[lane] = Status::Internal(std::string("slice of the batch: ") + e.what());
+      }
+    }
+    last_run_ = lanes.plans[0];
+    stats_.batch_lanes = static_cast<int>(count);
+    stats_.macs = stats_.arena_bytes = 0;
+    for (const Plan* plan : lanes.plans) {
+      stats_.macs += plan->macs();
+      stats_.arena_bytes += plan->arena_bytes();
+    }
+    for (Result<std::vector<Tensor>>& r : results) PPML_RETURN_IF_ERROR(r.status());
+    // Each output: the slices' rows one after the other.
+    std::vector<Tensor> outputs;
+    for (size_t o = 0; o < results[0].value().size(); ++o) {
+      Shape shape = results[0].value()[o].shape();
+      shape[0] = first_row.back() + lanes.rows.back();
+      Tensor out(results[0].value()[o].dtype(), shape);
+      std::byte* dst = static_cast<std::byte*>(out.raw_data());
+      for (size_t lane = 0; lane < count; ++lane) {
+        const Tensor& part = results[lane].value()[o];
+        std::memcpy(dst, part.raw_data(), part.byte_size());
+        dst += part.byte_size();
+      }
+      outputs.push_back(std::move(out));
+    }
+    return outputs;
+  }
+
+  // The plan for these input shapes: for the whole batch (lane -1) on the
+  // process's threads, or for one slice of it (lane >= 0) on one thread.
+  Result<Plan*> PlanFor(const std::vector<Shape>& shapes, int lane = -1) {
+    const PlanKey key{shapes, lane};
+    auto it = plans_.find(key);
     if (it != plans_.end()) {
       it->second.last_used = ++uses_;
       last_run_ = it->second.plan.get();
@@ -122,10 +263,15 @@ class OnnxModel final : public Model {
     }
     // Bound the cache before building: a client sending ever new shapes must
     // not grow memory without limit, and the evicted arena frees budget.
-    while (plans_.size() >= max_plans_) EvictLeastRecentlyUsed();
+    while (plans_.size() >= max_plans_ && EvictLeastRecentlyUsed()) {
+    }
     for (;;) {
       PlanBuilder builder(graph_, engine_, &weights_);
+      // oneDNN sizes a kernel's work split for the threads it sees when built.
+      const int threads = omp_get_max_threads();
+      if (lane >= 0) omp_set_num_threads(1);
       Result<std::unique_ptr<Plan>> built = builder.Build(shapes);
+      omp_set_num_threads(threads);
       if (built.ok()) {
         std::unique_ptr<Plan> plan = std::move(built).value();
         stats_.kernels = static_cast<int>(plan->step_count());
@@ -138,24 +284,28 @@ class OnnxModel final : public Model {
         stats_.streamed_bytes_per_run = plan->streamed_bytes();
         ++stats_.plans_built;
         last_run_ = plan.get();
-        plans_[shapes] = CachedPlan{std::move(plan), ++uses_};
+        plans_[key] = CachedPlan{std::move(plan), ++uses_};
         return last_run_;
       }
       // Over the memory budget: the arenas of plans kept for other batch
       // sizes may be what stands in the way (a batcher meets every size up
       // to its maximum); drop the least recently used and try again.
-      if (built.status().code() != StatusCode::kResourceExhausted || plans_.empty()) return built.status();
-      EvictLeastRecentlyUsed();
+      if (built.status().code() != StatusCode::kResourceExhausted || !EvictLeastRecentlyUsed()) return built.status();
     }
   }
 
-  void EvictLeastRecentlyUsed() {
-    auto oldest = std::min_element(plans_.begin(), plans_.end(), [](const auto& a, const auto& b) {
-      return a.second.last_used < b.second.last_used;
-    });
+  // False when every plan kept is pinned (nothing to evict).
+  bool EvictLeastRecentlyUsed() {
+    auto oldest = plans_.end();
+    for (auto it = plans_.begin(); it != plans_.end(); ++it) {
+      if (pinned_.count(it->first)) continue;
+      if (oldest == plans_.end() || it->second.last_used < oldest->second.last_used) oldest = it;
+    }
+    if (oldest == plans_.end()) return false;
     if (oldest->second.plan.get() == last_run_) last_run_ = nullptr;
     plans_.erase(oldest);
     weights_.Prune();
+    return true;
   }
 
   struct CachedPlan {
@@ -163,11 +313,17 @@ class OnnxModel final : public Model {
     uint64_t last_used = 0;
   };
 
+  using PlanKey = std::pair<std::vector<Shape>, int>;  // input shapes, lane (-1: the whole batch)
+
   size_t max_plans_;
+  bool split_batch_ = false;  // weights small enough (EngineOptions::split_batch_max_weight_bytes)
+  std::map<int64_t, bool> splittable_;  // per slice size
+  std::string split_refusal_;           // why the graph cannot be split, once found
   Graph graph_;
   dnnl::engine engine_;
   WeightCache weights_;
-  std::map<std::vector<Shape>, CachedPlan> plans_;
+  std::map<PlanKey, CachedPlan> plans_;
+  std::set<PlanKey> pinned_;  // lanes of the batch being set up
   uint64_t uses_ = 0;
   Plan* last_run_ = nullptr;  // for Profile
   std::vector<TensorInfo> inputs_, outputs_;
@@ -207,7 +363,9 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
   graph.winograd = options.winograd;
   graph.fuse_depthwise = options.fuse_depthwise;
   graph.profile = options.profile;
-  auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans);
+  auto model =
+      std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans,
+                                           options.split_batch_max_weight_bytes);
   PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
   return std::unique_ptr<Model>(std::move(model));
 }

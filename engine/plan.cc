@@ -179,10 +179,17 @@ std::span<std::byte> Plan::arena_input(size_t i) {
 Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
   std::vector<void*> data;
   for (const Tensor& t : inputs) data.push_back(const_cast<void*>(t.raw_data()));
-  return Execute(data);
+  return RunOn(data);
 }
 
-Result<std::vector<Tensor>> Plan::RunOnArenaInputs() { return Execute(arena_inputs_); }
+Result<std::vector<Tensor>> Plan::RunOnArenaInputs() { return RunOn(arena_inputs_); }
+
+std::optional<Shape> Plan::ValueShape(const std::string& name) const {
+  for (const PlanValue& v : values_) {
+    if (v.name == name) return v.shape;
+  }
+  return std::nullopt;
+}
 
 std::vector<StepTime> Plan::Profile() const {
   std::vector<StepTime> times;
@@ -193,7 +200,7 @@ std::vector<StepTime> Plan::Profile() const {
   return times;
 }
 
-Result<std::vector<Tensor>> Plan::Execute(std::span<void* const> inputs) {
+Result<std::vector<Tensor>> Plan::RunOn(std::span<void* const> inputs) {
   for (size_t i = 0; i < inputs_.size(); ++i) {
     data_[inputs_[i]] = inputs[i];
     if (memories_[inputs_[i]]) memories_[inputs_[i]].set_data_handle(inputs[i]);

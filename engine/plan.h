@@ -100,6 +100,10 @@ class Plan {
   // between runs only: the run reuses them once the input is consumed.
   std::span<std::byte> arena_input(size_t i);
   Result<std::vector<Tensor>> RunOnArenaInputs();
+  // Runs with each input's plain bytes at the given address, in graph-input order.
+  Result<std::vector<Tensor>> RunOn(std::span<void* const> inputs);
+  // The shape graph value `name` has in this plan; nullopt when the plan does not hold it (fused away).
+  std::optional<Shape> ValueShape(const std::string& name) const;
   size_t arena_bytes() const { return arena_bytes_; }
   size_t step_count() const { return steps_.size(); }
   // Multiply-accumulates of the convolutions and matrix products per run.
@@ -115,7 +119,6 @@ class Plan {
 
  private:
   friend class PlanBuilder;
-  Result<std::vector<Tensor>> Execute(std::span<void* const> inputs);
   dnnl::engine engine_;
   dnnl::stream stream_;
   // A deque: builders hold references to values while adding new ones.

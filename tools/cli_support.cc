@@ -42,6 +42,9 @@ void AddPrecisionOptions(CLI::App& command, ModelSource& source) {
   command.add_flag("!--no-depthwise-fusion", source.fuse_depthwise,
                    "run each 3x3 depthwise convolution apart from the 1x1 convolution before it (fused by default: "
                    "the 1x1's output then stays in cache)");
+  command.add_flag("!--no-batch-split", source.split_batch,
+                   "run each batch whole on all threads (by default a batch of a model with at most 16 MiB of weights "
+                   "that keeps its samples apart runs as one slice per thread, side by side)");
 }
 
 Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
@@ -51,6 +54,7 @@ Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source) {
   options.threads = source.threads;
   options.winograd = source.winograd;
   options.fuse_depthwise = source.fuse_depthwise;
+  if (!source.split_batch) options.split_batch_max_weight_bytes = 0;
   options.profile = source.profile;
   if (source.precision == "fp32") return engine::Model::LoadFile(source.path, options);
   PPML_ASSIGN_OR_RETURN(std::string bytes, int8::ReadModelBytes(source.path));

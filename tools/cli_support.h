@@ -48,9 +48,10 @@ struct ModelSource {
   int threads = 2;
   bool winograd = true;            // EngineOptions::winograd
   bool fuse_depthwise = true;      // EngineOptions::fuse_depthwise
+  bool split_batch = true;         // false: EngineOptions::split_batch_max_weight_bytes = 0
   bool profile = false;            // EngineOptions::profile
 };
-// Adds --precision, --calib, --method, --no-winograd and --no-depthwise-fusion to a command.
+// Adds --precision, --calib, --method, --no-winograd, --no-depthwise-fusion and --no-batch-split to a command.
 void AddPrecisionOptions(CLI::App& command, ModelSource& source);
 Result<std::unique_ptr<engine::Model>> LoadModel(const ModelSource& source);
 // The precision `model` runs in: "int8" for a QDQ file (quantized already)

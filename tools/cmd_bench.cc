@@ -6,7 +6,9 @@
 // Progress goes to stderr; with --json the last stdout line is one object:
 //   {"model","batch","threads","precision","isa","throughput_per_s",
 //    "latency_ms_p50","latency_ms_p99","latency_ms_mean","iterations",
-//    "seconds","gflops","arena_mb","winograd_convs","fused_depthwise","reference_kernels","peak_rss_mb"}
+//    "seconds","gflops","arena_mb","winograd_convs","fused_depthwise","reference_kernels","batch_lanes","peak_rss_mb"}
+//   batch_lanes: the slices each batch ran as, side by side, one per thread
+//   (1: the whole batch on all threads; see --no-batch-split).
 //   reference_kernels counts oneDNN primitives on its scalar reference code
 //   (10-100x slower than its vector kernels; a layout or shape it lacks a
 //   kernel for): not 0 is worth a look with ONEDNN_VERBOSE=1.
@@ -139,13 +141,14 @@ int RunBenchEngine(const BenchEngineOptions& options) {
         .Add("winograd_convs", (*model)->stats().winograd_convs)
         .Add("fused_depthwise", (*model)->stats().fused_depthwise)
         .Add("reference_kernels", (*model)->stats().reference_kernels)
+        .Add("batch_lanes", (*model)->stats().batch_lanes)
         .Add("peak_rss_mb", PeakRssMb());
     std::cout << json.str() << std::endl;
   } else {
     std::cout << options.source.path << ": " << throughput << " items/s at batch " << options.batch << ", latency p50 "
               << latency.p50_ms << " ms, p99 " << latency.p99_ms << " ms, mean " << latency.mean_ms << " ms ("
               << latencies_ms.size() << " runs in " << elapsed_s << " s, " << options.source.threads << " threads, "
-              << engine::EffectiveCpuIsa() << ")" << std::endl;
+              << (*model)->stats().batch_lanes << " batch lane(s), " << engine::EffectiveCpuIsa() << ")" << std::endl;
   }
   return kExitOk;
 }

@@ -1,5 +1,5 @@
 // ppml run --model FILE.onnx --input x.npy [--input y.npy ...] [--output out.npy] [--literal-qdq]
-//          [--no-depthwise-fusion]
+//          [--no-depthwise-fusion] [--no-batch-split]
 //
 // One inference on inputs saved with np.save, for checking a model by hand
 // against another framework. Prints each output's name, type and shape, its
@@ -31,6 +31,7 @@ struct RunOptions {
   int threads = 2;
   bool literal_qdq = false;
   bool fuse_depthwise = true;
+  bool split_batch = true;
 };
 
 double ValueAt(const Tensor& tensor, int64_t i) { return tensor.ElementAsDouble(i); }
@@ -78,6 +79,7 @@ int RunModelOnce(const RunOptions& options) {
   engine_options.threads = options.threads;
   engine_options.literal_qdq = options.literal_qdq;
   engine_options.fuse_depthwise = options.fuse_depthwise;
+  if (!options.split_batch) engine_options.split_batch_max_weight_bytes = 0;
   auto model = engine::Model::LoadFile(options.model, engine_options);
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
   const auto& wanted = (*model)->inputs();
@@ -122,6 +124,7 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
                 "run a QDQ model's Quantize/DequantizeLinear nodes as written, in float (a reference for the INT8 path)");
   run->add_flag("!--no-depthwise-fusion", options->fuse_depthwise,
                 "run each 3x3 depthwise convolution apart from the 1x1 convolution before it");
+  run->add_flag("!--no-batch-split", options->split_batch, "run the batch whole on all threads, not one slice per thread");
   run->callback([options, exit_code] { *exit_code = RunModelOnce(*options); });
 }
 
