@@ -93,7 +93,8 @@ class OnnxModel final : public Model {
         std::vector<std::span<std::byte>> places;
         std::vector<void*> data;
         for (size_t i = 0; i < shapes.size(); ++i) {
-          held.push_back(NewAccountedTensor(graph_.env.budget, inputs_[i].dtype, shapes[i], "input '" + inputs_[i].name + "'"));
+          held.push_back(
+              NewAccountedTensor(graph_.env.budget, inputs_[i].dtype, shapes[i], "input '" + inputs_[i].name + "'"));
           places.emplace_back(static_cast<std::byte*>(held.back()->raw_data()), held.back()->byte_size());
           data.push_back(held.back()->raw_data());
         }
@@ -124,16 +125,14 @@ class OnnxModel final : public Model {
       }
       shapes.push_back(inputs[i].shape());
     }
+    std::vector<void*> data;
+    for (const Tensor& t : inputs) data.push_back(const_cast<void*>(t.raw_data()));
     try {
       PPML_ASSIGN_OR_RETURN(std::optional<Lanes> lanes, LanesFor(shapes));
-      if (lanes) {
-        std::vector<void*> data;
-        for (const Tensor& t : inputs) data.push_back(const_cast<void*>(t.raw_data()));
-        return RunLanes(*lanes, shapes, data);
-      }
+      if (lanes) return RunLanes(*lanes, shapes, data);
       PPML_ASSIGN_OR_RETURN(Plan * plan, PlanFor(shapes));
       stats_.batch_lanes = 1;
-      return plan->Run(inputs);
+      return plan->RunOn(data);
     } catch (const StatusError& e) {
       return e.status();
     }
@@ -165,17 +164,17 @@ class OnnxModel final : public Model {
       if (in.shape.empty() || in.shape[0] >= 0) return kWhole;  // the model fixes its batch
     }
     const int64_t count = std::min<int64_t>(threads, batch);
-    if (auto known = splittable_.find(batch / count + (batch % count ? 1 : 0)); known != splittable_.end() && !known->second) return kWhole;
     Lanes lanes;
+    for (int64_t lane = 0; lane < count; ++lane) lanes.rows.push_back(batch / count + (lane < batch % count ? 1 : 0));
+    if (auto known = splittable_.find(lanes.rows[0]); known != splittable_.end() && !known->second) return kWhole;
     // Building one lane's plan must not evict another's (a small max_plans, a tight budget).
     struct Unpin {
       std::set<PlanKey>& pinned;
       ~Unpin() { pinned.clear(); }
     } unpin{pinned_};
     for (int64_t lane = 0; lane < count; ++lane) {
-      lanes.rows.push_back(batch / count + (lane < batch % count ? 1 : 0));
       std::vector<Shape> slice = shapes;
-      for (Shape& s : slice) s[0] = lanes.rows.back();
+      for (Shape& s : slice) s[0] = lanes.rows[lane];
       Result<Plan*> plan = PlanFor(slice, static_cast<int>(lane));
       // A shape the model refuses: the whole batch's plan reports it in the caller's terms.
       if (!plan.ok() && plan.status().code() == StatusCode::kInvalidArgument) return kWhole;
@@ -197,7 +196,6 @@ class OnnxModel final : public Model {
     if (auto known = splittable_.find(rows); known != splittable_.end()) return known->second;
     const std::optional<std::string> why =
         WhyBatchNotSplittable(graph_, rows, [&](const std::string& name) { return plan.ValueShape(name); });
-    if (why) split_refusal_ = *why;
     return splittable_[rows] = !why;
   }
 
@@ -214,7 +212,8 @@ class OnnxModel final : public Model {
       omp_set_num_threads(1);
       std::vector<void*> slice;
       for (size_t i = 0; i < inputs.size(); ++i) {
-        const size_t row_bytes = static_cast<size_t>(ElementCount(shapes[i]) / shapes[i][0]) * ElementSize(inputs_[i].dtype);
+        const size_t row_bytes =
+            static_cast<size_t>(ElementCount(shapes[i]) / shapes[i][0]) * ElementSize(inputs_[i].dtype);
         slice.push_back(static_cast<std::byte*>(inputs[i]) + first_row[lane] * row_bytes);
       }
       // Nothing may leave an OpenMP region by exception.
@@ -318,7 +317,6 @@ class OnnxModel final : public Model {
   size_t max_plans_;
   bool split_batch_ = false;  // weights small enough (EngineOptions::split_batch_max_weight_bytes)
   std::map<int64_t, bool> splittable_;  // per slice size
-  std::string split_refusal_;           // why the graph cannot be split, once found
   Graph graph_;
   dnnl::engine engine_;
   WeightCache weights_;
@@ -363,8 +361,7 @@ Result<std::unique_ptr<Model>> Load(std::span<const std::byte> bytes, const std:
   graph.winograd = options.winograd;
   graph.fuse_depthwise = options.fuse_depthwise;
   graph.profile = options.profile;
-  auto model =
-      std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans,
+  auto model = std::make_unique<OnnxModel>(std::move(graph), passes, nodes_in_file, options.max_plans,
                                            options.split_batch_max_weight_bytes);
   PPML_RETURN_IF_ERROR(model->Validate().WithContext(name));
   return std::unique_ptr<Model>(std::move(model));

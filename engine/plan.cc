@@ -176,12 +176,6 @@ std::span<std::byte> Plan::arena_input(size_t i) {
   return {static_cast<std::byte*>(arena_inputs_[i]), values_[inputs_[i]].bytes()};
 }
 
-Result<std::vector<Tensor>> Plan::Run(std::span<const Tensor> inputs) {
-  std::vector<void*> data;
-  for (const Tensor& t : inputs) data.push_back(const_cast<void*>(t.raw_data()));
-  return RunOn(data);
-}
-
 Result<std::vector<Tensor>> Plan::RunOnArenaInputs() { return RunOn(arena_inputs_); }
 
 std::optional<Shape> Plan::ValueShape(const std::string& name) const {

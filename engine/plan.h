@@ -94,13 +94,12 @@ struct Step {
 
 class Plan {
  public:
-  // Runs with plain inputs in graph-input order; outputs in graph-output order.
-  Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs);
   // Input i's plain bytes inside the arena, for RunOnArenaInputs. Valid
   // between runs only: the run reuses them once the input is consumed.
   std::span<std::byte> arena_input(size_t i);
   Result<std::vector<Tensor>> RunOnArenaInputs();
-  // Runs with each input's plain bytes at the given address, in graph-input order.
+  // Runs with each input's plain bytes at the given address, in graph-input
+  // order; outputs in graph-output order.
   Result<std::vector<Tensor>> RunOn(std::span<void* const> inputs);
   // The shape graph value `name` has in this plan; nullopt when the plan does not hold it (fused away).
   std::optional<Shape> ValueShape(const std::string& name) const;
