@@ -156,16 +156,6 @@ crypto::Bytes PadNonce(int layer, uint64_t counter) { return crypto::CounterNonc
 
 std::span<const std::byte> Seed(const crypto::Bytes& bytes) { return std::as_bytes(std::span(bytes)); }
 
-// Rows [first, first + count) of a batch of samples, as a batch of their own.
-Tensor SampleRows(const Tensor& samples, int64_t first, int64_t count) {
-  Shape shape = samples.shape();
-  shape[0] = count;
-  Tensor rows(DataType::kF32, shape);
-  const int64_t per_sample = samples.element_count() / samples.dim(0);
-  std::memcpy(rows.raw_data(), samples.data<float>() + first * per_sample, rows.byte_size());
-  return rows;
-}
-
 uint64_t PadStream(int layer, uint64_t counter) { return (uint64_t{static_cast<uint32_t>(layer)} << 40) | counter; }
 
 class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
@@ -200,7 +190,8 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
     if (layers_.empty()) return Status::Unsupported(name + ": no Conv, Gemm or MatMul layer to outsource");
     if (model_->inputs().size() != 1) return Status::Unsupported(name + ": only models with one input are supported");
     PPML_ASSIGN_OR_RETURN(int8::CalibrationSet set,
-                          int8::LoadCalibrationSet(options_.calibration, model_->inputs()[0].shape));
+                          int8::LoadCalibrationSet(options_.calibration, model_->inputs()[0].shape,
+                                                    model_->inputs()[0].dtype));
     PPML_RETURN_IF_ERROR(Calibrate(set.samples).WithContext(name));
     PPML_RETURN_IF_ERROR(FitAccumulators(set.samples).WithContext(name));
     for (const auto& layer : layers_) PPML_RETURN_IF_ERROR(Register(*layer));
@@ -624,7 +615,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
     calibrating_ = true;
     Status status;
     for (int64_t first = 0; first < count && status.ok(); first += kBatch) {
-      const Tensor batch = SampleRows(samples, first, std::min(kBatch, count - first));
+      const Tensor batch = samples.CopyRows(first, std::min(kBatch, count - first));
       Result<std::vector<Tensor>> out = model_->Run(std::span<const Tensor>(&batch, 1));
       if (!out.ok()) status = out.status();
     }
@@ -644,7 +635,7 @@ class FieldModel final : public OutsourcedModel, public engine::LinearDelegate {
   // Runs calibration samples inside and coarsens the activation scale of any
   // layer whose accumulators come near the field's bound.
   Status FitAccumulators(const Tensor& samples) {
-    const Tensor batch = SampleRows(samples, 0, std::min<int64_t>(samples.dim(0), 16));
+    const Tensor batch = samples.CopyRows(0, std::min<int64_t>(samples.dim(0), 16));
     const OutsourceMode mode = mode_;
     mode_ = OutsourceMode::kOff;
     Status status;

@@ -10,7 +10,7 @@
 #   bench/serve_throughput.sh [--model fashion|fashion-int8|resnet50-int8]
 #       [--concurrency 1,4,16,64,256] [--rates 25%,50%,75%,1000,2500]
 #       [--seconds 5 (resnet50-int8: 30)] [--warmup 1 (resnet50-int8: 10)] [--out-dir build/bench-serve] [--connections 64]
-#       [--no-variants] [--no-build] [--no-plot-install]
+#       [--uint8-input] [--no-variants] [--no-build] [--no-plot-install]
 #
 #   A rate such as 50% is that share of the best closed-loop throughput of the
 #   same run (the goal "p99 at half the best rate" is the 50% point).
@@ -28,6 +28,11 @@
 #                  after the service and prints end-to-end throughput over
 #                  the mean of the two
 #
+#   --uint8-input  serves the model rewritten by `ppml model uint8-input`
+#                  (resnet50-int8 with ImageNet's mean and std, the Fashion
+#                  models with v / 255): requests carry pixels, one byte per
+#                  value instead of four; results go under MODEL-u8
+#
 # The binaries come from $BUILD_DIR (default build/, built by scripts/build.sh
 # unless --no-build). gnuplot-nox is installed with apt-get when neither
 # gnuplot nor python3-matplotlib is there (--no-plot-install: only say so).
@@ -35,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
 MODEL=fashion CONCURRENCY="" RATES="" SECONDS_PER_POINT="" WARMUP="" OUT_DIR=build/bench-serve CONNECTIONS=64
-VARIANTS=1 BUILD=1 PLOT_INSTALL=1
+VARIANTS=1 BUILD=1 PLOT_INSTALL=1 UINT8_INPUT=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
@@ -46,10 +51,11 @@ while [ $# -gt 0 ]; do
     --out-dir) OUT_DIR="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --no-variants) VARIANTS=0; shift ;;
+    --uint8-input) UINT8_INPUT=1; shift ;;
     --no-build) BUILD=0; shift ;;
     --no-plot-install) PLOT_INSTALL=0; shift ;;
     *) echo "serve_throughput: unknown argument $1 (use --model, --concurrency, --rates, --seconds, --warmup," \
-            "--out-dir, --connections, --no-variants, --no-build, --no-plot-install)" >&2; exit 2 ;;
+            "--out-dir, --connections, --uint8-input, --no-variants, --no-build, --no-plot-install)" >&2; exit 2 ;;
   esac
 done
 case "$MODEL" in
@@ -116,6 +122,20 @@ elif [ "$MODEL" = resnet50-int8 ]; then
              -e "s|^  default_timeout_ms: .*|  default_timeout_ms: 60000|"
              -e "s|^  budget_mib: .*|  budget_mib: 4096|"
              -e "s|^  weights: .*|  weights: resident|")
+fi
+if [ "$UINT8_INPUT" = 1 ]; then
+  case "$MODEL" in
+    fashion) served_onnx=models/fashion_cnn.onnx normalize=() ;;
+    fashion-int8) served_onnx=$int8_model normalize=() ;;
+    resnet50-int8) served_onnx=$ENGINE_MODEL normalize=(--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225) ;;
+  esac
+  pixel_model=build/models/$(basename "$served_onnx" .onnx).u8.onnx
+  if [ ! -f "$pixel_model" ] || [ "$pixel_model" -ot "$served_onnx" ]; then
+    "$BIN/ppml" model uint8-input --model "$served_onnx" --out "$pixel_model" "${normalize[@]}" >&2
+  fi
+  MODEL_SED+=(-e "s|^  onnx: .*|  onnx: $ROOT/$pixel_model|")
+  if [ -n "$ENGINE_MODEL" ]; then ENGINE_MODEL=$pixel_model; fi
+  MODEL=$MODEL-u8
 fi
 CFG_MAIN=$(make_config "$MODEL" "${MODEL_SED[@]}")
 CFG_NOTLS=$(make_config "$MODEL-notls" "${MODEL_SED[@]}" -e '/^frontend:$/a\  tls:\n    enabled: false')
@@ -311,7 +331,8 @@ if command -v gnuplot >/dev/null; then
     if grep -q '^open,' "$OUT_DIR/$MODEL.csv" 2>/dev/null; then
       echo "plot for [c=8:10] '$OUT_DIR/$MODEL.csv' every ::1 using (strcol(1) eq 'open' ? \$3 : 1/0):c with linespoints title word('p50 p95 p99', c - 7)"
     else
-      echo "set label 1 'no open-loop points' at graph 0.3,0.5; plot 1/0 notitle"
+      # An empty panel: a curve below the range (gnuplot refuses a plot with no defined point).
+      echo "set label 1 'no open-loop points' at graph 0.3,0.5; unset logscale y; set xrange [0:1]; set yrange [0:1]; plot -1 notitle"
     fi
     echo "unset multiplot"
   } > "$OUT_DIR/$MODEL.gnuplot"

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -195,6 +196,17 @@ Result<LabeledImages> LoadDataset(const DatasetSpec& spec) {
     }
   }
   return data;
+}
+
+Result<Tensor> ImagesAs(Tensor images, DataType type) {
+  if (type == DataType::kF32) return images;
+  if (type != DataType::kU8) {
+    return Status::InvalidArgument(std::string("images can be given as f32 or u8 values, not ") + DataTypeName(type));
+  }
+  Tensor pixels(DataType::kU8, images.shape());
+  std::transform(images.data<float>(), images.data<float>() + images.element_count(), pixels.data<uint8_t>(),
+                 [](float v) { return static_cast<uint8_t>(std::lround(std::clamp(v, 0.0f, 1.0f) * 255.0f)); });
+  return pixels;
 }
 
 Result<LabeledImages> LoadDataset(std::string_view spec) {

@@ -43,6 +43,11 @@ struct LabeledImages {
 Result<LabeledImages> LoadDataset(std::string_view spec);
 Result<LabeledImages> LoadDataset(const DatasetSpec& spec);
 
+// The images as a model input of `type`: f32 as loaded, or u8 holding the
+// original pixel bytes (pixel = value * 255, exact), for models that take
+// pixels (engine/uint8_input.h). Any other type is InvalidArgument.
+Result<Tensor> ImagesAs(Tensor images, DataType type);
+
 // The directory holding the Fashion-MNIST files: $PPML_FASHION_MNIST_DIR or
 // /usr/share/datasets/fashion-mnist.
 std::string FashionMnistDirectory();

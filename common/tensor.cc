@@ -85,4 +85,14 @@ Result<Tensor> Tensor::Reshaped(Shape shape) const {
   return copy;
 }
 
+Tensor Tensor::CopyRows(int64_t first, int64_t count, int64_t rows) const {
+  Shape shape = shape_;
+  shape[0] = std::max(count, rows);
+  Tensor out(dtype_, std::move(shape));
+  const size_t row_bytes = shape_[0] > 0 ? byte_size() / static_cast<size_t>(shape_[0]) : 0;
+  std::memcpy(out.raw_data(), bytes().data() + static_cast<size_t>(first) * row_bytes,
+              static_cast<size_t>(count) * row_bytes);
+  return out;
+}
+
 }  // namespace ppml

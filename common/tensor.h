@@ -56,6 +56,10 @@ class Tensor {
   Tensor Clone() const;
   // Same bytes, another shape with the same element count.
   Result<Tensor> Reshaped(Shape shape) const;
+  // Rows [first, first + count) along dimension 0 (rank >= 1, in range), as
+  // a tensor of max(count, rows) rows whose rows past `count` are zero: the
+  // padding of a short last batch for a model with a fixed batch.
+  Tensor CopyRows(int64_t first, int64_t count, int64_t rows = 0) const;
 
   DataType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }

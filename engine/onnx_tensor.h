@@ -1,6 +1,6 @@
 // Conversions between ONNX TensorProto and ppml::Tensor: model initializers,
 // Constant values, and the input_K.pb / output_K.pb files of ONNX's backend
-// test data. Internal to engine/ and the tools (it exposes protobuf types).
+// test data. Internal to engine/, int8/ and the tools (it exposes protobuf types).
 //
 // Element types: FLOAT -> f32, UINT8 -> u8, INT8 -> s8, INT32 -> s32,
 // INT64 -> s64, and BOOL -> u8 (0 or 1). Values come from raw_data or from

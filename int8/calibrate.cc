@@ -151,10 +151,10 @@ Result<ObservationModel> MakeObservationModel(std::string_view onnx_bytes) {
   return m;
 }
 
-// The samples must be f32 [N, dims of the model input after the first].
+// The samples must be [N, dims of the model input after the first], of its type.
 Status CheckSamples(const CalibrationSet& set, const engine::TensorInfo& input) {
   const Tensor& samples = set.samples;
-  bool fits = samples.dtype() == DataType::kF32 && samples.rank() >= 1 &&
+  bool fits = samples.dtype() == input.dtype && samples.rank() >= 1 &&
               samples.rank() == static_cast<int64_t>(input.shape.size());
   for (size_t d = 1; fits && d < input.shape.size(); ++d) {
     fits = input.shape[d] < 0 || input.shape[d] == samples.dim(d);
@@ -162,7 +162,8 @@ Status CheckSamples(const CalibrationSet& set, const engine::TensorInfo& input) 
   if (fits) return Status::Ok();
   return Status::InvalidArgument("calibrate: calibration set '" + set.spec + "' holds " +
                                  DataTypeName(samples.dtype()) + " " + ShapeToString(samples.shape()) +
-                                 ", the model input '" + input.name + "' takes f32 " + ShapeToString(input.shape) +
+                                 ", the model input '" + input.name + "' takes " + DataTypeName(input.dtype) + " " +
+                                 ShapeToString(input.shape) +
                                  " (-1: any)");
 }
 
@@ -198,7 +199,6 @@ Result<Calibration> Calibrate(std::string_view onnx_bytes, const CalibrationSet&
 
   const Tensor& samples = set.samples;
   const int64_t total = samples.dim(0);
-  const int64_t sample_floats = total ? samples.element_count() / total : 0;
   const bool fixed_batch = input.shape[0] >= 0;
   const bool auto_batch = !fixed_batch && options.batch_size <= 0;
   // An automatic batch starts with one sample to measure the outputs' size.
@@ -207,11 +207,7 @@ Result<Calibration> Calibrate(std::string_view onnx_bytes, const CalibrationSet&
   int batch_number = 0;
   for (int64_t first = 0; first < total;) {
     const int64_t items = std::min(batch, total - first);
-    Shape shape = samples.shape();
-    shape[0] = fixed_batch ? batch : items;
-    Tensor x(DataType::kF32, shape);  // zero-filled: padding of a short last batch
-    std::memcpy(x.data<float>(), samples.data<float>() + first * sample_floats,
-                sizeof(float) * static_cast<size_t>(items * sample_floats));
+    const Tensor x = samples.CopyRows(first, items, fixed_batch ? batch : items);
     auto outputs = model->Run(std::span<const Tensor>(&x, 1));
     if (!outputs.ok()) {
       return outputs.status().WithContext("calibrate: samples " + std::to_string(first) + ".." +
@@ -223,9 +219,9 @@ Result<Calibration> Calibrate(std::string_view onnx_bytes, const CalibrationSet&
       const Tensor& t = (*outputs)[static_cast<size_t>(from_outputs[i].second)];
       if (t.dtype() != DataType::kF32) continue;
       was_f32[i] = 1;
-      Observe(*stats[i], RealRows(t, shape[0], items));
+      Observe(*stats[i], RealRows(t, x.dim(0), items));
     }
-    if (input_stats) Observe(*input_stats, RealRows(x, shape[0], items));
+    if (input_stats) Observe(*input_stats, RealRows(x, x.dim(0), items));
     first += items;
     ++batch_number;
     if (auto_batch && batch_number == 1) {

@@ -12,6 +12,7 @@
 
 #include "common/dataset.h"
 #include "common/npy.h"
+#include "engine/onnx_tensor.h"
 #include "int8/quantize.h"
 
 namespace ppml::int8 {
@@ -19,6 +20,16 @@ namespace {
 
 constexpr std::string_view kRandomPrefix = "random:";
 constexpr uint32_t kRandomSeed = 20240501;
+
+// How to make NumPy values of `type`, for messages.
+std::string NumpyCast(DataType type) {
+  switch (type) {
+    case DataType::kF32: return "x.astype(np.float32)";
+    case DataType::kU8: return "x.astype(np.uint8)";
+    case DataType::kS8: return "x.astype(np.int8)";
+    default: return std::string("values of type ") + DataTypeName(type);
+  }
+}
 
 Shape SampleDims(const Shape& shape) { return Shape(shape.begin() + 1, shape.end()); }
 
@@ -77,7 +88,7 @@ Result<int64_t> ParseCount(const std::string& spec, std::string_view text) {
   return n;
 }
 
-Result<CalibrationSet> LoadRandom(const std::string& spec, const Shape& model_input_shape) {
+Result<CalibrationSet> LoadRandom(const std::string& spec, const Shape& model_input_shape, DataType type) {
   PPML_ASSIGN_OR_RETURN(int64_t n, ParseCount(spec, std::string_view(spec).substr(kRandomPrefix.size())));
   Shape shape = model_input_shape;
   shape[0] = n;
@@ -88,13 +99,26 @@ Result<CalibrationSet> LoadRandom(const std::string& spec, const Shape& model_in
                                      std::to_string(i) + ", so random samples have no shape; use .npy files");
     }
   }
-  Tensor samples(DataType::kF32, shape);
+  Tensor samples(type, shape);
   std::mt19937 rng(kRandomSeed);  // mt19937's sequence is fixed by the standard
-  for (float& v : samples.values<float>()) v = static_cast<float>(rng() * (1.0 / 4294967296.0));
+  switch (type) {
+    case DataType::kF32:
+      for (float& v : samples.values<float>()) v = static_cast<float>(rng() * (1.0 / 4294967296.0));
+      break;
+    case DataType::kU8:
+      for (uint8_t& v : samples.values<uint8_t>()) v = static_cast<uint8_t>(rng() >> 24);
+      break;
+    case DataType::kS8:
+      for (int8_t& v : samples.values<int8_t>()) v = static_cast<int8_t>(static_cast<int>(rng() >> 24) - 128);
+      break;
+    default:
+      return Status::InvalidArgument("calibration set '" + spec + "': random samples are f32, u8 or s8; the model " +
+                                     "input is " + DataTypeName(type) + " (use .npy files)");
+  }
   return Checked(spec, std::move(samples), model_input_shape);
 }
 
-Result<CalibrationSet> LoadNpyFolder(const std::string& spec, const Shape& model_input_shape) {
+Result<CalibrationSet> LoadNpyFolder(const std::string& spec, const Shape& model_input_shape, DataType type) {
   std::vector<std::string> files;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(spec, ec)) {
@@ -110,9 +134,9 @@ Result<CalibrationSet> LoadNpyFolder(const std::string& spec, const Shape& model
   int64_t total = 0;
   for (const std::string& file : files) {
     PPML_ASSIGN_OR_RETURN(Tensor t, ReadNpyFile(file));
-    if (t.dtype() != DataType::kF32) {
+    if (t.dtype() != type) {
       return Status::InvalidArgument("calibration set '" + spec + "': " + file + " holds " + DataTypeName(t.dtype()) +
-                                     " values; calibration samples must be float32 (x.astype(np.float32))");
+                                     " values; the model input takes " + DataTypeName(type) + " (" + NumpyCast(type) + ")");
     }
     Shape shape = t.shape();
     if (shape.size() == sample_rank) shape.insert(shape.begin(), 1);  // one sample
@@ -132,7 +156,7 @@ Result<CalibrationSet> LoadNpyFolder(const std::string& spec, const Shape& model
   }
   Shape shape = sample_shape;
   shape.insert(shape.begin(), total);
-  Tensor samples(DataType::kF32, shape);
+  Tensor samples(type, shape);
   std::byte* out = samples.bytes().data();
   for (const Tensor& p : parts) {
     std::memcpy(out, p.raw_data(), p.byte_size());
@@ -143,14 +167,15 @@ Result<CalibrationSet> LoadNpyFolder(const std::string& spec, const Shape& model
 
 }  // namespace
 
-Result<CalibrationSet> LoadCalibrationSet(const std::string& spec, const std::vector<int64_t>& model_input_shape) {
+Result<CalibrationSet> LoadCalibrationSet(const std::string& spec, const std::vector<int64_t>& model_input_shape,
+                                          DataType model_input_type) {
   if (model_input_shape.empty()) {
     return Status::InvalidArgument("calibration set '" + spec +
                                    "': the model input is a scalar; calibration needs a batch dimension");
   }
-  if (spec.rfind(kRandomPrefix, 0) == 0) return LoadRandom(spec, model_input_shape);
+  if (spec.rfind(kRandomPrefix, 0) == 0) return LoadRandom(spec, model_input_shape, model_input_type);
   std::error_code ec;
-  if (std::filesystem::is_directory(spec, ec)) return LoadNpyFolder(spec, model_input_shape);
+  if (std::filesystem::is_directory(spec, ec)) return LoadNpyFolder(spec, model_input_shape, model_input_type);
   auto dataset_spec = ParseDatasetSpec(spec);
   if (!dataset_spec.ok()) {
     return Status::InvalidArgument("calibration set '" + spec +
@@ -158,7 +183,8 @@ Result<CalibrationSet> LoadCalibrationSet(const std::string& spec, const std::ve
                                    "files (" + dataset_spec.status().message() + ")");
   }
   PPML_ASSIGN_OR_RETURN(LabeledImages data, LoadDataset(*dataset_spec));
-  return Checked(spec, std::move(data.images), model_input_shape);
+  PPML_ASSIGN_OR_RETURN(Tensor images, ImagesAs(std::move(data.images), model_input_type));
+  return Checked(spec, std::move(images), model_input_shape);
 }
 
 bool IsQuantizedOp(std::string_view op_type) {
@@ -176,7 +202,7 @@ Result<bool> IsQuantizedModel(std::string_view onnx_bytes) {
   return std::any_of(nodes.begin(), nodes.end(), [](const onnx::NodeProto& n) { return IsQuantizedOp(n.op_type()); });
 }
 
-Result<Shape> ModelInputShape(std::string_view onnx_bytes) {
+Result<ModelInput> ModelInputOf(std::string_view onnx_bytes) {
   onnx::ModelProto model;
   if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {
     return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
@@ -191,10 +217,11 @@ Result<Shape> ModelInputShape(std::string_view onnx_bytes) {
     return Status::Unsupported("the model has " + std::to_string(inputs.size()) +
                                " graph inputs; calibration supports models with one input");
   }
-  Shape shape;
+  ModelInput input;
   const auto& tt = inputs[0]->type().tensor_type();
-  for (const auto& d : tt.shape().dim()) shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
-  return shape;
+  for (const auto& d : tt.shape().dim()) input.shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  PPML_ASSIGN_OR_RETURN(input.dtype, engine::DataTypeFromOnnx(tt.elem_type(), "input '" + inputs[0]->name() + "'"));
+  return input;
 }
 
 Result<std::string> ReadModelBytes(const std::string& path) {

@@ -684,8 +684,8 @@ Result<std::string> QuantizeToQdq(std::string_view onnx_bytes, const Calibration
 Result<QuantizedModel> QuantizeModel(std::string_view fp32_onnx_bytes, const std::string& calibration_spec,
                                      CalibrationMethod method, const QuantizeOptions& options,
                                      const CalibrateOptions& calibrate_options) {
-  PPML_ASSIGN_OR_RETURN(Shape input_shape, ModelInputShape(fp32_onnx_bytes));
-  PPML_ASSIGN_OR_RETURN(CalibrationSet set, LoadCalibrationSet(calibration_spec, input_shape));
+  PPML_ASSIGN_OR_RETURN(ModelInput input, ModelInputOf(fp32_onnx_bytes));
+  PPML_ASSIGN_OR_RETURN(CalibrationSet set, LoadCalibrationSet(calibration_spec, input.shape, input.dtype));
   QuantizedModel out;
   PPML_ASSIGN_OR_RETURN(out.calibration, Calibrate(fp32_onnx_bytes, set, method, calibrate_options));
   PPML_ASSIGN_OR_RETURN(out.onnx_bytes, QuantizeToQdq(fp32_onnx_bytes, out.calibration, options, &out.summary));

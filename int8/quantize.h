@@ -4,8 +4,8 @@
 // engine runs with oneDNN INT8 primitives and other runtimes can read.
 //
 //   PPML_ASSIGN_OR_RETURN(std::string fp32, ReadModelBytes("m.onnx"));
-//   PPML_ASSIGN_OR_RETURN(Shape in, ModelInputShape(fp32));
-//   PPML_ASSIGN_OR_RETURN(CalibrationSet set, LoadCalibrationSet("fashion-mnist:train:1000", in));
+//   PPML_ASSIGN_OR_RETURN(ModelInput in, ModelInputOf(fp32));
+//   PPML_ASSIGN_OR_RETURN(CalibrationSet set, LoadCalibrationSet("fashion-mnist:train:1000", in.shape, in.dtype));
 //   PPML_ASSIGN_OR_RETURN(Calibration cal, Calibrate(fp32, set, CalibrationMethod::kEntropy));
 //   QuantizeSummary summary;
 //   PPML_ASSIGN_OR_RETURN(std::string qdq, QuantizeToQdq(fp32, cal, {}, &summary));
@@ -77,22 +77,31 @@ struct CalibrationSet {
 };
 
 // Loads the samples a spec names, checked against the model's input shape
-// (its batch dimension, usually -1, is ignored):
+// (its batch dimension, usually -1, is ignored) and given its element type
+// (f32; u8 for a model that takes pixels, engine/uint8_input.h; s8):
 //
-//   fashion-mnist:train:N   the first N training images, f32 [N,1,28,28] in [0,1]
-//                           (any dataset spec of common/dataset.h works)
-//   random:N                N uniform [0,1) samples of the model's input shape,
+//   fashion-mnist:train:N   the first N training images, [N,1,28,28]: f32 in
+//                           [0,1], or u8 pixels (any dataset spec of
+//                           common/dataset.h works)
+//   random:N                N uniform samples of the model's input shape
+//                           (f32 in [0,1), u8 or s8 over their whole range),
 //                           fixed seed (for throughput-only benchmarks)
 //   DIR                     every *.npy file in DIR (sorted by name), each
 //                           holding one sample (the input shape without the
-//                           batch dimension) or a batch of them; f32 only
+//                           batch dimension) or a batch of them, of the
+//                           input's element type
 //
-// A sample shape that differs from the model's is InvalidArgument naming the
-// spec and both shapes.
-Result<CalibrationSet> LoadCalibrationSet(const std::string& spec, const std::vector<int64_t>& model_input_shape);
+// A sample shape or type that differs from the model's is InvalidArgument
+// naming the spec and both.
+Result<CalibrationSet> LoadCalibrationSet(const std::string& spec, const std::vector<int64_t>& model_input_shape,
+                                          DataType model_input_type = DataType::kF32);
 
-// The shape of a model's only graph input (-1 for symbolic dimensions).
-Result<Shape> ModelInputShape(std::string_view onnx_bytes);
+// A model's only graph input (-1 for symbolic dimensions).
+struct ModelInput {
+  Shape shape;
+  DataType dtype = DataType::kF32;
+};
+Result<ModelInput> ModelInputOf(std::string_view onnx_bytes);
 
 // Reads a whole model file.
 Result<std::string> ReadModelBytes(const std::string& path);

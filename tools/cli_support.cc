@@ -212,6 +212,9 @@ Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng) {
   if (type == DataType::kF32) {
     std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
     for (float& value : tensor.values<float>()) value = uniform(rng);
+  } else if (type == DataType::kU8 || type == DataType::kS8) {
+    // Every byte pattern is a valid pixel (u8) or quantized value (s8).
+    for (std::byte& value : tensor.bytes()) value = static_cast<std::byte>(rng() >> 24);
   }
   return tensor;
 }

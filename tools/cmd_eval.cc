@@ -49,9 +49,9 @@ Result<InputPlan> PlanInput(const engine::Model& model, const Tensor& images, co
                                    " inputs; eval needs a model with one image input");
   }
   const engine::TensorInfo& input = model.inputs()[0];
-  if (input.dtype != DataType::kF32 || input.shape.empty()) {
+  if ((input.dtype != DataType::kF32 && input.dtype != DataType::kU8) || input.shape.empty()) {
     return Status::InvalidArgument(options.source.path + ": input '" + input.name + "' is " + DataTypeName(input.dtype) +
-                                   " " + ShapeToString(input.shape) + "; eval needs an f32 batch of images");
+                                   " " + ShapeToString(input.shape) + "; eval needs an f32 or u8 batch of images");
   }
   InputPlan plan;
   plan.item_shape.assign(input.shape.begin() + 1, input.shape.end());
@@ -93,10 +93,15 @@ int RunEval(const EvalOptions& options) {
   if (!model.ok()) return ReportError(kCommand, model.status().message(), kExitFailure);
   Result<InputPlan> plan = PlanInput(**model, data->images, options);
   if (!plan.ok()) return ReportError(kCommand, plan.status().message(), kExitFailure);
+  const DataType input_type = (*model)->inputs()[0].dtype;
+  Result<Tensor> images = ImagesAs(std::move(data->images), input_type);
+  if (!images.ok()) return ReportError(kCommand, images.status());
 
-  const int64_t count = data->images.dim(0);
-  const int64_t image_size = ElementCount(plan->item_shape);
-  const auto* pixels = data->images.data<float>();
+  const int64_t count = images->dim(0);
+  Shape all_shape = plan->item_shape;
+  all_shape.insert(all_shape.begin(), count);
+  Result<Tensor> all = images->Reshaped(all_shape);  // PlanInput checked the element counts
+  if (!all.ok()) return ReportError(kCommand, all.status());
   std::cerr << "ppml eval: " << options.source.path << " on " << options.dataset << " (" << count << " images), batch "
             << plan->batch << ", " << options.source.threads << " threads, " << engine::EffectiveCpuIsa() << std::endl;
 
@@ -106,10 +111,7 @@ int RunEval(const EvalOptions& options) {
   int64_t correct = 0;
   for (int64_t first = 0; first < count; first += plan->batch) {
     const int64_t items = std::min(plan->batch, count - first);
-    Shape shape = plan->item_shape;
-    shape.insert(shape.begin(), plan->fixed_batch ? plan->batch : items);
-    Tensor batch(DataType::kF32, shape);  // zero-filled: the padding of a short last batch
-    std::memcpy(batch.data<float>(), pixels + first * image_size, sizeof(float) * items * image_size);
+    const Tensor batch = all->CopyRows(first, items, plan->fixed_batch ? plan->batch : items);
 
     auto outputs = (*model)->Run(std::span<const Tensor>(&batch, 1));
     if (!outputs.ok()) return ReportError(kCommand, options.source.path + ": " + outputs.status().message(), kExitFailure);

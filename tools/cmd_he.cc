@@ -92,13 +92,11 @@ Result<double> EngineAccuracy(const std::string& onnx_bytes, const LabeledImages
   PPML_ASSIGN_OR_RETURN(auto model, engine::Model::LoadBytes(std::as_bytes(std::span(onnx_bytes.data(), onnx_bytes.size())),
                                                              "approximated model", options));
   const int64_t count = data.images.dim(0);
-  const int64_t image_size = data.images.element_count() / count;
   constexpr int64_t kBatch = 1000;
   int64_t correct = 0;
   for (int64_t first = 0; first < count; first += kBatch) {
     const int64_t items = std::min(kBatch, count - first);
-    Tensor batch(DataType::kF32, {items, 1, data.images.dim(2), data.images.dim(3)});
-    std::memcpy(batch.data<float>(), data.images.data<float>() + first * image_size, sizeof(float) * items * image_size);
+    const Tensor batch = data.images.CopyRows(first, items);
     PPML_ASSIGN_OR_RETURN(auto outputs, model->Run(std::span<const Tensor>(&batch, 1)));
     const float* logits = outputs.at(0).data<float>();
     const int64_t classes = outputs[0].dim(1);

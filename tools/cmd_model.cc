@@ -16,6 +16,11 @@
 // ppml model inspect --package m.ppmlpkg [--json]
 //
 // Prints a package's manifest without decrypting anything.
+//
+// ppml model uint8-input --model m.onnx --out m.u8.onnx [--mean M,...] [--std S,...] [--pixel-scale 255]
+//
+// Makes the model take its images as uint8 pixels and normalize them itself
+// (engine/uint8_input.h): clients then send a quarter of the bytes.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -27,9 +32,11 @@
 #include <memory>
 #include <sstream>
 
+#include "common/file_io.h"
 #include "common/json_line.h"
 #include "enclave_sim/attestation.h"
 #include "enclave_sim/package.h"
+#include "engine/uint8_input.h"
 #include "int8/quantize.h"
 #include "tools/cli_support.h"
 #include "tools/commands.h"
@@ -226,10 +233,30 @@ int RunInspect(const InspectCommandOptions& o) {
   return kExitOk;
 }
 
+// ---- uint8-input ---------------------------------------------------------------
+
+struct Uint8InputCommandOptions {
+  std::string model;
+  std::string out;
+  engine::Uint8InputOptions rewrite;
+};
+
+int RunUint8Input(const Uint8InputCommandOptions& o) {
+  constexpr const char* kUint8Command = "model uint8-input";
+  Result<std::string> bytes = int8::ReadModelBytes(o.model);
+  if (!bytes.ok()) return ReportError(kUint8Command, bytes.status());
+  Result<std::string> rewritten = engine::WithUint8Input(*bytes, o.rewrite);
+  if (!rewritten.ok()) return ReportError(kUint8Command, rewritten.status().WithContext(o.model));
+  if (Status written = WriteFile(o.out, *rewritten); !written.ok()) return ReportError(kUint8Command, written);
+  std::cout << "wrote " << o.out << " (" << rewritten->size() << " bytes): its input takes uint8 values v, "
+            << "normalized inside as (v / " << o.rewrite.pixel_scale << " - mean) / std" << std::endl;
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddModelCommands(CLI::App& app, int* exit_code) {
-  CLI::App* model = app.add_subcommand("model", "Model preparation: quantize, seal, inspect");
+  CLI::App* model = app.add_subcommand("model", "Model preparation: quantize, uint8-input, seal, inspect");
   model->require_subcommand(1);
   auto o = std::make_shared<QuantizeCommandOptions>();
   CLI::App* quantize = model->add_subcommand("quantize", "Post-training INT8 quantization to a QDQ ONNX model");
@@ -243,6 +270,20 @@ void AddModelCommands(CLI::App& app, int* exit_code) {
                      "keep the first convolution (<= 4 input channels) FP32 (INT8 by default: faster, and no accuracy "
                      "lost on Fashion-MNIST)");
   quantize->callback([o, exit_code] { *exit_code = RunQuantize(*o); });
+
+  auto u8 = std::make_shared<Uint8InputCommandOptions>();
+  CLI::App* uint8_input = model->add_subcommand(
+      "uint8-input", "Make a model take uint8 pixels and normalize them itself (a quarter of the bytes on the wire)");
+  uint8_input->add_option("--model", u8->model, "ONNX model with one FLOAT input (FP32 or QDQ)")
+      ->required()->check(CLI::ExistingFile);
+  uint8_input->add_option("--out", u8->out, "where to write the rewritten model")->required();
+  uint8_input->add_option("--mean", u8->rewrite.mean, "per-channel mean (dimension 1) of v / pixel-scale, or one value")
+      ->delimiter(',')->capture_default_str();
+  uint8_input->add_option("--std", u8->rewrite.std, "per-channel standard deviation, or one value")
+      ->delimiter(',')->capture_default_str();
+  uint8_input->add_option("--pixel-scale", u8->rewrite.pixel_scale, "what a pixel is divided by first")
+      ->capture_default_str();
+  uint8_input->callback([u8, exit_code] { *exit_code = RunUint8Input(*u8); });
 
   auto seal_options = std::make_shared<SealCommandOptions>();
   CLI::App* seal = model->add_subcommand(

@@ -141,6 +141,21 @@ TEST(FashionMnistTest, ReadsAFakeDataset) {
   EXPECT_EQ(data->labels, (std::vector<int>{3, 3, 3}));
 }
 
+TEST(FashionMnistTest, ImagesAsPixelBytesOrFloats) {
+  const Tensor images = Tensor::FromVector<float>({1, 1, 1, 4}, {0.0f, 1.0f / 255, 128.0f / 255, 1.0f});
+  auto pixels = ImagesAs(images.Clone(), DataType::kU8);
+  ASSERT_TRUE(pixels.ok()) << pixels.status().ToString();
+  EXPECT_EQ(pixels->shape(), images.shape());
+  EXPECT_EQ(std::vector<uint8_t>(pixels->values<uint8_t>().begin(), pixels->values<uint8_t>().end()),
+            (std::vector<uint8_t>{0, 1, 128, 255}));
+  auto floats = ImagesAs(images.Clone(), DataType::kF32);
+  ASSERT_TRUE(floats.ok());
+  EXPECT_EQ(floats->values<float>()[2], 128.0f / 255);
+  auto ints = ImagesAs(images.Clone(), DataType::kS32);
+  ASSERT_FALSE(ints.ok());
+  EXPECT_NE(ints.status().message().find("f32 or u8"), std::string::npos);
+}
+
 TEST(FashionMnistTest, BadMagic) {
   const fs::path dir = MakeFakeDataset("ppml_fake_magic", 0x801, 3, 12, 3);
   ScopedDatasetDir scoped(dir.string());

@@ -87,5 +87,18 @@ TEST(TensorTest, MoveLeavesTheDataWithTheNewOwner) {
   EXPECT_FLOAT_EQ(b.data<float>()[1], 2.f);
 }
 
+TEST(TensorTest, CopyRowsTakesARangeAndZeroPadsToRows) {
+  const Tensor t = Tensor::FromVector<uint8_t>({4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+  const Tensor middle = t.CopyRows(1, 2);
+  EXPECT_EQ(middle.dtype(), DataType::kU8);
+  EXPECT_EQ(middle.shape(), (Shape{2, 2}));
+  EXPECT_EQ(std::vector<uint8_t>(middle.values<uint8_t>().begin(), middle.values<uint8_t>().end()),
+            (std::vector<uint8_t>{3, 4, 5, 6}));
+  const Tensor padded = t.CopyRows(3, 1, 3);
+  EXPECT_EQ(padded.shape(), (Shape{3, 2}));
+  EXPECT_EQ(std::vector<uint8_t>(padded.values<uint8_t>().begin(), padded.values<uint8_t>().end()),
+            (std::vector<uint8_t>{7, 8, 0, 0, 0, 0}));
+}
+
 }  // namespace
 }  // namespace ppml

@@ -14,6 +14,7 @@
 #include "enclave_sim/package.h"
 #include "enclave_sim/weight_store.h"
 #include "engine/engine.h"
+#include "engine/uint8_input.h"
 
 namespace ppml::enclave {
 namespace {
@@ -42,10 +43,10 @@ struct Served {
   std::shared_ptr<const crypto::Bytes> package;
   std::unique_ptr<Enclave> enclave;
 
-  explicit Served(EnclaveConfig c = {}) : config(std::move(c)) {
+  explicit Served(EnclaveConfig c = {}, const crypto::Bytes& model = ReadModel()) : config(std::move(c)) {
     provisioned = Enclave::Provision(config, platform, kNonce).value();
     const AttestationDocument doc = AttestationDocumentFromJson(provisioned.attestation_json).value();
-    package = std::make_shared<crypto::Bytes>(SealModel(ReadModel(), "fashion", doc.enclave_public_key).value());
+    package = std::make_shared<crypto::Bytes>(SealModel(model, "fashion", doc.enclave_public_key).value());
     auto created = Enclave::Create(config, platform, provisioned.sealed_keys, package);
     EXPECT_TRUE(created.ok()) << created.status().ToString();
     if (created.ok()) enclave = std::move(created).value();
@@ -155,6 +156,35 @@ TEST(EnclaveTest, EncryptedRoundTripMatchesThePlainModelForJsonAndBinary) {
   // The reply is not the plaintext.
   const std::string body(replies[0].body.begin(), replies[0].body.end());
   EXPECT_EQ(body.find("outputs"), std::string::npos);
+}
+
+// A model that takes pixels (engine/uint8_input.h): UINT8 requests, JSON
+// and binary, decrypt into its u8 input and answer what the float model
+// answers on pixel / 255.
+TEST(EnclaveTest, PixelsForAUint8InputModelMatchTheFloatModel) {
+  const crypto::Bytes fp32 = ReadModel();
+  auto u8 = engine::WithUint8Input(std::string_view(reinterpret_cast<const char*>(fp32.data()), fp32.size()), {});
+  ASSERT_TRUE(u8.ok()) << u8.status().ToString();
+  Served s({}, crypto::Bytes(u8->begin(), u8->end()));
+  ASSERT_TRUE(s.enclave);
+  Tensor pixels(DataType::kU8, {3, 1, 28, 28});
+  Tensor floats(DataType::kF32, pixels.shape());
+  for (int64_t i = 0; i < pixels.element_count(); ++i) {
+    pixels.data<uint8_t>()[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+    floats.data<float>()[i] = pixels.data<uint8_t>()[i] / 255.0f;
+  }
+  std::vector<ClientRequest> clients;
+  clients.push_back(Encrypt(s.enclave->public_key(), "json", pixels, false));
+  clients.push_back(Encrypt(s.enclave->public_key(), "binary", pixels, true));
+  std::vector<SealedRequest> batch = {clients[0].sealed, clients[1].sealed};
+  const std::vector<SealedReply> replies = s.enclave->InferBatch(batch);
+  ASSERT_EQ(replies.size(), 2u);
+  const Tensor want = PlainLogits(floats);
+  for (size_t r = 0; r < 2; ++r) {
+    const Tensor got = DecryptLogits(clients[r], replies[r]);
+    ASSERT_EQ(got.shape(), want.shape());
+    for (int64_t i = 0; i < want.element_count(); ++i) EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-4);
+  }
 }
 
 // Binary inputs are decrypted frame by frame straight into the stacked

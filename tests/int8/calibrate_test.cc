@@ -13,6 +13,7 @@
 
 #include "common/dataset.h"
 #include "common/npy.h"
+#include "engine/uint8_input.h"
 #include "int8/quantize.h"
 #include "tests/engine/onnx_builder.h"
 #include "tests/int8/int8_test_util.h"
@@ -164,6 +165,58 @@ TEST(CalibrationSet, RandomIsDeterministicUniformOfTheModelShape) {
   EXPECT_EQ(symbolic.status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(CalibrationSet, RandomPixelsAndQuantizedValuesCoverTheirRange) {
+  for (DataType type : {DataType::kU8, DataType::kS8}) {
+    SCOPED_TRACE(DataTypeName(type));
+    auto set = int8::LoadCalibrationSet("random:8", {-1, 3, 4, 4}, type);
+    ASSERT_TRUE(set.ok()) << set.status().ToString();
+    ASSERT_EQ(set->samples.dtype(), type);
+    double lo = 255, hi = -128;
+    for (int64_t i = 0; i < set->samples.element_count(); ++i) {
+      lo = std::min(lo, set->samples.ElementAsDouble(i));
+      hi = std::max(hi, set->samples.ElementAsDouble(i));
+    }
+    EXPECT_LE(lo, type == DataType::kU8 ? 5 : -123);
+    EXPECT_GE(hi, type == DataType::kU8 ? 250 : 122);
+  }
+  auto ints = int8::LoadCalibrationSet("random:8", {-1, 3}, DataType::kS32);
+  ASSERT_FALSE(ints.ok());
+  EXPECT_NE(ints.status().message().find("random samples are f32, u8 or s8"), std::string::npos);
+}
+
+// A model given a uint8 input calibrates on pixels: the normalized floats
+// it computes are observed, the pixels themselves are not a float activation.
+TEST(CalibrationSet, AUint8InputModelIsCalibratedOnItsNormalizedPixels) {
+  OnnxBuilder b(13);
+  b.Input("x", {-1, 2, 4, 4});
+  b.Initializer("w", {3, 2, 1, 1}, {1, 0, 0, 1, 1, 1});
+  b.Node("Conv", {"x", "w"}, {"y"});
+  b.Output("y");
+  engine::Uint8InputOptions options;
+  options.mean = {0.5f, 0.25f};
+  options.std = {0.5f, 0.25f};
+  auto u8 = engine::WithUint8Input(b.Serialize(), options);
+  ASSERT_TRUE(u8.ok()) << u8.status().ToString();
+  auto input = int8::ModelInputOf(*u8);
+  ASSERT_TRUE(input.ok()) << input.status().ToString();
+  auto set = int8::LoadCalibrationSet("random:32", input->shape, input->dtype);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  auto cal = int8::Calibrate(*u8, *set, CalibrationMethod::kMinMax, QuietCalibration());
+  ASSERT_TRUE(cal.ok()) << cal.status().ToString();
+  EXPECT_EQ(cal->Find("x"), nullptr);
+  const int8::TensorStats* normalized = cal->Find("x_normalized");
+  ASSERT_NE(normalized, nullptr);
+  // Channel 0 spans (0..255 / 255 - 0.5) / 0.5 = -1..1, channel 1 -1..3.
+  EXPECT_NEAR(normalized->min, -1.0, 0.05);
+  EXPECT_NEAR(normalized->max, 3.0, 0.05);
+  // Floats for a u8 input are refused naming both types.
+  auto floats = int8::LoadCalibrationSet("random:2", input->shape);
+  ASSERT_TRUE(floats.ok());
+  auto refused = int8::Calibrate(*u8, *floats, CalibrationMethod::kMinMax, QuietCalibration());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("takes u8"), std::string::npos) << refused.status().message();
+}
+
 class NpyFolder : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -212,6 +265,19 @@ TEST_F(NpyFolder, NonFloatAndEmptyFoldersAreErrors) {
   EXPECT_NE(ints.status().message().find("float32"), std::string::npos) << ints.status().message();
 }
 
+TEST_F(NpyFolder, PixelFilesForAUint8Input) {
+  Write("a.npy", Tensor::FromVector<uint8_t>({2, 2}, {0, 7, 200, 255}));
+  auto set = int8::LoadCalibrationSet(dir_.string(), {-1, 2, 2}, DataType::kU8);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->samples.dtype(), DataType::kU8);
+  EXPECT_EQ(set->samples.values<uint8_t>()[2], 200);
+  Write("b.npy", Tensor::FromVector<float>({2, 2}, {0, 0.5f, 1, 1}));
+  auto mixed = int8::LoadCalibrationSet(dir_.string(), {-1, 2, 2}, DataType::kU8);
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_NE(mixed.status().message().find("takes u8 (x.astype(np.uint8))"), std::string::npos)
+      << mixed.status().message();
+}
+
 TEST(CalibrationSet, UnknownSpecIsInvalidArgument) {
   auto set = int8::LoadCalibrationSet("imagenet:val:10", {-1, 3, 224, 224});
   ASSERT_FALSE(set.ok());
@@ -233,6 +299,20 @@ TEST(CalibrationSet, FashionMnistShapeMismatchNamesSpecAndBothShapes) {
   EXPECT_NE(msg.find("fashion-mnist:train:10"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[1,28,28]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[3,32,32]"), std::string::npos) << msg;
+}
+
+TEST(CalibrationSet, FashionMnistPixelsForAUint8Input) {
+  ASSERT_TRUE(HaveFashionMnist()) << "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)";
+  auto floats = int8::LoadCalibrationSet("fashion-mnist:train:3", {-1, 1, 28, 28});
+  auto pixels = int8::LoadCalibrationSet("fashion-mnist:train:3", {-1, 1, 28, 28}, DataType::kU8);
+  ASSERT_TRUE(floats.ok() && pixels.ok());
+  ASSERT_EQ(pixels->samples.dtype(), DataType::kU8);
+  int nonzero = 0;
+  for (int64_t i = 0; i < floats->samples.element_count(); ++i) {
+    EXPECT_EQ(pixels->samples.values<uint8_t>()[i], std::lround(floats->samples.values<float>()[i] * 255)) << i;
+    nonzero += pixels->samples.values<uint8_t>()[i] != 0;
+  }
+  EXPECT_GT(nonzero, 100);
 }
 
 TEST(CalibrationSet, FashionMnistImagesAndFlattenedInputs) {

@@ -17,6 +17,7 @@
 
 #include "common/dataset.h"
 #include "engine/engine.h"
+#include "engine/uint8_input.h"
 #include "int8/quantize.h"
 #include "tests/int8/int8_test_util.h"
 
@@ -38,21 +39,22 @@ std::span<const std::byte> AsBytes(const std::string& s) {
   return std::as_bytes(std::span<const char>(s.data(), s.size()));
 }
 
-// Top-1 accuracy of `model` on the images, in batches of 500.
+// Top-1 accuracy of `model` on the images (as its input's type), in batches of 500.
 Result<double> Accuracy(engine::Model& model, const LabeledImages& data) {
-  const Shape& in = model.inputs()[0].shape;
+  const engine::TensorInfo& input = model.inputs()[0];
+  const Shape& in = input.shape;
   const int64_t n = data.images.dim(0);
   const int64_t per_image = data.images.element_count() / n;
   const int64_t batch = in[0] > 0 ? in[0] : 500;
+  Shape shape(in.begin() + 1, in.end());
+  if (ElementCount(shape) != per_image) shape = {per_image};
+  shape.insert(shape.begin(), n);
+  PPML_ASSIGN_OR_RETURN(Tensor images, ImagesAs(data.images.Clone(), input.dtype));
+  PPML_ASSIGN_OR_RETURN(Tensor all, images.Reshaped(shape));
   int64_t correct = 0;
   for (int64_t first = 0; first < n; first += batch) {
     const int64_t items = std::min(batch, n - first);
-    Shape shape(in.begin() + 1, in.end());
-    if (ElementCount(shape) != per_image) shape = {per_image};
-    shape.insert(shape.begin(), in[0] > 0 ? batch : items);
-    Tensor x(DataType::kF32, shape);
-    std::memcpy(x.data<float>(), data.images.data<float>() + first * per_image,
-                sizeof(float) * static_cast<size_t>(items * per_image));
+    const Tensor x = all.CopyRows(first, items, in[0] > 0 ? batch : items);
     PPML_ASSIGN_OR_RETURN(std::vector<Tensor> out, model.Run(std::span<const Tensor>(&x, 1)));
     const Tensor& scores = out[0];
     const int64_t classes = scores.element_count() / scores.dim(0);
@@ -73,9 +75,9 @@ TEST(FashionCnnInt8, AccuracyWithinHalfAPointOfFp32) {
       << "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)";
   auto fp32_bytes = int8::ReadModelBytes(path);
   ASSERT_TRUE(fp32_bytes.ok()) << fp32_bytes.status().ToString();
-  auto input_shape = int8::ModelInputShape(*fp32_bytes);
-  ASSERT_TRUE(input_shape.ok()) << input_shape.status().ToString();
-  auto set = int8::LoadCalibrationSet("fashion-mnist:train:1000", *input_shape);
+  auto input = int8::ModelInputOf(*fp32_bytes);
+  ASSERT_TRUE(input.ok()) << input.status().ToString();
+  auto set = int8::LoadCalibrationSet("fashion-mnist:train:1000", input->shape, input->dtype);
   ASSERT_TRUE(set.ok()) << set.status().ToString();
   auto calibration = int8::Calibrate(*fp32_bytes, *set, int8::CalibrationMethod::kMinMax, QuietCalibration());
   ASSERT_TRUE(calibration.ok()) << calibration.status().ToString();
@@ -108,6 +110,43 @@ TEST(FashionCnnInt8, AccuracyWithinHalfAPointOfFp32) {
               << *fp32_accuracy << ")" << std::endl;
     EXPECT_GE(*accuracy, *fp32_accuracy - kMaxAccuracyDrop) << summary.ToTable();
   }
+}
+
+// A model given a uint8 input (engine/uint8_input.h) calibrates on the
+// dataset's pixel bytes and keeps FP32's accuracy in FP32 and INT8.
+TEST(FashionCnnInt8, AUint8InputModelCalibratesOnPixelsAndKeepsItsAccuracy) {
+  const std::string path = FashionCnnPath();
+  ASSERT_TRUE(std::filesystem::exists(path)) << path << " is missing: run models/make-fashion-cnn.sh to train it";
+  auto fp32_bytes = int8::ReadModelBytes(path);
+  ASSERT_TRUE(fp32_bytes.ok()) << fp32_bytes.status().ToString();
+  auto u8_bytes = engine::WithUint8Input(*fp32_bytes, {});
+  ASSERT_TRUE(u8_bytes.ok()) << u8_bytes.status().ToString();
+  auto input = int8::ModelInputOf(*u8_bytes);
+  ASSERT_TRUE(input.ok()) << input.status().ToString();
+  EXPECT_EQ(input->dtype, DataType::kU8);
+  auto set = int8::LoadCalibrationSet("fashion-mnist:train:1000", input->shape, input->dtype);
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->samples.dtype(), DataType::kU8);
+  auto calibration = int8::Calibrate(*u8_bytes, *set, int8::CalibrationMethod::kEntropy, QuietCalibration());
+  ASSERT_TRUE(calibration.ok()) << calibration.status().ToString();
+  int8::QuantizeSummary summary;
+  auto qdq = int8::QuantizeToQdq(*u8_bytes, *calibration, {}, &summary);
+  ASSERT_TRUE(qdq.ok()) << qdq.status().ToString();
+
+  auto test_set = LoadDataset("fashion-mnist:test");
+  ASSERT_TRUE(test_set.ok()) << test_set.status().ToString();
+  std::vector<double> accuracies;
+  for (const std::string* bytes : {&*fp32_bytes, &*u8_bytes, &*qdq}) {
+    auto model = engine::Model::LoadBytes(AsBytes(*bytes), path);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto accuracy = Accuracy(**model, *test_set);
+    ASSERT_TRUE(accuracy.ok()) << accuracy.status().ToString();
+    accuracies.push_back(*accuracy);
+  }
+  std::cout << "fp32 " << accuracies[0] << ", uint8 input fp32 " << accuracies[1] << ", uint8 input int8 "
+            << accuracies[2] << std::endl;
+  EXPECT_NEAR(accuracies[1], accuracies[0], 0.0005);  // the same model up to float rounding
+  EXPECT_GE(accuracies[2], accuracies[0] - kMaxAccuracyDrop);
 }
 
 }  // namespace

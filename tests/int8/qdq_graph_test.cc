@@ -62,9 +62,9 @@ OnnxBuilder SmallCnn() {
 }
 
 Calibration CalibrateOn(const std::string& model, const std::string& spec) {
-  auto shape = int8::ModelInputShape(model);
-  EXPECT_TRUE(shape.ok()) << shape.status().ToString();
-  auto set = int8::LoadCalibrationSet(spec, *shape);
+  auto input = int8::ModelInputOf(model);
+  EXPECT_TRUE(input.ok()) << input.status().ToString();
+  auto set = int8::LoadCalibrationSet(spec, input->shape, input->dtype);
   EXPECT_TRUE(set.ok()) << set.status().ToString();
   auto cal = int8::Calibrate(model, *set, int8::CalibrationMethod::kMinMax, QuietCalibration());
   EXPECT_TRUE(cal.ok()) << cal.status().ToString();

@@ -1,0 +1,173 @@
+#include "engine/uint8_input.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "common/tensor.h"
+#include "engine/onnx_tensor.h"
+
+namespace ppml::engine {
+namespace {
+
+// Mul and Add broadcast from opset 7; the engine reads opsets 7 and later.
+constexpr int64_t kMinOpset = 7;
+
+std::string Join(const std::vector<float>& values) {
+  std::ostringstream out;
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i];
+  return out.str();
+}
+
+Status CheckValues(const char* option, const std::vector<float>& values, bool positive) {
+  if (values.empty()) return Status::InvalidArgument(std::string(option) + ": no values");
+  for (float v : values) {
+    if (!std::isfinite(v) || (positive && v <= 0)) {
+      return Status::InvalidArgument(std::string(option) + " " + Join(values) + ": every value must be " +
+                                     (positive ? "positive and finite" : "finite"));
+    }
+  }
+  return Status::Ok();
+}
+
+// Every tensor and node name in the graph, so new ones can avoid them.
+std::set<std::string> NamesIn(const onnx::GraphProto& graph) {
+  std::set<std::string> names;
+  for (const auto& t : graph.initializer()) names.insert(t.name());
+  for (const auto& v : graph.input()) names.insert(v.name());
+  for (const auto& v : graph.output()) names.insert(v.name());
+  for (const auto& v : graph.value_info()) names.insert(v.name());
+  for (const auto& n : graph.node()) {
+    names.insert(n.name());
+    names.insert(n.input().begin(), n.input().end());
+    names.insert(n.output().begin(), n.output().end());
+  }
+  return names;
+}
+
+std::string FreshName(std::set<std::string>& taken, const std::string& base) {
+  std::string name = base;
+  for (int i = 1; taken.count(name); ++i) name = base + "_" + std::to_string(i);
+  taken.insert(name);
+  return name;
+}
+
+}  // namespace
+
+Result<std::string> WithUint8Input(std::string_view onnx_bytes, const Uint8InputOptions& options) {
+  PPML_RETURN_IF_ERROR(CheckValues("mean", options.mean, false));
+  PPML_RETURN_IF_ERROR(CheckValues("std", options.std, true));
+  PPML_RETURN_IF_ERROR(CheckValues("pixel scale", {options.pixel_scale}, true));
+  onnx::ModelProto model;
+  if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {
+    return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
+  }
+  for (const auto& opset : model.opset_import()) {
+    if ((opset.domain().empty() || opset.domain() == "ai.onnx") && opset.version() < kMinOpset) {
+      return Status::Unsupported("the model imports ONNX opset " + std::to_string(opset.version()) + "; at least " +
+                                 std::to_string(kMinOpset) + " is needed");
+    }
+  }
+  onnx::GraphProto* graph = model.mutable_graph();
+  std::set<std::string> initializers;
+  for (const auto& t : graph->initializer()) initializers.insert(t.name());
+  std::vector<onnx::ValueInfoProto*> inputs;
+  for (auto& in : *graph->mutable_input()) {
+    if (!initializers.count(in.name())) inputs.push_back(&in);
+  }
+  if (inputs.size() != 1) {
+    return Status::Unsupported("the model has " + std::to_string(inputs.size()) +
+                               " graph inputs; only a model with one input can be given a uint8 one");
+  }
+  onnx::ValueInfoProto& input = *inputs[0];
+  const std::string name = input.name();
+  auto* tensor_type = input.mutable_type()->mutable_tensor_type();
+  if (tensor_type->elem_type() != onnx::TensorProto::FLOAT) {
+    return Status::InvalidArgument("input '" + name + "' is " + OnnxTypeName(tensor_type->elem_type()) +
+                                   "; only a FLOAT input can be given a uint8 one");
+  }
+  for (const auto& out : graph->output()) {
+    if (out.name() == name) return Status::Unsupported("input '" + name + "' is also a graph output");
+  }
+
+  // Per-channel constants, shaped [1, C, 1, ...] to broadcast along dimension 1.
+  const size_t channels = std::max(options.mean.size(), options.std.size());
+  Shape constant_shape = {1};
+  if (channels > 1) {
+    const auto& dims = tensor_type->shape().dim();
+    const bool known = dims.size() >= 2 && dims[1].has_dim_value();
+    if (!known || dims[1].dim_value() != static_cast<int64_t>(channels)) {
+      return Status::InvalidArgument(
+          "mean " + Join(options.mean) + " and std " + Join(options.std) + ": " + std::to_string(channels) +
+          " channels, but input '" + name + "' has " +
+          (known ? std::to_string(dims[1].dim_value()) + " in dimension 1" : "no fixed dimension 1") +
+          " (give one value for all channels, or one per channel)");
+    }
+    for (const auto* list : {&options.mean, &options.std}) {
+      if (list->size() != 1 && list->size() != channels) {
+        return Status::InvalidArgument("mean and std must have as many values as each other, or one");
+      }
+    }
+    constant_shape.assign(static_cast<size_t>(dims.size()), 1);
+    constant_shape[1] = static_cast<int64_t>(channels);
+  }
+  Tensor scale(DataType::kF32, constant_shape), shift(DataType::kF32, constant_shape);
+  for (size_t c = 0; c < channels; ++c) {
+    const float mean = options.mean[options.mean.size() == 1 ? 0 : c];
+    const float std = options.std[options.std.size() == 1 ? 0 : c];
+    scale.data<float>()[c] = 1.0f / (options.pixel_scale * std);
+    shift.data<float>()[c] = -mean / std;
+  }
+
+  std::set<std::string> taken = NamesIn(*graph);
+  const std::string normalized = FreshName(taken, name + "_normalized");
+  for (auto& node : *graph->mutable_node()) {
+    for (auto& in : *node.mutable_input()) {
+      if (in == name) in = normalized;
+    }
+  }
+  auto* value_info = graph->mutable_value_info();
+  value_info->erase(std::remove_if(value_info->begin(), value_info->end(),
+                                   [&](const onnx::ValueInfoProto& v) { return v.name() == name; }),
+                    value_info->end());
+  tensor_type->set_elem_type(onnx::TensorProto::UINT8);
+
+  const std::string scale_name = FreshName(taken, name + "_pixel_scale");
+  const std::string shift_name = FreshName(taken, name + "_pixel_shift");
+  *graph->add_initializer() = TensorToProto(scale, scale_name);
+  *graph->add_initializer() = TensorToProto(shift, shift_name);
+  const std::string as_float = FreshName(taken, name + "_float");
+  const std::string scaled = FreshName(taken, name + "_scaled");
+  struct NewNode {
+    const char* op;
+    std::vector<std::string> inputs;
+    std::string output;
+  };
+  const NewNode steps[] = {{"Cast", {name}, as_float},
+                           {"Mul", {as_float, scale_name}, scaled},
+                           {"Add", {scaled, shift_name}, normalized}};
+  auto* nodes = graph->mutable_node();
+  for (const NewNode& step : steps) {
+    onnx::NodeProto* node = nodes->Add();
+    node->set_op_type(step.op);
+    node->set_name(FreshName(taken, name + "_" + step.op));
+    for (const std::string& in : step.inputs) node->add_input(in);
+    node->add_output(step.output);
+    if (std::string_view(step.op) == "Cast") {
+      onnx::AttributeProto* to = node->add_attribute();
+      to->set_name("to");
+      to->set_type(onnx::AttributeProto::INT);
+      to->set_i(onnx::TensorProto::FLOAT);
+    }
+  }
+  std::rotate(nodes->pointer_begin(), nodes->pointer_end() - std::size(steps), nodes->pointer_end());
+
+  std::string out;
+  if (!model.SerializeToString(&out)) return Status::Internal("cannot serialize the rewritten model");
+  return out;
+}
+
+}  // namespace ppml::engine
