@@ -254,6 +254,12 @@ class Model {
 // HardSwish...) into the op before it.
 bool FusesActivation(const std::string& op);
 
+// Whether the engine computes op `op` from a quantized input's stored bytes
+// (pools, Concat, Relu, data movement, elementwise arithmetic; INT8 layers)
+// rather than dequantizing it to floats first: the quantizer keeps a tensor
+// quantized only for such readers.
+bool ReadsQuantizedAsStored(const std::string& op);
+
 // What the engine's load-time passes fold into each Conv, Gemm and MatMul
 // of an ONNX model (a BatchNormalization, a bias Add, activations, GELU,
 // x * gate(x)), for a quantizer that places an INT8 layer's output after

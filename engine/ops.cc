@@ -25,4 +25,9 @@ const OpEntry* FindOp(const std::string& op_type) {
   return it == r.end() ? nullptr : &it->second;
 }
 
+bool ReadsQuantizedAsStored(const std::string& op) {
+  const OpEntry* entry = FindOp(op);
+  return entry && entry->int8_aware;
+}
+
 }  // namespace ppml::engine

@@ -326,22 +326,22 @@ class QdqRewriter {
     }
   }
 
-  // Whether a reader takes `t` in INT8: an INT8 op as an activation input, or
-  // a data-movement op, pool, Concat, Relu or elementwise arithmetic (which
-  // the engine computes from the stored bytes) whose output stays quantized.
+  // Whether a reader takes `t` in INT8: an INT8 layer as an activation
+  // input, or another op the engine computes from the stored bytes (a pool,
+  // Concat, Relu, data movement, elementwise arithmetic) whose output stays
+  // quantized.
   bool ReadAsInt8(const std::string& t) const {
-    static const std::set<std::string> kFromStored = {"AveragePool", "GlobalAveragePool", "Concat", "Relu",
-                                                      "Add",         "Sub",               "Mul",    "Div"};
     for (int r : index_.Consumers(t)) {
       const onnx::NodeProto& n = graph_.node(r);
       const NodePlan& plan = plans_[static_cast<size_t>(r)];
-      if (plan.int8 && plan.kind == NodeKind::kCompute) {
+      if (plan.kind == NodeKind::kCompute) {
+        if (!plan.int8) continue;
         for (int k : plan.activation_inputs) {
           if (n.input(k) == t) return true;
         }
+      } else if (engine::ReadsQuantizedAsStored(n.op_type()) && n.output_size() > 0 && Quantized(n.output(0))) {
+        return true;
       }
-      const std::string& op = n.op_type();
-      if ((IsDataMovementOp(op) || kFromStored.count(op)) && n.output_size() > 0 && Quantized(n.output(0))) return true;
     }
     return false;
   }
