@@ -48,6 +48,17 @@ std::optional<DataType> DataTypeFromDescr(std::string_view descr) {
   return std::nullopt;
 }
 
+const char* NumpyName(DataType type) {
+  switch (type) {
+    case DataType::kF32: return "float32";
+    case DataType::kU8: return "uint8";
+    case DataType::kS8: return "int8";
+    case DataType::kS32: return "int32";
+    case DataType::kS64: return "int64";
+  }
+  return "?";
+}
+
 const char* DescrFor(DataType type) {
   switch (type) {
     case DataType::kF32: return "<f4";
@@ -287,5 +298,7 @@ Status WriteNpyFile(const std::string& path, const Tensor& tensor) {
   }
   return Status::Ok();
 }
+
+std::string NumpyAstype(DataType type) { return std::string("x.astype(np.") + NumpyName(type) + ")"; }
 
 }  // namespace ppml

@@ -28,4 +28,7 @@ Status WriteNpyFile(const std::string& path, const Tensor& tensor);
 Result<Tensor> ParseNpy(std::span<const std::byte> bytes, const std::string& name);
 std::string EncodeNpy(const Tensor& tensor);
 
+// How to give NumPy values `type`, for messages: "x.astype(np.uint8)".
+std::string NumpyAstype(DataType type);
+
 }  // namespace ppml

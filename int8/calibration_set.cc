@@ -21,16 +21,6 @@ namespace {
 constexpr std::string_view kRandomPrefix = "random:";
 constexpr uint32_t kRandomSeed = 20240501;
 
-// How to make NumPy values of `type`, for messages.
-std::string NumpyCast(DataType type) {
-  switch (type) {
-    case DataType::kF32: return "x.astype(np.float32)";
-    case DataType::kU8: return "x.astype(np.uint8)";
-    case DataType::kS8: return "x.astype(np.int8)";
-    default: return std::string("values of type ") + DataTypeName(type);
-  }
-}
-
 Shape SampleDims(const Shape& shape) { return Shape(shape.begin() + 1, shape.end()); }
 
 std::string ShapeMismatch(const std::string& spec, const Shape& got, const Shape& model_input_shape) {
@@ -136,7 +126,7 @@ Result<CalibrationSet> LoadNpyFolder(const std::string& spec, const Shape& model
     PPML_ASSIGN_OR_RETURN(Tensor t, ReadNpyFile(file));
     if (t.dtype() != type) {
       return Status::InvalidArgument("calibration set '" + spec + "': " + file + " holds " + DataTypeName(t.dtype()) +
-                                     " values; the model input takes " + DataTypeName(type) + " (" + NumpyCast(type) + ")");
+                                     " values; the model input takes " + DataTypeName(type) + " (" + NumpyAstype(type) + ")");
     }
     Shape shape = t.shape();
     if (shape.size() == sample_rank) shape.insert(shape.begin(), 1);  // one sample

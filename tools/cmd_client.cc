@@ -141,7 +141,7 @@ Result<Tensor> FitNpy(Tensor tensor, const kserve::TensorMetadata& input, const 
                             ShapeToString(tensor.shape()) + " does not fit model input \"" + input.name +
                             "\" " + std::string(kserve::DatatypeName(input.dtype)) + " " + ShapeToString(input.shape);
   if (tensor.dtype() != input.dtype) {
-    return Status::InvalidArgument(where + ": save it with the model's datatype (e.g. x.astype(np.float32))");
+    return Status::InvalidArgument(where + ": save it with the model's datatype (" + NumpyAstype(input.dtype) + ")");
   }
   if (tensor.rank() + 1 == static_cast<int64_t>(input.shape.size())) {
     Shape shape = tensor.shape();

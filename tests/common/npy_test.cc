@@ -192,5 +192,11 @@ TEST(NpyTest, ReadsAFileWrittenByHand) {
   std::remove(path.c_str());
 }
 
+TEST(NpyTest, AstypeHintNamesTheNumpyType) {
+  EXPECT_EQ(NumpyAstype(DataType::kF32), "x.astype(np.float32)");
+  EXPECT_EQ(NumpyAstype(DataType::kU8), "x.astype(np.uint8)");
+  EXPECT_EQ(NumpyAstype(DataType::kS64), "x.astype(np.int64)");
+}
+
 }  // namespace
 }  // namespace ppml
