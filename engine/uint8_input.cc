@@ -137,8 +137,17 @@ Result<std::string> WithUint8Input(std::string_view onnx_bytes, const Uint8Input
 
   const std::string scale_name = FreshName(taken, name + "_pixel_scale");
   const std::string shift_name = FreshName(taken, name + "_pixel_shift");
-  *graph->add_initializer() = TensorToProto(scale, scale_name);
-  *graph->add_initializer() = TensorToProto(shift, shift_name);
+  for (const auto& [constant, constant_name] : {std::pair{&scale, scale_name}, std::pair{&shift, shift_name}}) {
+    *graph->add_initializer() = TensorToProto(*constant, constant_name);
+    // Before IR version 4 every initializer is listed among the graph inputs too.
+    if (model.ir_version() < 4) {
+      onnx::ValueInfoProto* listed = graph->add_input();
+      listed->set_name(constant_name);
+      auto* type = listed->mutable_type()->mutable_tensor_type();
+      type->set_elem_type(onnx::TensorProto::FLOAT);
+      for (int64_t d : constant->shape()) type->mutable_shape()->add_dim()->set_dim_value(d);
+    }
+  }
   const std::string as_float = FreshName(taken, name + "_float");
   const std::string scaled = FreshName(taken, name + "_scaled");
   struct NewNode {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,22 @@ TEST(Uint8Input, NewNamesAvoidTheModelsOwn) {
   engine::Uint8InputOptions options;
   options.mean = {0.1f, 0.2f, 0.3f};
   ExpectRunsLikeTheFloatModel(b, options, {1, 3, 5, 5});
+}
+
+TEST(Uint8Input, AnOldIrVersionListsTheNewConstantsAmongTheInputs) {
+  OnnxBuilder b = ConvModel();
+  b.proto().set_ir_version(3);  // initializers are graph inputs too
+  b.Input("w", {4, 3, 3, 3}).Input("bias", {4});
+  engine::Uint8InputOptions options;
+  options.mean = {0.2f, 0.3f, 0.4f};
+  ExpectRunsLikeTheFloatModel(b, options, {2, 3, 5, 5});
+  auto rewritten = engine::WithUint8Input(b.Serialize(), options);
+  ASSERT_TRUE(rewritten.ok());
+  onnx::ModelProto model;
+  ASSERT_TRUE(model.ParseFromString(*rewritten));
+  std::set<std::string> inputs;
+  for (const auto& in : model.graph().input()) inputs.insert(in.name());
+  EXPECT_EQ(inputs, (std::set<std::string>{"x", "w", "bias", "x_pixel_scale", "x_pixel_shift"}));
 }
 
 TEST(Uint8Input, RewritingTwiceIsAnErrorNamingTheInputsType) {
