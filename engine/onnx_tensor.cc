@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace ppml::engine {
@@ -138,6 +139,24 @@ Result<Tensor> TensorFromProto(const onnx::TensorProto& proto, const std::string
       return tensor;
     }
   }
+}
+
+Result<onnx::ModelProto> ParseOnnxModel(std::string_view bytes) {
+  onnx::ModelProto model;
+  if (bytes.empty() || !model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
+  }
+  return model;
+}
+
+std::vector<onnx::ValueInfoProto*> RuntimeInputs(onnx::GraphProto& graph) {
+  std::set<std::string> initializers;
+  for (const auto& t : graph.initializer()) initializers.insert(t.name());
+  std::vector<onnx::ValueInfoProto*> inputs;
+  for (auto& in : *graph.mutable_input()) {
+    if (!initializers.count(in.name())) inputs.push_back(&in);
+  }
+  return inputs;
 }
 
 Result<Tensor> ReadTensorProtoFile(const std::string& path, std::string* name) {

@@ -1,6 +1,7 @@
 // Conversions between ONNX TensorProto and ppml::Tensor: model initializers,
 // Constant values, and the input_K.pb / output_K.pb files of ONNX's backend
-// test data. Internal to engine/, int8/ and the tools (it exposes protobuf types).
+// test data; parsing a model and finding its run-time inputs. Internal to
+// engine/, int8/ and the tools (it exposes protobuf types).
 //
 // Element types: FLOAT -> f32, UINT8 -> u8, INT8 -> s8, INT32 -> s32,
 // INT64 -> s64, and BOOL -> u8 (0 or 1). Values come from raw_data or from
@@ -15,6 +16,8 @@
 #include <onnx/onnx_pb.h>
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "common/tensor.h"
@@ -31,6 +34,12 @@ Result<Tensor> ReadTensorProtoFile(const std::string& path, std::string* name = 
 // The inverse of TensorFromProto: dims, data_type and little-endian raw_data.
 // u8 tensors become UINT8 (the BOOL distinction is not kept in a Tensor).
 onnx::TensorProto TensorToProto(const Tensor& tensor, const std::string& name);
+
+// Parses a serialized ModelProto; DataLoss when the bytes are not one.
+Result<onnx::ModelProto> ParseOnnxModel(std::string_view bytes);
+// The graph's inputs that are not initializers (models of IR version < 4
+// list their initializers among the inputs too), in graph order.
+std::vector<onnx::ValueInfoProto*> RuntimeInputs(onnx::GraphProto& graph);
 
 // The ppml type for an ONNX element type (TensorProto::DataType value).
 Result<DataType> DataTypeFromOnnx(int onnx_type, const std::string& context);

@@ -61,10 +61,7 @@ Result<std::string> WithUint8Input(std::string_view onnx_bytes, const Uint8Input
   PPML_RETURN_IF_ERROR(CheckValues("mean", options.mean, false));
   PPML_RETURN_IF_ERROR(CheckValues("std", options.std, true));
   PPML_RETURN_IF_ERROR(CheckValues("pixel scale", {options.pixel_scale}, true));
-  onnx::ModelProto model;
-  if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {
-    return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
-  }
+  PPML_ASSIGN_OR_RETURN(onnx::ModelProto model, ParseOnnxModel(onnx_bytes));
   for (const auto& opset : model.opset_import()) {
     if ((opset.domain().empty() || opset.domain() == "ai.onnx") && opset.version() < kMinOpset) {
       return Status::Unsupported("the model imports ONNX opset " + std::to_string(opset.version()) + "; at least " +
@@ -72,12 +69,7 @@ Result<std::string> WithUint8Input(std::string_view onnx_bytes, const Uint8Input
     }
   }
   onnx::GraphProto* graph = model.mutable_graph();
-  std::set<std::string> initializers;
-  for (const auto& t : graph->initializer()) initializers.insert(t.name());
-  std::vector<onnx::ValueInfoProto*> inputs;
-  for (auto& in : *graph->mutable_input()) {
-    if (!initializers.count(in.name())) inputs.push_back(&in);
-  }
+  const std::vector<onnx::ValueInfoProto*> inputs = RuntimeInputs(*graph);
   if (inputs.size() != 1) {
     return Status::Unsupported("the model has " + std::to_string(inputs.size()) +
                                " graph inputs; only a model with one input can be given a uint8 one");

@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "engine/engine.h"
+#include "engine/onnx_tensor.h"
 #include "int8/model_graph.h"
 #include "int8/quantize.h"
 
@@ -126,11 +127,8 @@ Result<ObservationModel> MakeObservationModel(std::string_view onnx_bytes) {
   onnx::GraphProto* graph = prepared.model.mutable_graph();
   std::vector<std::string> observed = GraphIndex(*graph).ObservedTensors();
   ObservationModel m;
-  std::set<std::string> initializers;
-  for (const auto& t : graph->initializer()) initializers.insert(t.name());
-  for (const auto& in : graph->input()) {
-    if (!initializers.count(in.name())) m.input_name = in.name();
-  }
+  const std::vector<onnx::ValueInfoProto*> inputs = engine::RuntimeInputs(*graph);
+  if (!inputs.empty()) m.input_name = inputs.back()->name();
   std::map<std::string, int> output_index;
   for (int i = 0; i < graph->output_size(); ++i) output_index[graph->output(i).name()] = i;
   for (const std::string& name : observed) {

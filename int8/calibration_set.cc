@@ -184,25 +184,14 @@ bool IsQuantizedOp(std::string_view op_type) {
 }
 
 Result<bool> IsQuantizedModel(std::string_view onnx_bytes) {
-  onnx::ModelProto model;
-  if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {
-    return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
-  }
+  PPML_ASSIGN_OR_RETURN(const onnx::ModelProto model, engine::ParseOnnxModel(onnx_bytes));
   const auto& nodes = model.graph().node();
   return std::any_of(nodes.begin(), nodes.end(), [](const onnx::NodeProto& n) { return IsQuantizedOp(n.op_type()); });
 }
 
 Result<ModelInput> ModelInputOf(std::string_view onnx_bytes) {
-  onnx::ModelProto model;
-  if (onnx_bytes.empty() || !model.ParseFromArray(onnx_bytes.data(), static_cast<int>(onnx_bytes.size()))) {
-    return Status::DataLoss("not a valid ONNX model (protobuf parsing failed)");
-  }
-  std::set<std::string> initializers;
-  for (const auto& t : model.graph().initializer()) initializers.insert(t.name());
-  std::vector<const onnx::ValueInfoProto*> inputs;
-  for (const auto& in : model.graph().input()) {
-    if (!initializers.count(in.name())) inputs.push_back(&in);
-  }
+  PPML_ASSIGN_OR_RETURN(onnx::ModelProto model, engine::ParseOnnxModel(onnx_bytes));
+  const std::vector<onnx::ValueInfoProto*> inputs = engine::RuntimeInputs(*model.mutable_graph());
   if (inputs.size() != 1) {
     return Status::Unsupported("the model has " + std::to_string(inputs.size()) +
                                " graph inputs; calibration supports models with one input");
