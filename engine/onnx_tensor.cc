@@ -159,6 +159,42 @@ std::vector<onnx::ValueInfoProto*> RuntimeInputs(onnx::GraphProto& graph) {
   return inputs;
 }
 
+FreshNames::FreshNames(const onnx::GraphProto& graph) {
+  for (const auto& t : graph.initializer()) taken_.insert(t.name());
+  for (const auto& v : graph.input()) taken_.insert(v.name());
+  for (const auto& v : graph.output()) taken_.insert(v.name());
+  for (const auto& v : graph.value_info()) taken_.insert(v.name());
+  for (const auto& n : graph.node()) {
+    taken_.insert(n.name());
+    taken_.insert(n.input().begin(), n.input().end());
+    taken_.insert(n.output().begin(), n.output().end());
+  }
+}
+
+std::string FreshNames::Take(const std::string& base) {
+  std::string name = base;
+  for (int i = 1; taken_.count(name); ++i) name = base + "_" + std::to_string(i);
+  taken_.insert(name);
+  return name;
+}
+
+onnx::NodeProto MakeOnnxNode(const std::string& op, const std::string& name, const std::vector<std::string>& inputs,
+                             const std::string& output) {
+  onnx::NodeProto node;
+  node.set_op_type(op);
+  node.set_name(name);
+  for (const std::string& in : inputs) node.add_input(in);
+  node.add_output(output);
+  return node;
+}
+
+void SetIntAttribute(onnx::NodeProto& node, const std::string& name, int64_t value) {
+  onnx::AttributeProto* a = node.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(value);
+}
+
 Result<Tensor> ReadTensorProtoFile(const std::string& path, std::string* name) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {

@@ -15,6 +15,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,23 @@ Result<onnx::ModelProto> ParseOnnxModel(std::string_view bytes);
 // The graph's inputs that are not initializers (models of IR version < 4
 // list their initializers among the inputs too), in graph order.
 std::vector<onnx::ValueInfoProto*> RuntimeInputs(onnx::GraphProto& graph);
+
+// Names a rewrite adds to an ONNX graph without clashing with the graph's
+// own (tensors and nodes) or with those it added before.
+class FreshNames {
+ public:
+  explicit FreshNames(const onnx::GraphProto& graph);
+  // `base` when free, else the first free of base_1, base_2, ...; taken from then on.
+  std::string Take(const std::string& base);
+
+ private:
+  std::set<std::string> taken_;
+};
+
+// A node of type `op` with one output.
+onnx::NodeProto MakeOnnxNode(const std::string& op, const std::string& name, const std::vector<std::string>& inputs,
+                             const std::string& output);
+void SetIntAttribute(onnx::NodeProto& node, const std::string& name, int64_t value);
 
 // The ppml type for an ONNX element type (TensorProto::DataType value).
 Result<DataType> DataTypeFromOnnx(int onnx_type, const std::string& context);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 #include <sstream>
 
 #include "common/tensor.h"
@@ -31,28 +30,6 @@ Status CheckValues(const char* option, const std::vector<float>& values, bool po
     }
   }
   return Status::Ok();
-}
-
-// Every tensor and node name in the graph, so new ones can avoid them.
-std::set<std::string> NamesIn(const onnx::GraphProto& graph) {
-  std::set<std::string> names;
-  for (const auto& t : graph.initializer()) names.insert(t.name());
-  for (const auto& v : graph.input()) names.insert(v.name());
-  for (const auto& v : graph.output()) names.insert(v.name());
-  for (const auto& v : graph.value_info()) names.insert(v.name());
-  for (const auto& n : graph.node()) {
-    names.insert(n.name());
-    names.insert(n.input().begin(), n.input().end());
-    names.insert(n.output().begin(), n.output().end());
-  }
-  return names;
-}
-
-std::string FreshName(std::set<std::string>& taken, const std::string& base) {
-  std::string name = base;
-  for (int i = 1; taken.count(name); ++i) name = base + "_" + std::to_string(i);
-  taken.insert(name);
-  return name;
 }
 
 }  // namespace
@@ -114,8 +91,8 @@ Result<std::string> WithUint8Input(std::string_view onnx_bytes, const Uint8Input
     shift.data<float>()[c] = -mean / std;
   }
 
-  std::set<std::string> taken = NamesIn(*graph);
-  const std::string normalized = FreshName(taken, name + "_normalized");
+  FreshNames names(*graph);
+  const std::string normalized = names.Take(name + "_normalized");
   for (auto& node : *graph->mutable_node()) {
     for (auto& in : *node.mutable_input()) {
       if (in == name) in = normalized;
@@ -127,8 +104,8 @@ Result<std::string> WithUint8Input(std::string_view onnx_bytes, const Uint8Input
                     value_info->end());
   tensor_type->set_elem_type(onnx::TensorProto::UINT8);
 
-  const std::string scale_name = FreshName(taken, name + "_pixel_scale");
-  const std::string shift_name = FreshName(taken, name + "_pixel_shift");
+  const std::string scale_name = names.Take(name + "_pixel_scale");
+  const std::string shift_name = names.Take(name + "_pixel_shift");
   for (const auto& [constant, constant_name] : {std::pair{&scale, scale_name}, std::pair{&shift, shift_name}}) {
     *graph->add_initializer() = TensorToProto(*constant, constant_name);
     // Before IR version 4 every initializer is listed among the graph inputs too.
@@ -140,30 +117,14 @@ Result<std::string> WithUint8Input(std::string_view onnx_bytes, const Uint8Input
       for (int64_t d : constant->shape()) type->mutable_shape()->add_dim()->set_dim_value(d);
     }
   }
-  const std::string as_float = FreshName(taken, name + "_float");
-  const std::string scaled = FreshName(taken, name + "_scaled");
-  struct NewNode {
-    const char* op;
-    std::vector<std::string> inputs;
-    std::string output;
-  };
-  const NewNode steps[] = {{"Cast", {name}, as_float},
-                           {"Mul", {as_float, scale_name}, scaled},
-                           {"Add", {scaled, shift_name}, normalized}};
+  const std::string as_float = names.Take(name + "_float");
+  const std::string scaled = names.Take(name + "_scaled");
+  onnx::NodeProto steps[] = {MakeOnnxNode("Cast", names.Take(name + "_Cast"), {name}, as_float),
+                             MakeOnnxNode("Mul", names.Take(name + "_Mul"), {as_float, scale_name}, scaled),
+                             MakeOnnxNode("Add", names.Take(name + "_Add"), {scaled, shift_name}, normalized)};
+  SetIntAttribute(steps[0], "to", onnx::TensorProto::FLOAT);
   auto* nodes = graph->mutable_node();
-  for (const NewNode& step : steps) {
-    onnx::NodeProto* node = nodes->Add();
-    node->set_op_type(step.op);
-    node->set_name(FreshName(taken, name + "_" + step.op));
-    for (const std::string& in : step.inputs) node->add_input(in);
-    node->add_output(step.output);
-    if (std::string_view(step.op) == "Cast") {
-      onnx::AttributeProto* to = node->add_attribute();
-      to->set_name("to");
-      to->set_type(onnx::AttributeProto::INT);
-      to->set_i(onnx::TensorProto::FLOAT);
-    }
-  }
+  for (onnx::NodeProto& step : steps) *nodes->Add() = std::move(step);
   std::rotate(nodes->pointer_begin(), nodes->pointer_end() - std::size(steps), nodes->pointer_end());
 
   std::string out;

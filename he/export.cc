@@ -35,18 +35,10 @@ class GraphBuilder {
   }
   std::string Node(const std::string& op, const std::vector<std::string>& inputs, const std::string& hint,
                    int64_t axis = -1) {
-    onnx::NodeProto* node = graph_->add_node();
-    node->set_op_type(op);
     const std::string out = Unique(hint);
-    node->set_name(out);
-    for (const auto& in : inputs) node->add_input(in);
-    node->add_output(out);
-    if (axis >= 0) {
-      onnx::AttributeProto* attr = node->add_attribute();
-      attr->set_name("axis");
-      attr->set_type(onnx::AttributeProto::INT);
-      attr->set_i(axis);
-    }
+    onnx::NodeProto* node = graph_->add_node();
+    *node = engine::MakeOnnxNode(op, out, inputs, out);
+    if (axis >= 0) engine::SetIntAttribute(*node, "axis", axis);
     return out;
   }
   // The last node writes `name` instead of its generated output name.

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/onnx_tensor.h"
 #include "int8/model_graph.h"
 #include "int8/quantize.h"
 
@@ -59,17 +60,13 @@ class QdqRewriter {
         options_(options),
         folded_(prepared.folded_batchnorms),
         plans_(static_cast<size_t>(graph_.node_size())),
-        original_nodes_(graph_.node().begin(), graph_.node().end()) {
+        original_nodes_(graph_.node().begin(), graph_.node().end()),
+        names_(graph_) {
     for (int i = 0; i < graph_.node_size(); ++i) node_index_[graph_.node(i).name()] = i;
     // Without the engine's view (a model it cannot import), outputs stay at their ops.
     const std::string bytes = prepared.model.SerializeAsString();
     auto fused = engine::FusedOutputs(std::as_bytes(std::span<const char>(bytes)));
     if (fused.ok()) fused_outputs_ = std::move(fused).value();
-    for (const auto& t : graph_.initializer()) used_names_.insert(t.name());
-    for (const auto& in : graph_.input()) used_names_.insert(in.name());
-    for (const auto& n : graph_.node()) {
-      for (const auto& o : n.output()) used_names_.insert(o);
-    }
   }
 
   Status Run(QuantizeSummary* summary) {
@@ -413,35 +410,11 @@ class QdqRewriter {
 
   // ------------------------------------------------------------ rewrite
 
-  std::string Fresh(const std::string& base) {
-    std::string name = base;
-    for (int k = 1; used_names_.count(name); ++k) name = base + "_" + std::to_string(k);
-    used_names_.insert(name);
-    return name;
-  }
-
-  onnx::NodeProto MakeNode(const std::string& op, const std::string& name, std::vector<std::string> inputs,
-                           const std::string& output) {
-    onnx::NodeProto node;
-    node.set_op_type(op);
-    node.set_name(name);
-    for (auto& in : inputs) node.add_input(std::move(in));
-    node.add_output(output);
-    return node;
-  }
-
-  static void SetAxis(onnx::NodeProto* node, int64_t axis) {
-    onnx::AttributeProto* a = node->add_attribute();
-    a->set_name("axis");
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(axis);
-  }
-
   // X -> X_QuantizeLinear -> X_DequantizeLinear; returns the DQ output.
   void EmitActivationQdq(const std::string& x, std::vector<onnx::NodeProto>* out) {
     const ActivationQuantization& p = params_.at(x);
-    const std::string scale = Fresh(x + "_scale");
-    const std::string zero_point = Fresh(x + "_zero_point");
+    const std::string scale = names_.Take(x + "_scale");
+    const std::string zero_point = names_.Take(x + "_zero_point");
     const float s[] = {p.scale};
     *graph_.add_initializer() = MakeFloatTensor(scale, {}, s);
     if (p.type == DataType::kU8) {
@@ -451,10 +424,10 @@ class QdqRewriter {
       const int8_t z[] = {static_cast<int8_t>(p.zero_point)};
       *graph_.add_initializer() = MakeInt8Tensor(zero_point, {}, z);
     }
-    const std::string q_out = Fresh(x + "_QuantizeLinear_Output");
-    const std::string dq_out = Fresh(x + "_DequantizeLinear_Output");
-    out->push_back(MakeNode("QuantizeLinear", Fresh(x + "_QuantizeLinear"), {x, scale, zero_point}, q_out));
-    out->push_back(MakeNode("DequantizeLinear", Fresh(x + "_DequantizeLinear"), {q_out, scale, zero_point}, dq_out));
+    const std::string q_out = names_.Take(x + "_QuantizeLinear_Output");
+    const std::string dq_out = names_.Take(x + "_DequantizeLinear_Output");
+    out->push_back(engine::MakeOnnxNode("QuantizeLinear", names_.Take(x + "_QuantizeLinear"), {x, scale, zero_point}, q_out));
+    out->push_back(engine::MakeOnnxNode("DequantizeLinear", names_.Take(x + "_DequantizeLinear"), {q_out, scale, zero_point}, dq_out));
     dequantized_[x] = dq_out;
     ++quantized_tensors_;
   }
@@ -475,16 +448,16 @@ class QdqRewriter {
     *scales = PerChannelScales(values, dims, axis, qmax);
     const std::vector<int8_t> q = QuantizePerChannel(values, dims, axis, *scales, qmax);
     const std::vector<int8_t> zeros(scales->size(), 0);
-    const std::string q_name = Fresh(w_name + "_quantized");
-    const std::string scale = Fresh(w_name + "_scale");
-    const std::string zero_point = Fresh(w_name + "_zero_point");
+    const std::string q_name = names_.Take(w_name + "_quantized");
+    const std::string scale = names_.Take(w_name + "_scale");
+    const std::string zero_point = names_.Take(w_name + "_zero_point");
     *graph_.add_initializer() = MakeInt8Tensor(q_name, dims, q);
     *graph_.add_initializer() = MakeFloatTensor(scale, {static_cast<int64_t>(scales->size())}, *scales);
     *graph_.add_initializer() = MakeInt8Tensor(zero_point, {static_cast<int64_t>(zeros.size())}, zeros);
-    const std::string dq_out = Fresh(w_name + "_DequantizeLinear_Output");
-    onnx::NodeProto dq = MakeNode("DequantizeLinear", Fresh(w_name + "_DequantizeLinear"), {q_name, scale, zero_point},
+    const std::string dq_out = names_.Take(w_name + "_DequantizeLinear_Output");
+    onnx::NodeProto dq = engine::MakeOnnxNode("DequantizeLinear", names_.Take(w_name + "_DequantizeLinear"), {q_name, scale, zero_point},
                                   dq_out);
-    SetAxis(&dq, axis);
+    engine::SetIntAttribute(dq, "axis", axis);
     out->push_back(std::move(dq));
     weights_[key] = {dq_out, *scales};
     ++quantized_weights_;
@@ -508,16 +481,16 @@ class QdqRewriter {
     }
     const std::vector<int32_t> zeros(values.size(), 0);
     const Shape dims = {static_cast<int64_t>(values.size())};
-    const std::string q_name = Fresh(b_name + "_quantized");
-    const std::string scale = Fresh(q_name + "_scale");
-    const std::string zero_point = Fresh(q_name + "_zero_point");
+    const std::string q_name = names_.Take(b_name + "_quantized");
+    const std::string scale = names_.Take(q_name + "_scale");
+    const std::string zero_point = names_.Take(q_name + "_zero_point");
     *graph_.add_initializer() = MakeInt32Tensor(q_name, dims, q);
     *graph_.add_initializer() = MakeFloatTensor(scale, dims, scales);
     *graph_.add_initializer() = MakeInt32Tensor(zero_point, dims, zeros);
-    const std::string dq_out = Fresh(q_name + "_DequantizeLinear_Output");
-    onnx::NodeProto dq = MakeNode("DequantizeLinear", Fresh(q_name + "_DequantizeLinear"), {q_name, scale, zero_point},
+    const std::string dq_out = names_.Take(q_name + "_DequantizeLinear_Output");
+    onnx::NodeProto dq = engine::MakeOnnxNode("DequantizeLinear", names_.Take(q_name + "_DequantizeLinear"), {q_name, scale, zero_point},
                                   dq_out);
-    SetAxis(&dq, 0);
+    engine::SetIntAttribute(dq, "axis", 0);
     out->push_back(std::move(dq));
     return dq_out;
   }
@@ -650,9 +623,9 @@ class QdqRewriter {
   const std::vector<std::pair<std::string, std::string>>& folded_;
   std::vector<NodePlan> plans_;
   std::vector<onnx::NodeProto> original_nodes_;
+  engine::FreshNames names_;  // for the Q/DQ nodes and parameters added
   std::map<std::string, int> node_index_;
   std::map<std::string, engine::FusedOutput> fused_outputs_;
-  std::set<std::string> used_names_;
   std::set<std::string> quantized_;
   std::map<std::string, std::string> parent_;
   std::map<std::string, ActivationQuantization> params_;
