@@ -95,4 +95,19 @@ Tensor Tensor::CopyRows(int64_t first, int64_t count, int64_t rows) const {
   return out;
 }
 
+bool FillUniform(Tensor& tensor, std::mt19937& rng) {
+  switch (tensor.dtype()) {
+    case DataType::kF32:
+      for (float& v : tensor.values<float>()) v = static_cast<float>(rng() * (1.0 / 4294967296.0));
+      return true;
+    case DataType::kU8:
+    case DataType::kS8:
+      // Every byte pattern is a valid pixel (u8) or quantized value (s8).
+      for (std::byte& v : tensor.bytes()) v = static_cast<std::byte>(rng() >> 24);
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace ppml

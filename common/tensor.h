@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -114,5 +115,11 @@ Tensor Tensor::FromVector(Shape shape, const std::vector<T>& values) {
   std::copy(values.begin(), values.begin() + std::min<size_t>(values.size(), t.element_count()), t.data<T>());
   return t;
 }
+
+// Fills `tensor` with pseudo-random values from `rng` (mt19937's sequence is
+// fixed by the standard, so the values are the same everywhere): f32
+// uniform in [0, 1], u8 and s8 uniform over their whole range. Returns false,
+// leaving the tensor as it is, for any other type.
+bool FillUniform(Tensor& tensor, std::mt19937& rng);
 
 }  // namespace ppml

@@ -91,19 +91,9 @@ Result<CalibrationSet> LoadRandom(const std::string& spec, const Shape& model_in
   }
   Tensor samples(type, shape);
   std::mt19937 rng(kRandomSeed);  // mt19937's sequence is fixed by the standard
-  switch (type) {
-    case DataType::kF32:
-      for (float& v : samples.values<float>()) v = static_cast<float>(rng() * (1.0 / 4294967296.0));
-      break;
-    case DataType::kU8:
-      for (uint8_t& v : samples.values<uint8_t>()) v = static_cast<uint8_t>(rng() >> 24);
-      break;
-    case DataType::kS8:
-      for (int8_t& v : samples.values<int8_t>()) v = static_cast<int8_t>(static_cast<int>(rng() >> 24) - 128);
-      break;
-    default:
-      return Status::InvalidArgument("calibration set '" + spec + "': random samples are f32, u8 or s8; the model " +
-                                     "input is " + DataTypeName(type) + " (use .npy files)");
+  if (!FillUniform(samples, rng)) {
+    return Status::InvalidArgument("calibration set '" + spec + "': random samples are f32, u8 or s8; the model " +
+                                   "input is " + DataTypeName(type) + " (use .npy files)");
   }
   return Checked(spec, std::move(samples), model_input_shape);
 }

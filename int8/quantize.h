@@ -84,7 +84,8 @@ struct CalibrationSet {
 //                           [0,1], or u8 pixels (any dataset spec of
 //                           common/dataset.h works)
 //   random:N                N uniform samples of the model's input shape
-//                           (f32 in [0,1), u8 or s8 over their whole range),
+//                           (common/tensor.h FillUniform: f32 in [0,1], u8
+//                           or s8 over their whole range),
 //                           fixed seed (for throughput-only benchmarks)
 //   DIR                     every *.npy file in DIR (sorted by name), each
 //                           holding one sample (the input shape without the

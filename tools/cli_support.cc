@@ -209,13 +209,7 @@ Result<Shape> ShapeForBatch(const engine::TensorInfo& input, int64_t batch) {
 
 Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng) {
   Tensor tensor(type, shape);
-  if (type == DataType::kF32) {
-    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-    for (float& value : tensor.values<float>()) value = uniform(rng);
-  } else if (type == DataType::kU8 || type == DataType::kS8) {
-    // Every byte pattern is a valid pixel (u8) or quantized value (s8).
-    for (std::byte& value : tensor.bytes()) value = static_cast<std::byte>(rng() >> 24);
-  }
+  FillUniform(tensor, rng);  // other types keep their zeros
   return tensor;
 }
 

@@ -96,9 +96,9 @@ LatencySummary SummarizeLatencies(std::vector<double> latencies_ms);
 // dimension different from `batch`, is InvalidArgument naming the input.
 Result<Shape> ShapeForBatch(const engine::TensorInfo& input, int64_t batch);
 
-// Uniform [0, 1) floats; u8 and s8 (pixels, quantized values) over their
-// whole range. Wider integer inputs (indices, shapes) get zeros, the only
-// value that is valid for every such input.
+// FillUniform's values: floats in [0, 1], u8 and s8 (pixels, quantized
+// values) over their whole range. Wider integer inputs (indices, shapes) get
+// zeros, the only value that is valid for every such input.
 Tensor RandomInput(DataType type, const Shape& shape, std::mt19937& rng);
 // One RandomInput per model input, shaped by ShapeForBatch (whose error it returns).
 Result<std::vector<Tensor>> RandomInputs(const std::vector<engine::TensorInfo>& inputs, int64_t batch,

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cstdint>
 
 namespace ppml {
@@ -98,6 +100,21 @@ TEST(TensorTest, CopyRowsTakesARangeAndZeroPadsToRows) {
   EXPECT_EQ(padded.shape(), (Shape{3, 2}));
   EXPECT_EQ(std::vector<uint8_t>(padded.values<uint8_t>().begin(), padded.values<uint8_t>().end()),
             (std::vector<uint8_t>{7, 8, 0, 0, 0, 0}));
+}
+
+TEST(TensorTest, FillUniformIsReproducibleAndRefusesWideIntegers) {
+  std::mt19937 a(7), b(7);
+  Tensor x(DataType::kF32, {64}), y(DataType::kF32, {64});
+  ASSERT_TRUE(FillUniform(x, a));
+  ASSERT_TRUE(FillUniform(y, b));
+  EXPECT_EQ(0, std::memcmp(x.raw_data(), y.raw_data(), x.byte_size()));
+  for (float v : x.values<float>()) {
+    EXPECT_GE(v, 0.f);
+    EXPECT_LE(v, 1.f);
+  }
+  Tensor ints(DataType::kS32, {4});
+  EXPECT_FALSE(FillUniform(ints, a));
+  for (int32_t v : ints.values<int32_t>()) EXPECT_EQ(v, 0);
 }
 
 }  // namespace
