@@ -191,11 +191,12 @@ Result<Window> ResolveWindow(const PlanBuilder& b, const Shape& spatial, const s
   return ResolveWindow(b, b.node(), spatial, kernel, ceil_mode);
 }
 
+bool AllEqual(const dnnl::memory::dims& values, int64_t x) {
+  return std::all_of(values.begin(), values.end(), [x](int64_t e) { return e == x; });
+}
+
 bool IsUnitWindow(const Window& window) {
-  const auto is = [](const dnnl::memory::dims& v, int64_t x) {
-    return std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
-  };
-  return is(window.strides, 1) && is(window.dilations_minus_one, 0);
+  return AllEqual(window.strides, 1) && AllEqual(window.dilations_minus_one, 0);
 }
 
 Result<Window> ResolveWindow(const PlanBuilder& b, const Node& n, const Shape& spatial,

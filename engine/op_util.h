@@ -86,6 +86,8 @@ Result<Window> ResolveWindow(const PlanBuilder& b, const Node& node, const Shape
                              const std::vector<int64_t>& kernel, bool ceil_mode);
 // Whether every stride and dilation is 1.
 bool IsUnitWindow(const Window& window);
+// Whether every element of `values` is `x`.
+bool AllEqual(const dnnl::memory::dims& values, int64_t x);
 
 // Hands the node to the graph's LinearDelegate (engine.h) when there is one
 // and it adopts `layer` (weights and bias must be set by the caller): the

@@ -232,12 +232,9 @@ void AppendEltwises(dnnl::post_ops& to, const dnnl::post_ops& from) {
 // img/s unfused). Returns whether it built the pair.
 Result<bool> TryBuildWithDepthwise(const Node& n, PlanBuilder& b, const ConvParts& p,
                                    const std::optional<Int8Conv>& int8, const Shape& mid_shape, const Window& win) {
-  const auto all_zero = [](const memory::dims& v) {
-    return std::all_of(v.begin(), v.end(), [](int64_t e) { return e == 0; });
-  };
   if (!b.graph().fuse_depthwise || !int8 || !int8->dst || !n.fused_sum_input.empty() || p.group != 1 ||
       mid_shape.size() != 4 || b.IsConstant(p.x) || p.w_shape[2] != 1 || p.w_shape[3] != 1 || !IsUnitWindow(win) ||
-      !all_zero(win.pad_begin) || !all_zero(win.pad_end)) {
+      !AllEqual(win.pad_begin, 0) || !AllEqual(win.pad_end, 0)) {
     return false;
   }
   const Node* dw = b.OnlyReader(n.outputs[0]);
@@ -251,7 +248,7 @@ Result<bool> TryBuildWithDepthwise(const Node& n, PlanBuilder& b, const ConvPart
     return false;
   }
   const Result<Window> dw_win = ResolveWindow(b, *dw, {mid_shape[2], mid_shape[3]}, {3, 3}, false);
-  if (!dw_win.ok() || !all_zero(dw_win->dilations_minus_one) || dw_win->pad_begin != memory::dims{1, 1} ||
+  if (!dw_win.ok() || !AllEqual(dw_win->dilations_minus_one, 0) || dw_win->pad_begin != memory::dims{1, 1} ||
       dw_win->strides[0] != dw_win->strides[1] || dw_win->strides[0] > 2) {
     return false;
   }
