@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include "engine/ops.h"
+
 namespace ppml::engine {
 namespace {
 
@@ -18,17 +20,22 @@ enum class Role {
 // Ops that map each element (or each sample along the first input) on its
 // own: a batched first input gives a batched output when no other input is batched.
 const std::set<std::string>& PerSampleOps() {
-  static const std::set<std::string> ops = {
-      "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Exp", "Log", "Abs",
-      "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish", "Gelu", "Swish", "Erf", "Not", "Identity", "Dropout", "Cast",
-      "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization"};
+  static const std::set<std::string> ops = [] {
+    std::set<std::string> s(UnaryElementwiseOps().begin(), UnaryElementwiseOps().end());
+    s.insert({"Erf", "Not", "Identity", "Dropout", "Cast", "Conv", "ConvTranspose", "MaxPool", "AveragePool",
+              "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization"});
+    return s;
+  }();
   return ops;
 }
 
 // Element-wise ops with broadcasting.
 const std::set<std::string>& BroadcastingOps() {
-  static const std::set<std::string> ops = {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min",
-                                            "Mod", "Equal", "Less", "Greater", "And", "Or", "Where"};
+  static const std::set<std::string> ops = [] {
+    std::set<std::string> s(BroadcastingElementwiseOps().begin(), BroadcastingElementwiseOps().end());
+    s.insert("Where");
+    return s;
+  }();
   return ops;
 }
 

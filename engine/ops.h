@@ -26,6 +26,11 @@ struct OpEntry {
 const OpEntry* FindOp(const std::string& op_type);
 std::vector<OpEntry> ConvOps();       // Conv, ConvTranspose
 std::vector<OpEntry> ElementwiseOps();  // activations, binary arithmetic, BatchNormalization
+// Of those, the activations and unary functions run as oneDNN eltwise
+// (Erf and Not are apart), and the ops that combine their inputs element by
+// element with NumPy broadcasting (arithmetic, comparisons, logic).
+const std::vector<const char*>& UnaryElementwiseOps();
+const std::vector<const char*>& BroadcastingElementwiseOps();
 std::vector<OpEntry> LinearOps();     // Gemm, MatMul
 std::vector<OpEntry> PoolingOps();    // pools, Softmax, Concat
 std::vector<OpEntry> ShapeOps();      // Reshape & co, Transpose, Gather, Pad, Slice, Cast, ...

@@ -356,18 +356,27 @@ Status BuildErf(const Node&, PlanBuilder& b) {
 
 }  // namespace
 
+const std::vector<const char*>& UnaryElementwiseOps() {
+  static const std::vector<const char*> ops = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid",
+                                               "HardSwish", "Elu", "Selu", "Exp", "Log", "Abs", "Sqrt", "Neg",
+                                               "Reciprocal", "Softplus", "Mish", "Gelu", "Swish"};
+  return ops;
+}
+
+const std::vector<const char*>& BroadcastingElementwiseOps() {
+  static const std::vector<const char*> ops = {"Add", "Sub", "Mul", "Div",   "Pow",  "Sum",     "Mean", "Max",
+                                               "Min", "Mod", "Equal", "Less", "Greater", "And", "Or"};
+  return ops;
+}
+
 std::vector<OpEntry> ElementwiseOps() {
   std::vector<OpEntry> ops;
-  for (const char* op : {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
-                         "Exp", "Log", "Abs", "Sqrt", "Neg", "Reciprocal", "Softplus", "Mish", "Gelu", "Swish"}) {
+  for (const char* op : UnaryElementwiseOps()) {
     // Only Relu keeps a quantized input quantized; the others read floats.
     ops.push_back({op, BuildUnary, /*int8_aware=*/std::string(op) == "Relu"});
   }
   ops.push_back({"Erf", BuildErf});
-  for (const char* op : {"Add", "Sub", "Mul", "Div", "Pow", "Sum", "Mean", "Max", "Min", "Mod", "Equal", "Less",
-                         "Greater", "And", "Or"}) {
-    ops.push_back({op, BuildArithmetic, /*int8_aware=*/true});
-  }
+  for (const char* op : BroadcastingElementwiseOps()) ops.push_back({op, BuildArithmetic, /*int8_aware=*/true});
   ops.push_back({"Not", BuildNot});
   ops.push_back({"BatchNormalization", BuildBatchNorm});
   ops.push_back({"Identity", BuildIdentity, /*int8_aware=*/true});
