@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <limits>
 
 #include "engine/engine.h"
@@ -161,8 +160,7 @@ Status CheckSamples(const CalibrationSet& set, const engine::TensorInfo& input) 
   return Status::InvalidArgument("calibrate: calibration set '" + set.spec + "' holds " +
                                  DataTypeName(samples.dtype()) + " " + ShapeToString(samples.shape()) +
                                  ", the model input '" + input.name + "' takes " + DataTypeName(input.dtype) + " " +
-                                 ShapeToString(input.shape) +
-                                 " (-1: any)");
+                                 ShapeToString(input.shape) + " (-1: any)");
 }
 
 }  // namespace
