@@ -206,15 +206,17 @@ class OnnxModel final : public Model {
     for (size_t lane = 0; lane < count; ++lane) results.emplace_back(Status::Internal("the slice did not run"));
     std::vector<int64_t> first_row(count, 0);
     for (size_t lane = 1; lane < count; ++lane) first_row[lane] = first_row[lane - 1] + lanes.rows[lane - 1];
+    std::vector<size_t> row_bytes;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      row_bytes.push_back(static_cast<size_t>(ElementCount(shapes[i]) / shapes[i][0]) * ElementSize(inputs_[i].dtype));
+    }
 #pragma omp parallel for num_threads(static_cast<int>(count)) schedule(static, 1)
     for (size_t lane = 0; lane < count; ++lane) {
       // Kernels inside the lane run on this thread alone (built that way, see PlanFor).
       omp_set_num_threads(1);
       std::vector<void*> slice;
       for (size_t i = 0; i < inputs.size(); ++i) {
-        const size_t row_bytes =
-            static_cast<size_t>(ElementCount(shapes[i]) / shapes[i][0]) * ElementSize(inputs_[i].dtype);
-        slice.push_back(static_cast<std::byte*>(inputs[i]) + first_row[lane] * row_bytes);
+        slice.push_back(static_cast<std::byte*>(inputs[i]) + first_row[lane] * row_bytes[i]);
       }
       // Nothing may leave an OpenMP region by exception.
       try {
